@@ -1,0 +1,51 @@
+"""bot-logging-server: a self-hosted, async collector for log batches.
+
+Applications (first of all the LoggerBotLogging client, ``bot_logging.RemoteLogger``) POST
+batches of log records to ``/send_logs`` with a per-user token; the server authenticates the
+pair (user, ``X-User-Token``), validates every field, and stores the whole batch in one
+transaction, on MySQL/MariaDB (aiomysql) or on an embedded SQLite file (aiosqlite, the default).
+
+Where things are:
+
+* `bot_logging_server.cli`: the command line (``python3 app.py``): serve, and ``users ...``;
+* `bot_logging_server.config`: the `Config` built from flags, environment and defaults;
+* `bot_logging_server.blueprints`: the HTTP endpoints, one module per capability;
+* `bot_logging_server.schemas`: every request schema (marshmallow);
+* `bot_logging_server.auth` and `bot_logging_server.tokens`: who is asking;
+* `bot_logging_server.storage`: the storage interface and its MySQL and SQLite backends;
+* `bot_logging_server.errors`: the contract's JSON error shape, rendered in one place.
+
+`create_app(config)` builds the Quart app; nothing connects or reads files at import time.
+"""
+
+from __future__ import annotations
+
+from quart import Quart
+
+from bot_logging_server import auth, storage
+from bot_logging_server.blueprints import register_blueprints
+from bot_logging_server.config import APP_CONFIG_KEY, Config
+from bot_logging_server.errors import register_error_handlers
+
+__all__ = ["__version__", "create_app"]
+
+__version__ = "1.0.0"
+
+
+def create_app(config: Config) -> Quart:
+    """Build the app for `config`: storage (opened before serving), errors, blueprints.
+
+    The returned app is an ASGI application; serve it with hypercorn (the CLI does), or enter
+    ``app.test_app()`` in tests so that start-up and shutdown run.
+    """
+    app = Quart(__name__, static_folder=None)
+    app.config[APP_CONFIG_KEY] = config
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    # The real client requests //send_logs: keep double slashes as they are (no redirect).
+    app.url_map.merge_slashes = False
+    store = storage.make_storage(config)
+    storage.init_app(app, store)
+    auth.init_app(app, auth.Authenticator(store, config.auth_cache_seconds))
+    register_error_handlers(app)
+    register_blueprints(app)
+    return app

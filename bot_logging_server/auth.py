@@ -1,0 +1,132 @@
+"""Who is asking: the (user, token) pair checked against ``users``, with a small cache.
+
+`Authenticator.authenticate` answers the `User` or raises `Forbidden`, without ever saying
+why: an unknown user, a wrong, missing or malformed token and a disabled user all look the
+same, and an unknown user is checked against a dummy hash so it costs the same time as a
+wrong token.
+
+A verified pair is cached for ``auth_cache_seconds`` (at most 5 s, the contract's limit for
+a change made by another process); after that the user's row is read again, and the slow
+hash is recomputed only if the stored hash changed. Concurrent checks of the same pair share
+one computation, so a burst of requests after start-up costs one scrypt, not one each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from quart import current_app, request
+
+from bot_logging_server.bodies import read_json
+from bot_logging_server.errors import BadRequest, Forbidden
+from bot_logging_server.schemas import clean_text
+from bot_logging_server.storage import Storage, User
+from bot_logging_server.tokens import DUMMY_HASH, is_token_shaped, verify_token
+
+__all__ = ["Authenticator", "get_authenticator", "requires_batch_user"]
+
+_EXTENSION = "bot_logging_server.auth"
+_CACHE_ENTRIES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    user: User
+    checked_at: float
+
+
+class Authenticator:
+    """Checks (user, token) pairs for one app; holds the cache of verified pairs."""
+
+    def __init__(self, storage: Storage, cache_seconds: float) -> None:
+        """Check against `storage`; trust a verified pair for `cache_seconds`."""
+        self._storage = storage
+        self._ttl = cache_seconds
+        self._cache: OrderedDict[tuple[str, bytes], _Verified] = OrderedDict()
+        self._pending: dict[tuple[str, bytes], asyncio.Task[User | None]] = {}
+
+    async def authenticate(self, username: str, token: str | None) -> User:
+        """The active user owning `token`; raise `Forbidden` otherwise (never saying why)."""
+        if token is None:
+            raise Forbidden()
+        token = token.strip().lower()
+        if not is_token_shaped(token):
+            raise Forbidden()
+        key = (username, hashlib.sha256(token.encode()).digest())
+        entry = self._cache.get(key)
+        if entry is not None and time.monotonic() - entry.checked_at < self._ttl:
+            return entry.user
+        task = self._pending.get(key)
+        if task is None:
+            task = asyncio.create_task(self._check(key, username, token))
+            self._pending[key] = task
+            task.add_done_callback(lambda _t: self._pending.pop(key, None))
+        # shield: one caller going away must not cancel the check the others wait for.
+        user = await asyncio.shield(task)
+        if user is None:
+            raise Forbidden()
+        return user
+
+    async def _check(self, key: tuple[str, bytes], username: str, token: str) -> User | None:
+        user = await self._storage.get_user(username)
+        entry = self._cache.pop(key, None)
+        unchanged = entry is not None and user is not None and entry.user == user
+        if unchanged and not user.disabled:
+            # Same row as when the token was verified: no need to hash it again.
+            return self._remember(key, user)
+        stored = user.token_hash if user is not None else DUMMY_HASH
+        matches = await asyncio.to_thread(verify_token, token, stored)
+        if not matches or user is None or user.disabled:
+            return None
+        return self._remember(key, user)
+
+    def _remember(self, key: tuple[str, bytes], user: User) -> User:
+        self._cache[key] = _Verified(user, time.monotonic())
+        while len(self._cache) > _CACHE_ENTRIES:
+            self._cache.popitem(last=False)
+        return user
+
+
+def init_app(app: Any, authenticator: Authenticator) -> None:
+    """Attach `authenticator` to `app`."""
+    app.extensions[_EXTENSION] = authenticator
+
+
+def get_authenticator() -> Authenticator:
+    """The current app's `Authenticator`."""
+    return current_app.extensions[_EXTENSION]
+
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+def requires_batch_user(handler: Handler) -> Handler:
+    """Decorate a handler of a ``{"data": {"user": ...}}`` body with the contract's checks.
+
+    In the contract's order: the body must be a JSON object whose ``data`` is an object with
+    a string ``user`` (else 400); then (``data.user``, ``X-User-Token``) must match an active
+    user (else 403). The handler is called as ``handler(user, data, ...)``.
+    """
+
+    @functools.wraps(handler)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        body = await read_json()
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, dict):
+            raise BadRequest("data: must be a JSON object")
+        username = data.get("user")
+        if not isinstance(username, str):
+            raise BadRequest("data.user: must be a string")
+        user = await get_authenticator().authenticate(
+            clean_text(username), request.headers.get("X-User-Token")
+        )
+        return await handler(user, data, *args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,20 @@
+"""``GET /healthz``: 200 ``{"status": "ok"}`` when the database answers, else 503."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response
+
+from bot_logging_server.errors import json_response
+from bot_logging_server.storage import get_storage
+
+__all__ = ["bp", "healthz"]
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+async def healthz() -> Response:
+    """Ping the database; `StorageUnavailable` becomes the contract's 503."""
+    storage = get_storage()
+    await storage.ping()
+    return json_response({"status": "ok", "storage": storage.name})

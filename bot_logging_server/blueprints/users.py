@@ -1,0 +1,49 @@
+"""``POST /create_user``: the original server's user creation, kept for its clients.
+
+Off (404) unless an API key is configured (``LOGGER_API_KEY`` / ``--api-key``). The key comes
+in ``X-Api-Key`` and is compared in constant time. The body is ``{"user", "password",
+"tel_id"}``; the answer carries the new token once: ``{"code": 200, "message": "User
+created", "user": NAME, "token": TOKEN}``; a taken name is 409.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from quart import Blueprint, Response, request
+from werkzeug.exceptions import NotFound
+
+from bot_logging_server import users
+from bot_logging_server.bodies import read_json
+from bot_logging_server.config import get_config
+from bot_logging_server.errors import BadRequest, Conflict, Forbidden, json_response
+from bot_logging_server.schemas import ValidationFailed, load_create_user
+from bot_logging_server.storage import UserExists, get_storage
+
+__all__ = ["bp", "create_user"]
+
+bp = Blueprint("users", __name__)
+
+
+@bp.post("/create_user")
+async def create_user() -> Response:
+    """Create a user (API key required); answer the token once."""
+    api_key = get_config().api_key
+    if api_key is None:
+        raise NotFound()
+    given = request.headers.get("X-Api-Key", "")
+    if not hmac.compare_digest(given.encode(), api_key.encode()):
+        raise Forbidden()
+    try:
+        fields = load_create_user(await read_json())
+    except ValidationFailed as exc:
+        raise BadRequest(exc.detail) from None
+    try:
+        new = await users.create_user(
+            get_storage(), fields["user"], fields["password"], fields["tel_id"]
+        )
+    except UserExists:
+        raise Conflict(f"user {fields['user']!r} exists") from None
+    return json_response(
+        {"code": 200, "message": "User created", "user": new.user.username, "token": new.token}
+    )

@@ -1,0 +1,293 @@
+"""Every request schema, in one place: marshmallow fields and schemas, instantiated once.
+
+The wire rules come from ``CONTRACT.md``:
+
+* levels: an integer 0-100, a string of digits, or a name (``notset debug info warning warn
+  error critical fatal``, any case); stored as the number;
+* timestamps: ISO 8601 with or without offset, ``T`` or space, optional fraction, ``Z``;
+  naive means UTC; stored as naive UTC; outside years 1000..9999 (in UTC) is invalid;
+* ``msg``: any JSON value; non-strings are stored as their JSON text;
+* ``p_name`` and ``p_description``: cut to 255 characters, never rejected for length;
+* unknown fields are ignored everywhere (forward compatibility).
+
+`load_batch` turns a request's ``data`` object into a `Batch` of `LogRow`, or raises
+`ValidationFailed` whose `detail` names the field and the rule, e.g.
+``data.logs[3].event_at: not a valid timestamp``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
+
+from bot_logging_server.storage import LogRow
+
+__all__ = [
+    "LEVEL_NAMES",
+    "USERNAME_RE",
+    "USERNAME_RULE",
+    "Batch",
+    "CreateUserSchema",
+    "ValidationFailed",
+    "clean_text",
+    "flatten_errors",
+    "load_batch",
+    "load_create_user",
+    "parse_level",
+    "parse_timestamp",
+]
+
+#: Level names the contract accepts (any case), with the number stored for each.
+LEVEL_NAMES: dict[str, int] = {
+    "notset": 0,
+    "debug": 10,
+    "info": 20,
+    "warning": 30,
+    "warn": 30,
+    "error": 40,
+    "critical": 50,
+    "fatal": 50,
+}
+#: ``p_name`` and ``p_description`` keep this many characters; longer values are cut.
+NAME_CHARS = 255
+#: What a user name may be (the contract's rule), and how errors state it.
+USERNAME_RULE = "1-64 characters, no whitespace"
+_BIGINT = 2**63
+_MIN_YEAR, _MAX_YEAR = 1000, 9999
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+USERNAME_RE = re.compile(r"\S{1,64}\Z")
+
+
+class ValidationFailed(ValueError):
+    """The request does not follow the schema; `detail` says where and why."""
+
+    def __init__(self, detail: str) -> None:
+        """Keep `detail` (``path: rule; path: rule``) for the 400 answer."""
+        super().__init__(detail)
+        self.detail = detail
+
+
+def clean_text(text: str) -> str:
+    """`text` with lone UTF-16 surrogates (legal in JSON escapes, not storable) as U+FFFD."""
+    if text.isascii():
+        return text
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def parse_level(value: object) -> int:
+    """The stored number for a wire level; raise `ValueError` with the rule when invalid."""
+    if isinstance(value, bool):
+        raise ValueError("must be an integer 0-100 or a level name")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isascii() and text.isdigit():
+            value = int(text)
+        elif text.lower() in LEVEL_NAMES:
+            return LEVEL_NAMES[text.lower()]
+        else:
+            raise ValueError("not a level name or number")
+    if isinstance(value, int):
+        if 0 <= value <= 100:
+            return value
+        raise ValueError("must be between 0 and 100")
+    raise ValueError("must be an integer 0-100 or a level name")
+
+
+def parse_timestamp(value: object) -> datetime:
+    """A wire timestamp as a naive UTC datetime; raise `ValueError` with the rule when invalid."""
+    if not isinstance(value, str) or len(value) > 64:
+        raise ValueError("not a valid timestamp")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("not a valid timestamp") from None
+    if moment.tzinfo is not None:
+        try:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:
+            raise ValueError("outside 1000-01-01 .. 9999-12-31") from None
+    if not _MIN_YEAR <= moment.year <= _MAX_YEAR:
+        raise ValueError("outside 1000-01-01 .. 9999-12-31")
+    return moment
+
+
+def json_text(value: object) -> str:
+    """A non-string message as its JSON text (compact, non-ASCII kept, NaN kept as NaN)."""
+    return clean_text(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+
+
+class Level(fields.Field):
+    """A log level: number 0-100, digit string, or name; loads to the number."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        try:
+            return parse_level(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class Timestamp(fields.Field):
+    """An ISO 8601 timestamp; loads to a naive UTC datetime."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        try:
+            return parse_timestamp(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class CutString(fields.Field):
+    """A string cut to `NAME_CHARS` characters (a 400 would kill the client's sender)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if not isinstance(value, str):
+            raise ValidationError("must be a string")
+        return clean_text(value[:NAME_CHARS])
+
+
+class Message(fields.Field):
+    """Any JSON value; strings load as themselves, anything else as its JSON text."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        return clean_text(value) if isinstance(value, str) else json_text(value)
+
+
+class BigInt(fields.Field):
+    """A JSON integer (not a boolean, not a string) that fits a signed 64-bit column."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValidationError("must be an integer")
+        if not -_BIGINT <= value < _BIGINT:
+            raise ValidationError("out of range")
+        return value
+
+
+class LogRecordSchema(Schema):
+    """One record of ``data.logs``."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    level = Level(required=True)
+    msg = Message(required=True, allow_none=True)
+    event_at = Timestamp(required=True)
+    p_description = CutString(load_default="", allow_none=True)
+
+    @post_load
+    def _defaults(self, record: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        if record["msg"] is None:
+            record["msg"] = "null"
+        if record["p_description"] is None:
+            record["p_description"] = ""
+        return record
+
+
+class BatchDataSchema(Schema):
+    """The ``data`` object of ``POST /send_logs``."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    user = fields.String(required=True)
+    pid = BigInt(required=True)
+    p_name = CutString(required=True)
+    post_time = Timestamp(required=True)
+    logs = fields.List(fields.Nested(LogRecordSchema), required=True)
+
+
+class CreateUserSchema(Schema):
+    """The body of ``POST /create_user``: ``{"user", "password", "tel_id"}``."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    user = fields.String(
+        required=True,
+        validate=validate.Regexp(USERNAME_RE, error=USERNAME_RULE),
+    )
+    password = fields.String(load_default=None, allow_none=True)
+    tel_id = fields.Integer(load_default=None, allow_none=True, strict=False)
+
+
+_BATCH_DATA = BatchDataSchema()
+_CREATE_USER = CreateUserSchema()
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A validated ``data`` object: the user name and the rows to insert."""
+
+    user: str
+    rows: list[LogRow]
+
+
+def flatten_errors(errors: Mapping[Any, Any] | list[Any], prefix: str) -> list[str]:
+    """marshmallow's nested error dict as ``data.logs[3].event_at: rule`` lines."""
+    if isinstance(errors, list):
+        return [f"{prefix}: {_sentence(str(message))}" for message in errors]
+    lines: list[str] = []
+    for key, value in errors.items():
+        path = f"{prefix}[{key}]" if isinstance(key, int) else f"{prefix}.{key}"
+        lines.extend(flatten_errors(value, path))
+    return lines
+
+
+def _sentence(message: str) -> str:
+    message = message.rstrip(".")
+    return message[:1].lower() + message[1:]
+
+
+def _raise(errors: Mapping[Any, Any], prefix: str) -> NoReturn:
+    lines = flatten_errors(errors, prefix)
+    more = f" (and {len(lines) - 5} more)" if len(lines) > 5 else ""
+    raise ValidationFailed("; ".join(lines[:5]) + more)
+
+
+def load_batch(data: Mapping[str, Any], max_msg_chars: int) -> Batch:
+    """Validate a ``data`` object; messages over `max_msg_chars` are cut and flagged.
+
+    Raises `ValidationFailed` (the whole batch is refused) when any field breaks a rule.
+    """
+    try:
+        loaded = _BATCH_DATA.load(data)
+    except ValidationError as exc:
+        _raise(exc.normalized_messages(), "data")
+    pid, p_name, post_time = loaded["pid"], loaded["p_name"], loaded["post_time"]
+    rows = []
+    for record in loaded["logs"]:
+        msg: str = record["msg"]
+        length = len(msg)
+        truncated = length > max_msg_chars
+        rows.append(
+            LogRow(
+                pid=pid,
+                p_name=p_name,
+                p_description=record["p_description"],
+                level=record["level"],
+                msg=msg[:max_msg_chars] if truncated else msg,
+                truncated=truncated,
+                msg_length=length,
+                event_at=record["event_at"],
+                post_time=post_time,
+            )
+        )
+    return Batch(user=clean_text(loaded["user"]), rows=rows)
+
+
+def load_create_user(body: object) -> dict[str, Any]:
+    """Validate a ``/create_user`` body; raise `ValidationFailed` naming the field."""
+    if not isinstance(body, Mapping):
+        raise ValidationFailed("body: must be a JSON object")
+    try:
+        return _CREATE_USER.load(body)
+    except ValidationError as exc:
+        _raise(exc.normalized_messages(), "body")

@@ -1,0 +1,390 @@
+"""MySQL / MariaDB storage through one aiomysql pool per process.
+
+The pool is opened by `MySQLStorage.open` (at start-up), which first creates the database
+(utf8mb4) when it is missing and the account may, then applies pending migrations while
+holding a named lock (``GET_LOCK``), so several workers can start at once. Sessions run in UTC
+with strict SQL mode. Driver errors become `StorageUnavailable` (connection lost or refused,
+too many connections, lock timeouts: a retry may work) or `StorageError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+
+import aiomysql
+import pymysql
+
+from bot_logging_server.config import DatabaseURL
+from bot_logging_server.storage.base import (
+    LogRow,
+    Migration,
+    Storage,
+    StorageError,
+    StorageUnavailable,
+    StoredLog,
+    User,
+    UserExists,
+    UserNotFound,
+    utc_now,
+)
+
+__all__ = ["MIGRATIONS", "MySQLStorage"]
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "users and user_logs",
+        (
+            """CREATE TABLE IF NOT EXISTS users (
+                id INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+                username VARCHAR(64) COLLATE utf8mb4_bin NOT NULL,
+                token_hash VARCHAR(255) NOT NULL,
+                tel_id BIGINT NULL,
+                disabled BOOL NOT NULL DEFAULT 0,
+                created_at DATETIME(6) NOT NULL,
+                updated_at DATETIME(6) NOT NULL,
+                UNIQUE KEY ux_users_username (username)
+            ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
+            # id orders a user's records; (user_id, id) reads them newest first and
+            # (user_id, event_at) serves time ranges.
+            """CREATE TABLE IF NOT EXISTS user_logs (
+                id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+                user_id INT UNSIGNED NOT NULL,
+                pid BIGINT NOT NULL,
+                p_name VARCHAR(255) NOT NULL,
+                p_description VARCHAR(255) NOT NULL,
+                level SMALLINT NOT NULL,
+                msg LONGTEXT NOT NULL,
+                truncated BOOL NOT NULL DEFAULT 0,
+                msg_length INT UNSIGNED NOT NULL,
+                event_at DATETIME(6) NOT NULL,
+                post_time DATETIME(6) NOT NULL,
+                received_at DATETIME(6) NOT NULL,
+                KEY ix_user_logs_user_id (user_id, id),
+                KEY ix_user_logs_user_event_at (user_id, event_at)
+            ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
+        ),
+    ),
+)
+
+_SCHEMA_VERSION_DDL = """CREATE TABLE IF NOT EXISTS schema_version (
+    version INT NOT NULL PRIMARY KEY,
+    name VARCHAR(255) NOT NULL,
+    applied_at DATETIME(6) NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"""
+
+_USER_COLUMNS = "id, username, token_hash, tel_id, disabled, created_at"
+_LOG_COLUMNS = (
+    "id, user_id, pid, p_name, p_description, level, msg, truncated, msg_length, "
+    "event_at, post_time, received_at"
+)
+# A plain VALUES (...) shape: aiomysql's executemany rewrites it into one multi-row INSERT.
+_INSERT_LOGS = (
+    "INSERT INTO user_logs (user_id, pid, p_name, p_description, level, msg, truncated, "
+    "msg_length, event_at, post_time, received_at) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+
+# Error numbers after which a retry can succeed: connection refused, lost or gone, too many
+# connections, server shutting down, lock wait timeout, deadlock, read-only.
+_RETRYABLE = {1040, 1053, 1205, 1213, 1290, 1927, 2002, 2003, 2006, 2013, 2055}
+_DUPLICATE_KEY = 1062
+_DB_NAME_RE = re.compile(r"[A-Za-z0-9_$-]{1,64}")
+_CONNECT_TIMEOUT = 5
+
+
+def _translate(exc: BaseException) -> StorageError:
+    """Map a driver or network exception to our own (never carrying SQL text)."""
+    if isinstance(exc, (OSError, asyncio.TimeoutError, pymysql.err.InterfaceError)):
+        return StorageUnavailable(f"database unreachable: {type(exc).__name__}")
+    if isinstance(exc, pymysql.err.MySQLError) and exc.args:
+        code = exc.args[0]
+        if code in _RETRYABLE:
+            return StorageUnavailable(f"database unavailable (MySQL error {code})")
+        return StorageError(f"database error (MySQL error {code})")
+    return StorageError(f"database error: {type(exc).__name__}")
+
+
+def _user(row: Sequence) -> User:
+    return User(
+        id=row[0],
+        username=row[1],
+        token_hash=row[2],
+        tel_id=row[3],
+        disabled=bool(row[4]),
+        created_at=row[5],
+    )
+
+
+class MySQLStorage(Storage):
+    """`Storage` on MySQL/MariaDB: one aiomysql pool, opened at start-up."""
+
+    name = "mysql"
+
+    def __init__(self, url: DatabaseURL, pool_size: int = 10) -> None:
+        """Remember where to connect; nothing connects before `open`."""
+        if not _DB_NAME_RE.fullmatch(url.name):
+            raise StorageError("database name may only hold letters, digits, _ $ and -")
+        self._url = url
+        self._pool_size = pool_size
+        self._pool: aiomysql.Pool | None = None
+
+    def _connect_args(self) -> dict[str, object]:
+        return {
+            "host": self._url.host,
+            "port": self._url.port,
+            "user": self._url.user,
+            "password": self._url.password,
+            "charset": "utf8mb4",
+            "connect_timeout": _CONNECT_TIMEOUT,
+            "init_command": "SET time_zone = '+00:00', sql_mode = 'STRICT_ALL_TABLES'",
+        }
+
+    async def open(self) -> None:
+        """Create the database if missing (and allowed), open the pool, migrate."""
+        try:
+            await self._ensure_database()
+            self._pool = await aiomysql.create_pool(
+                minsize=1,
+                maxsize=self._pool_size,
+                db=self._url.name,
+                autocommit=False,
+                pool_recycle=3600,
+                **self._connect_args(),
+            )
+            await self._migrate()
+        except StorageError:
+            await self.close()
+            raise
+        except Exception as exc:
+            await self.close()
+            raise _translate(exc) from exc
+
+    async def _ensure_database(self) -> None:
+        conn = await aiomysql.connect(**self._connect_args())
+        try:
+            async with conn.cursor() as cur:
+                await cur.execute(
+                    "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+                    (self._url.name,),
+                )
+                if await cur.fetchone():
+                    return
+                try:
+                    # An identifier cannot be a parameter; the name was checked in __init__.
+                    await cur.execute(
+                        f"CREATE DATABASE IF NOT EXISTS `{self._url.name}` "
+                        "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+                    )
+                except pymysql.err.OperationalError as exc:
+                    raise StorageError(
+                        f"database {self._url.name!r} does not exist and this account may not "
+                        f"create it (MySQL error {exc.args[0]})"
+                    ) from exc
+        finally:
+            conn.close()
+
+    async def _migrate(self) -> None:
+        async with self._connection() as conn, conn.cursor() as cur:
+            # DDL is not transactional in MySQL: a named lock keeps workers from racing.
+            await cur.execute("SELECT GET_LOCK('bot_logging_server.migrate', 60)")
+            (got,) = await cur.fetchone()
+            if got != 1:
+                raise StorageUnavailable("timed out waiting for another process to migrate")
+            try:
+                await cur.execute(_SCHEMA_VERSION_DDL)
+                await cur.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+                (current,) = await cur.fetchone()
+                for migration in MIGRATIONS:
+                    if migration.version <= current:
+                        continue
+                    for statement in migration.statements:
+                        await cur.execute(statement)
+                    await cur.execute(
+                        "INSERT INTO schema_version (version, name, applied_at) "
+                        "VALUES (%s, %s, UTC_TIMESTAMP(6))",
+                        (migration.version, migration.name),
+                    )
+                    await conn.commit()
+            finally:
+                await cur.execute("SELECT RELEASE_LOCK('bot_logging_server.migrate')")
+
+    async def close(self) -> None:
+        """Close the pool and wait for its connections to close."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+            await pool.wait_closed()
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[aiomysql.Connection]:
+        """A pooled connection; on any error it is rolled back, closed and not reused."""
+        if self._pool is None:
+            raise StorageUnavailable("storage is not open")
+        try:
+            conn = await self._pool.acquire()
+        except Exception as exc:
+            raise _translate(exc) from exc
+        try:
+            yield conn
+        except BaseException as exc:
+            # A connection that saw an error may be mid-transaction or broken: drop it.
+            conn.close()
+            self._pool.release(conn)
+            if isinstance(exc, (pymysql.err.MySQLError, OSError, asyncio.TimeoutError)):
+                raise _translate(exc) from exc
+            raise
+        else:
+            self._pool.release(conn)
+
+    async def ping(self) -> None:
+        """``SELECT 1`` on a pooled connection."""
+        async with self._connection() as conn, conn.cursor() as cur:
+            await cur.execute("SELECT 1")
+            await cur.fetchone()
+
+    async def schema_version(self) -> int:
+        """The highest applied migration."""
+        async with self._connection() as conn, conn.cursor() as cur:
+            await cur.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+            (version,) = await cur.fetchone()
+            await conn.commit()
+            return int(version)
+
+    async def create_user(self, username: str, token_hash: str, tel_id: int | None) -> User:
+        """Insert a user; `UserExists` when the name is taken."""
+        now = utc_now()
+        async with self._connection() as conn, conn.cursor() as cur:
+            try:
+                await cur.execute(
+                    "INSERT INTO users (username, token_hash, tel_id, disabled, created_at, "
+                    "updated_at) VALUES (%s, %s, %s, 0, %s, %s)",
+                    (username, token_hash, tel_id, now, now),
+                )
+            except pymysql.err.IntegrityError as exc:
+                if exc.args and exc.args[0] == _DUPLICATE_KEY:
+                    raise UserExists(username) from None
+                raise
+            user_id = cur.lastrowid
+            await conn.commit()
+        return User(user_id, username, token_hash, tel_id, False, now)
+
+    async def get_user(self, username: str) -> User | None:
+        """The user with exactly this name, or None."""
+        async with self._connection() as conn, conn.cursor() as cur:
+            await cur.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE username = %s", (username,))
+            row = await cur.fetchone()
+            # End the read's snapshot so the next read on this connection sees new commits.
+            await conn.commit()
+        return _user(row) if row else None
+
+    async def list_users(self) -> list[User]:
+        """Every user, by name."""
+        async with self._connection() as conn, conn.cursor() as cur:
+            await cur.execute(f"SELECT {_USER_COLUMNS} FROM users ORDER BY username")
+            rows = await cur.fetchall()
+            await conn.commit()
+        return [_user(row) for row in rows]
+
+    async def _update_user(self, sql: str, args: tuple, username: str) -> None:
+        async with self._connection() as conn, conn.cursor() as cur:
+            await cur.execute(sql, args)
+            changed = cur.rowcount
+            await conn.commit()
+        if changed == 0:
+            raise UserNotFound(username)
+
+    async def set_disabled(self, username: str, disabled: bool) -> None:
+        """Disable or enable a user."""
+        await self._update_user(
+            "UPDATE users SET disabled = %s, updated_at = UTC_TIMESTAMP(6) WHERE username = %s",
+            (disabled, username),
+            username,
+        )
+
+    async def set_token_hash(self, username: str, token_hash: str) -> None:
+        """Replace a user's token hash."""
+        await self._update_user(
+            "UPDATE users SET token_hash = %s, updated_at = UTC_TIMESTAMP(6) WHERE username = %s",
+            (token_hash, username),
+            username,
+        )
+
+    async def remove_user(self, username: str) -> int:
+        """Delete the user and their logs in one transaction."""
+        async with self._connection() as conn, conn.cursor() as cur:
+            await cur.execute("SELECT id FROM users WHERE username = %s FOR UPDATE", (username,))
+            row = await cur.fetchone()
+            if row is None:
+                await conn.rollback()
+                raise UserNotFound(username)
+            await cur.execute("DELETE FROM user_logs WHERE user_id = %s", (row[0],))
+            deleted = cur.rowcount
+            await cur.execute("DELETE FROM users WHERE id = %s", (row[0],))
+            await conn.commit()
+        return deleted
+
+    async def insert_logs(self, user_id: int, rows: Sequence[LogRow], received_at: datetime) -> int:
+        """One multi-row INSERT (split by aiomysql only past its statement size), one commit."""
+        if not rows:
+            return 0
+        params = [
+            (
+                user_id,
+                r.pid,
+                r.p_name,
+                r.p_description,
+                r.level,
+                r.msg,
+                r.truncated,
+                r.msg_length,
+                r.event_at,
+                r.post_time,
+                received_at,
+            )
+            for r in rows
+        ]
+        async with self._connection() as conn, conn.cursor() as cur:
+            await cur.executemany(_INSERT_LOGS, params)
+            await conn.commit()
+        return len(rows)
+
+    async def count_logs(self, user_id: int) -> int:
+        """How many rows this user has."""
+        async with self._connection() as conn, conn.cursor() as cur:
+            await cur.execute("SELECT COUNT(*) FROM user_logs WHERE user_id = %s", (user_id,))
+            (count,) = await cur.fetchone()
+            await conn.commit()
+        return int(count)
+
+    async def recent_logs(self, user_id: int, limit: int = 100) -> list[StoredLog]:
+        """This user's newest rows first."""
+        async with self._connection() as conn, conn.cursor() as cur:
+            await cur.execute(
+                f"SELECT {_LOG_COLUMNS} FROM user_logs WHERE user_id = %s ORDER BY id DESC "
+                "LIMIT %s",
+                (user_id, limit),
+            )
+            rows = await cur.fetchall()
+            await conn.commit()
+        return [
+            StoredLog(
+                id=r[0],
+                user_id=r[1],
+                pid=r[2],
+                p_name=r[3],
+                p_description=r[4],
+                level=r[5],
+                msg=r[6],
+                truncated=bool(r[7]),
+                msg_length=r[8],
+                event_at=r[9],
+                post_time=r[10],
+                received_at=r[11],
+            )
+            for r in rows
+        ]

@@ -1,0 +1,325 @@
+"""Embedded SQLite storage through aiosqlite: the default, needing nothing installed.
+
+Two connections are opened at start-up, both in WAL mode with ``synchronous=FULL`` (a
+commit is on disk before the server answers 200): one for writes, used under an asyncio lock
+so a transaction's statements never interleave with another's, and one for reads, which WAL
+lets run beside a write. aiosqlite runs each call in its own thread, so nothing blocks the
+event loop. Times are stored as text ``YYYY-MM-DD HH:MM:SS.ffffff`` (UTC), which sorts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+
+import aiosqlite
+
+from bot_logging_server.storage.base import (
+    LogRow,
+    Migration,
+    Storage,
+    StorageError,
+    StorageUnavailable,
+    StoredLog,
+    User,
+    UserExists,
+    UserNotFound,
+    utc_now,
+)
+
+__all__ = ["MIGRATIONS", "SQLiteStorage"]
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "users and user_logs",
+        (
+            """CREATE TABLE IF NOT EXISTS users (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                username TEXT NOT NULL UNIQUE,
+                token_hash TEXT NOT NULL,
+                tel_id INTEGER NULL,
+                disabled INTEGER NOT NULL DEFAULT 0,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )""",
+            """CREATE TABLE IF NOT EXISTS user_logs (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                user_id INTEGER NOT NULL,
+                pid INTEGER NOT NULL,
+                p_name TEXT NOT NULL,
+                p_description TEXT NOT NULL,
+                level INTEGER NOT NULL,
+                msg TEXT NOT NULL,
+                truncated INTEGER NOT NULL DEFAULT 0,
+                msg_length INTEGER NOT NULL,
+                event_at TEXT NOT NULL,
+                post_time TEXT NOT NULL,
+                received_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX IF NOT EXISTS ix_user_logs_user_id ON user_logs (user_id, id)",
+            "CREATE INDEX IF NOT EXISTS ix_user_logs_user_event_at "
+            "ON user_logs (user_id, event_at)",
+        ),
+    ),
+)
+
+_USER_COLUMNS = "id, username, token_hash, tel_id, disabled, created_at"
+_LOG_COLUMNS = (
+    "id, user_id, pid, p_name, p_description, level, msg, truncated, msg_length, "
+    "event_at, post_time, received_at"
+)
+_INSERT_LOGS = (
+    "INSERT INTO user_logs (user_id, pid, p_name, p_description, level, msg, truncated, "
+    "msg_length, event_at, post_time, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_BUSY_TIMEOUT_MS = 10_000
+
+
+def _text(moment: datetime) -> str:
+    return moment.isoformat(sep=" ", timespec="microseconds")
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _user(row: Sequence) -> User:
+    return User(
+        id=row[0],
+        username=row[1],
+        token_hash=row[2],
+        tel_id=row[3],
+        disabled=bool(row[4]),
+        created_at=_time(row[5]),
+    )
+
+
+def _translate(exc: BaseException) -> StorageError:
+    """Map a sqlite3 error to ours: a locked or unopenable file is worth a retry."""
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        if "locked" in text or "busy" in text or "unable to open" in text:
+            return StorageUnavailable(f"database unavailable: {exc}")
+    return StorageError(f"database error: {type(exc).__name__}")
+
+
+class SQLiteStorage(Storage):
+    """`Storage` in one SQLite file: a write connection and a read connection."""
+
+    name = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        """Remember the file; nothing is opened before `open`."""
+        self._path = path
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+
+    async def _connect(self) -> aiosqlite.Connection:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves.
+        conn = await aiosqlite.connect(self._path, isolation_level=None)
+        await conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute("PRAGMA synchronous = FULL")
+        return conn
+
+    async def open(self) -> None:
+        """Open both connections (creating the file) and migrate."""
+        try:
+            self._writer = await self._connect()
+            await self._migrate()
+            self._reader = await self._connect()
+        except sqlite3.Error as exc:
+            await self.close()
+            raise _translate(exc) from exc
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _migrate(self) -> None:
+        assert self._writer is not None
+        async with self._transaction() as conn:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+                "name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            async with conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version") as c:
+                (current,) = await c.fetchone()
+            for migration in MIGRATIONS:
+                if migration.version <= current:
+                    continue
+                for statement in migration.statements:
+                    await conn.execute(statement)
+                await conn.execute(
+                    "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+                    (migration.version, migration.name, _text(utc_now())),
+                )
+
+    async def close(self) -> None:
+        """Close both connections."""
+        for attr in ("_reader", "_writer"):
+            conn = getattr(self, attr)
+            setattr(self, attr, None)
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """``BEGIN IMMEDIATE`` on the write connection; COMMIT on success, else ROLLBACK."""
+        if self._writer is None:
+            raise StorageUnavailable("storage is not open")
+        async with self._write_lock:
+            conn = self._writer
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    await conn.execute("ROLLBACK")
+                    raise
+                await conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        await conn.execute("ROLLBACK")
+                raise _translate(exc) from exc
+
+    async def _read(self, sql: str, args: Sequence = ()) -> list[sqlite3.Row]:
+        if self._reader is None:
+            raise StorageUnavailable("storage is not open")
+        try:
+            async with self._reader.execute(sql, args) as cur:
+                return list(await cur.fetchall())
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+
+    async def ping(self) -> None:
+        """``SELECT 1`` on the read connection."""
+        await self._read("SELECT 1")
+
+    async def schema_version(self) -> int:
+        """The highest applied migration."""
+        rows = await self._read("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+        return int(rows[0][0])
+
+    async def create_user(self, username: str, token_hash: str, tel_id: int | None) -> User:
+        """Insert a user; `UserExists` when the name is taken."""
+        now = utc_now()
+        async with self._transaction() as conn:
+            try:
+                cur = await conn.execute(
+                    "INSERT INTO users (username, token_hash, tel_id, disabled, created_at, "
+                    "updated_at) VALUES (?, ?, ?, 0, ?, ?)",
+                    (username, token_hash, tel_id, _text(now), _text(now)),
+                )
+            except sqlite3.IntegrityError:
+                raise UserExists(username) from None
+            user_id = cur.lastrowid
+        assert user_id is not None
+        return User(user_id, username, token_hash, tel_id, False, now)
+
+    async def get_user(self, username: str) -> User | None:
+        """The user with exactly this name, or None."""
+        rows = await self._read(
+            f"SELECT {_USER_COLUMNS} FROM users WHERE username = ?", (username,)
+        )
+        return _user(rows[0]) if rows else None
+
+    async def list_users(self) -> list[User]:
+        """Every user, by name."""
+        rows = await self._read(f"SELECT {_USER_COLUMNS} FROM users ORDER BY username")
+        return [_user(row) for row in rows]
+
+    async def _update_user(self, sql: str, args: tuple, username: str) -> None:
+        async with self._transaction() as conn:
+            cur = await conn.execute(sql, args)
+            changed = cur.rowcount
+        if changed == 0:
+            raise UserNotFound(username)
+
+    async def set_disabled(self, username: str, disabled: bool) -> None:
+        """Disable or enable a user."""
+        await self._update_user(
+            "UPDATE users SET disabled = ?, updated_at = ? WHERE username = ?",
+            (int(disabled), _text(utc_now()), username),
+            username,
+        )
+
+    async def set_token_hash(self, username: str, token_hash: str) -> None:
+        """Replace a user's token hash."""
+        await self._update_user(
+            "UPDATE users SET token_hash = ?, updated_at = ? WHERE username = ?",
+            (token_hash, _text(utc_now()), username),
+            username,
+        )
+
+    async def remove_user(self, username: str) -> int:
+        """Delete the user and their logs in one transaction."""
+        async with self._transaction() as conn:
+            async with conn.execute("SELECT id FROM users WHERE username = ?", (username,)) as c:
+                row = await c.fetchone()
+            if row is None:
+                raise UserNotFound(username)
+            cur = await conn.execute("DELETE FROM user_logs WHERE user_id = ?", (row[0],))
+            deleted = cur.rowcount
+            await conn.execute("DELETE FROM users WHERE id = ?", (row[0],))
+        return deleted
+
+    async def insert_logs(self, user_id: int, rows: Sequence[LogRow], received_at: datetime) -> int:
+        """All rows through one prepared INSERT in one transaction."""
+        if not rows:
+            return 0
+        received = _text(received_at)
+        params = [
+            (
+                user_id,
+                r.pid,
+                r.p_name,
+                r.p_description,
+                r.level,
+                r.msg,
+                int(r.truncated),
+                r.msg_length,
+                _text(r.event_at),
+                _text(r.post_time),
+                received,
+            )
+            for r in rows
+        ]
+        async with self._transaction() as conn:
+            await conn.executemany(_INSERT_LOGS, params)
+        return len(rows)
+
+    async def count_logs(self, user_id: int) -> int:
+        """How many rows this user has."""
+        rows = await self._read("SELECT COUNT(*) FROM user_logs WHERE user_id = ?", (user_id,))
+        return int(rows[0][0])
+
+    async def recent_logs(self, user_id: int, limit: int = 100) -> list[StoredLog]:
+        """This user's newest rows first."""
+        rows = await self._read(
+            f"SELECT {_LOG_COLUMNS} FROM user_logs WHERE user_id = ? ORDER BY id DESC LIMIT ?",
+            (user_id, limit),
+        )
+        return [
+            StoredLog(
+                id=r[0],
+                user_id=r[1],
+                pid=r[2],
+                p_name=r[3],
+                p_description=r[4],
+                level=r[5],
+                msg=r[6],
+                truncated=bool(r[7]),
+                msg_length=r[8],
+                event_at=_time(r[9]),
+                post_time=_time(r[10]),
+                received_at=_time(r[11]),
+            )
+            for r in rows
+        ]
