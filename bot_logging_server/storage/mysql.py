@@ -196,6 +196,9 @@ class MySQLStorage(Storage):
             if got != 1:
                 raise StorageUnavailable("timed out waiting for another process to migrate")
             try:
+                # "IF NOT EXISTS" on an existing table is a note, which the driver would
+                # raise as a Python warning: not worth one on every start.
+                await cur.execute("SET SESSION sql_notes = 0")
                 await cur.execute(_SCHEMA_VERSION_DDL)
                 await cur.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
                 (current,) = await cur.fetchone()
@@ -212,6 +215,7 @@ class MySQLStorage(Storage):
                     await conn.commit()
             finally:
                 await cur.execute("SELECT RELEASE_LOCK('bot_logging_server.migrate')")
+                await cur.execute("SET SESSION sql_notes = 1")
 
     async def close(self) -> None:
         """Close the pool and wait for its connections to close."""

@@ -1,0 +1,161 @@
+"""Fixtures: the whole suite runs on both backends, against real databases.
+
+* `database_url` is parametrised over ``sqlite`` (a file in the test's temp dir) and
+  ``mysql`` (a uniquely named database on the MariaDB of this machine, or on
+  ``LOGGER_TEST_MYSQL_URL``, created once per run and dropped at the end).
+* When MariaDB is unreachable the MySQL tests fail under ``CI=true`` and are skipped, with
+  the reason, elsewhere.
+* `app` is entered with ``app.test_app()`` so before/after-serving (storage open/close) run;
+  `client` is its test client; `make_user` creates a fresh user and returns its token.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import pymysql
+import pytest
+
+from bot_logging_server import create_app
+from bot_logging_server.config import Config, DatabaseURL, build_config
+from bot_logging_server.storage import Storage, get_storage
+from bot_logging_server.users import create_user
+
+MYSQL_SERVER_URL = os.environ.get("LOGGER_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+BACKENDS = ["sqlite", "mysql"]
+
+
+def _mysql_connect(url: DatabaseURL, **kwargs: Any) -> pymysql.connections.Connection:
+    return pymysql.connect(
+        host=url.host,
+        port=url.port,
+        user=url.user,
+        password=url.password,
+        connect_timeout=3,
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="session")
+def mysql_server() -> DatabaseURL:
+    """The MariaDB server the MySQL tests use; fail (CI) or skip (elsewhere) if unreachable."""
+    url = DatabaseURL.parse(MYSQL_SERVER_URL)
+    try:
+        _mysql_connect(url).close()
+    except pymysql.err.MySQLError as exc:
+        reason = (
+            f"MariaDB/MySQL unreachable at {url.masked()} ({exc}); start it with "
+            "`start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd` "
+            "or set LOGGER_TEST_MYSQL_URL"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return url
+
+
+@pytest.fixture(scope="session")
+def mysql_database(mysql_server: DatabaseURL) -> Iterator[str]:
+    """A database of this run only (``blst_<random>``), dropped at the end; yields its URL."""
+    name = f"blst_{uuid.uuid4().hex[:12]}"
+    conn = _mysql_connect(mysql_server)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        password = f":{mysql_server.password}" if mysql_server.password else ""
+        yield (
+            f"mysql://{mysql_server.user}{password}@{mysql_server.host}:{mysql_server.port}/{name}"
+        )
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        conn.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    """The database URL of this test: ``sqlite`` or ``mysql`` (both, by parametrisation)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'logs.db'}"
+    return request.getfixturevalue("mysql_database")
+
+
+@pytest.fixture
+def backend(database_url: str) -> str:
+    """``"sqlite"`` or ``"mysql"``: which backend this test runs on."""
+    return urlsplit(database_url).scheme
+
+
+@pytest.fixture
+def make_config(database_url: str) -> Callable[..., Config]:
+    """Build a `Config` for this test's database; keyword arguments override settings."""
+
+    def make(**overrides: Any) -> Config:
+        return build_config({"database_url": database_url, **overrides}, environ={})
+
+    return make
+
+
+@pytest.fixture
+def make_app(make_config: Callable[..., Config]) -> Callable[..., Any]:
+    """``async with make_app(**settings) as app:`` a started app (storage open)."""
+    import contextlib
+
+    @contextlib.asynccontextmanager
+    async def make(**overrides: Any) -> AsyncIterator[Any]:
+        app = create_app(make_config(**overrides))
+        async with app.test_app() as test_app:
+            yield test_app
+
+    return make
+
+
+@pytest.fixture
+async def app(make_app: Callable[..., Any]) -> AsyncIterator[Any]:
+    """The started app with default settings (a Quart ``TestApp``)."""
+    async with make_app() as test_app:
+        yield test_app
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    """A test client of `app`."""
+    return app.test_client()
+
+
+@pytest.fixture
+def storage(app: Any) -> Storage:
+    """The open storage of `app`."""
+    return get_storage(app.app)
+
+
+@dataclass(frozen=True)
+class Account:
+    """A user created for one test: name, token in clear, and id."""
+
+    name: str
+    token: str
+    id: int
+
+
+@pytest.fixture
+def make_user(storage: Storage) -> Callable[..., Awaitable[Account]]:
+    """``await make_user(password=None)``: a new user with a unique name."""
+
+    async def make(password: str | None = None, name: str | None = None) -> Account:
+        name = name or f"u_{uuid.uuid4().hex[:10]}"
+        new = await create_user(storage, name, password)
+        return Account(name, new.token, new.user.id)
+
+    return make
+
+
+@pytest.fixture
+async def user(make_user: Callable[..., Awaitable[Account]]) -> Account:
+    """One fresh user (random token)."""
+    return await make_user()

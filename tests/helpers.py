@@ -1,0 +1,79 @@
+"""Helpers shared by the tests: the real client's request, and the contract's answers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+CLIENT_PATH = "//send_logs"  # what the real client requests: host + "/" + "/send_logs"
+
+
+def client_record(i: int = 0, **overrides: Any) -> dict[str, Any]:
+    """One record exactly as RemoteLogger builds it (integer level, naive UTC seconds)."""
+    record = {
+        "level": (30, 40, 50)[i % 3],
+        "event_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+        "msg": f"message {i}",
+        "p_description": "billing",
+    }
+    record.update(overrides)
+    return record
+
+
+def client_body(user: str, logs: list[dict[str, Any]] | int = 1, **data: Any) -> dict[str, Any]:
+    """A batch as the real client sends it; `logs` is a list of records or how many."""
+    if isinstance(logs, int):
+        logs = [client_record(i) for i in range(logs)]
+    body = {
+        "post_time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+        "pid": 4242,
+        "p_name": "python3",
+        "logs": logs,
+        "user": user,
+    }
+    body.update(data)
+    return {"data": body}
+
+
+def client_headers(token: str) -> dict[str, str]:
+    """The real client's headers."""
+    return {"Content-Type": "application/json", "X-User-Token": token}
+
+
+async def post_logs(
+    client: Any,
+    account: Any,
+    body: Any = None,
+    path: str = CLIENT_PATH,
+    token: str | None = None,
+    **kwargs: Any,
+) -> Any:
+    """POST a batch as `account` (default body: one client record)."""
+    body = client_body(account.name) if body is None else body
+    headers = client_headers(account.token if token is None else token)
+    if isinstance(body, (bytes, str)):
+        return await client.post(path, data=body, headers=headers, **kwargs)
+    return await client.post(path, json=body, headers=headers, **kwargs)
+
+
+async def assert_error(response: Any, status: int, message: str) -> dict[str, Any]:
+    """The contract's error shape: that status, JSON, ``{"code", "message"}``, no traceback."""
+    assert response.status_code == status, await response.get_data(as_text=True)
+    assert response.content_type == "application/json"
+    body = await response.get_json()
+    assert body["code"] == status
+    assert body["message"] == message
+    text = await response.get_data(as_text=True)
+    assert "Traceback" not in text and "SELECT" not in text and "INSERT" not in text
+    return body
+
+
+async def assert_added(response: Any, added: int) -> None:
+    """The contract's 200: ``{"code": 200, "message": "Logs added successfully"}`` (+ added)."""
+    assert response.status_code == 200, await response.get_data(as_text=True)
+    assert response.content_type == "application/json"
+    assert await response.get_json() == {
+        "code": 200,
+        "message": "Logs added successfully",
+        "added": added,
+    }
