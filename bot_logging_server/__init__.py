@@ -41,6 +41,7 @@ def create_app(config: Config) -> Quart:
     app = Quart(__name__, static_folder=None)
     app.config[APP_CONFIG_KEY] = config
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.config["BODY_TIMEOUT"] = config.body_timeout
     # The real client requests //send_logs: keep double slashes as they are (no redirect).
     app.url_map.merge_slashes = False
     store = storage.make_storage(config)

@@ -93,8 +93,13 @@ _INSERT_LOGS = (
 # connections, server shutting down, lock wait timeout, deadlock, read-only.
 _RETRYABLE = {1040, 1053, 1205, 1213, 1290, 1927, 2002, 2003, 2006, 2013, 2055}
 _DUPLICATE_KEY = 1062
+# Strong references to fire-and-forget tasks (asyncio keeps only weak ones).
+_BACKGROUND: set[asyncio.Future] = set()
 _DB_NAME_RE = re.compile(r"[A-Za-z0-9_$-]{1,64}")
 _CONNECT_TIMEOUT = 5
+# A pooled connection idle for longer than this is pinged before use: the database may have
+# closed it (restart, KILL, wait_timeout) without the pool noticing yet.
+_IDLE_PING_SECONDS = 2.0
 
 
 def _translate(exc: BaseException) -> StorageError:
@@ -125,12 +130,17 @@ class MySQLStorage(Storage):
 
     name = "mysql"
 
-    def __init__(self, url: DatabaseURL, pool_size: int = 10) -> None:
-        """Remember where to connect; nothing connects before `open`."""
+    def __init__(self, url: DatabaseURL, pool_size: int = 10, timeout: float = 10.0) -> None:
+        """Remember where to connect; nothing connects before `open`.
+
+        `timeout` bounds, in seconds, the wait for a pooled connection and each unit of work
+        on it; past it the operation raises `StorageUnavailable`.
+        """
         if not _DB_NAME_RE.fullmatch(url.name):
             raise StorageError("database name may only hold letters, digits, _ $ and -")
         self._url = url
         self._pool_size = pool_size
+        self._timeout = timeout
         self._pool: aiomysql.Pool | None = None
 
     def _connect_args(self) -> dict[str, object]:
@@ -140,7 +150,7 @@ class MySQLStorage(Storage):
             "user": self._url.user,
             "password": self._url.password,
             "charset": "utf8mb4",
-            "connect_timeout": _CONNECT_TIMEOUT,
+            "connect_timeout": min(_CONNECT_TIMEOUT, self._timeout),
             "init_command": "SET time_zone = '+00:00', sql_mode = 'STRICT_ALL_TABLES'",
         }
 
@@ -226,24 +236,56 @@ class MySQLStorage(Storage):
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[aiomysql.Connection]:
-        """A pooled connection; on any error it is rolled back, closed and not reused."""
-        if self._pool is None:
+        """A pooled connection; on any error it is rolled back, closed and not reused.
+
+        Getting the connection and the work done on it are each bounded by the timeout, so a
+        database that is down, or a network that swallows packets, costs a 503, not a hang.
+        """
+        pool = self._pool
+        if pool is None:
             raise StorageUnavailable("storage is not open")
         try:
-            conn = await self._pool.acquire()
+            conn = await asyncio.wait_for(self._acquire(pool), self._timeout)
+        except StorageError:
+            raise
         except Exception as exc:
             raise _translate(exc) from exc
         try:
-            yield conn
+            async with asyncio.timeout(self._timeout):
+                yield conn
         except BaseException as exc:
             # A connection that saw an error may be mid-transaction or broken: drop it.
-            conn.close()
-            self._pool.release(conn)
+            self._discard(pool, conn)
             if isinstance(exc, (pymysql.err.MySQLError, OSError, asyncio.TimeoutError)):
                 raise _translate(exc) from exc
             raise
         else:
-            self._pool.release(conn)
+            pool.release(conn)
+
+    async def _acquire(self, pool: aiomysql.Pool) -> aiomysql.Connection:
+        """A live pooled connection: one idle for a while is pinged first, and dropped if dead."""
+        while True:
+            conn = await pool.acquire()
+            if asyncio.get_running_loop().time() - conn.last_usage < _IDLE_PING_SECONDS:
+                return conn
+            try:
+                await conn.ping(reconnect=False)
+            except BaseException:
+                self._discard(pool, conn)
+                raise
+            return conn
+
+    @staticmethod
+    def _discard(pool: aiomysql.Pool, conn: aiomysql.Connection) -> None:
+        conn.close()
+        pool.release(conn)
+        # aiomysql wakes the tasks waiting for a connection only when a live one comes back;
+        # wake one so it opens a fresh connection instead of waiting for its timeout.
+        wakeup = getattr(pool, "_wakeup", None)
+        if wakeup is not None and not pool.closed:
+            task = asyncio.ensure_future(wakeup())
+            _BACKGROUND.add(task)
+            task.add_done_callback(_BACKGROUND.discard)
 
     async def ping(self) -> None:
         """``SELECT 1`` on a pooled connection."""
