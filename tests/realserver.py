@@ -191,6 +191,17 @@ class ServerProcess:
             await asyncio.sleep(0.05)
         return self.proc.returncode
 
+    def processes(self) -> int:
+        """How many processes the server's process group holds (parent and workers)."""
+        assert self.proc is not None
+        count = 0
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if os.getpgid(int(entry.name)) == self.proc.pid:
+                        count += 1
+        return count
+
     def stop(self) -> None:
         """Kill the process group (idempotent)."""
         if self.proc is not None and self.proc.poll() is None:
