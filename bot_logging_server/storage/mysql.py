@@ -326,7 +326,8 @@ class MySQLStorage(Storage):
             row = await cur.fetchone()
             # End the read's snapshot so the next read on this connection sees new commits.
             await conn.commit()
-        return _user(row) if row else None
+        # The column's collation pads with spaces ("alice " = "alice"): only an exact name.
+        return _user(row) if row and row[1] == username else None
 
     async def list_users(self) -> list[User]:
         """Every user, by name."""
@@ -341,6 +342,7 @@ class MySQLStorage(Storage):
             await cur.execute(sql, args)
             changed = cur.rowcount
             await conn.commit()
+        self.users_changed += 1
         if changed == 0:
             raise UserNotFound(username)
 
@@ -372,6 +374,7 @@ class MySQLStorage(Storage):
             deleted = cur.rowcount
             await cur.execute("DELETE FROM users WHERE id = %s", (row[0],))
             await conn.commit()
+        self.users_changed += 1
         return deleted
 
     async def insert_logs(self, user_id: int, rows: Sequence[LogRow], received_at: datetime) -> int:

@@ -244,6 +244,7 @@ class SQLiteStorage(Storage):
         async with self._transaction() as conn:
             cur = await conn.execute(sql, args)
             changed = cur.rowcount
+        self.users_changed += 1
         if changed == 0:
             raise UserNotFound(username)
 
@@ -273,6 +274,7 @@ class SQLiteStorage(Storage):
             cur = await conn.execute("DELETE FROM user_logs WHERE user_id = ?", (row[0],))
             deleted = cur.rowcount
             await conn.execute("DELETE FROM users WHERE id = ?", (row[0],))
+        self.users_changed += 1
         return deleted
 
     async def insert_logs(self, user_id: int, rows: Sequence[LogRow], received_at: datetime) -> int:
