@@ -86,7 +86,10 @@ async def test_unknown_user_and_wrong_token_take_the_same_time(client, make_user
     user = await make_user()
     wrong = "0123456789abcdef" * 2
     times: dict[str, list[float]] = {"unknown user": [], "wrong token": []}
-    bodies = {"unknown user": client_body("nobody_at_all", 1), "wrong token": client_body(user.name, 1)}
+    bodies = {
+        "unknown user": client_body("nobody_at_all", 1),
+        "wrong token": client_body(user.name, 1),
+    }
     for _ in range(100):
         for case, body in bodies.items():
             started = time.perf_counter()
@@ -98,8 +101,10 @@ async def test_unknown_user_and_wrong_token_take_the_same_time(client, make_user
     # Without the dummy hash an unknown user costs a database read (~1 ms), a wrong token a
     # slow hash (~50 ms): 50 times more. The same work on both paths stays within 25 %.
     assert 0.8 < unknown / wrong_token < 1.25, (unknown, wrong_token)
-    print(f"\nmedian 403 time: unknown user {unknown * 1000:.1f} ms, wrong token "
-          f"{wrong_token * 1000:.1f} ms, 100 tries each")
+    print(
+        f"\nmedian 403 time: unknown user {unknown * 1000:.1f} ms, wrong token "
+        f"{wrong_token * 1000:.1f} ms, 100 tries each"
+    )
 
 
 async def test_create_user_is_off_without_an_api_key(client):
