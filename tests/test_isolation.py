@@ -99,8 +99,9 @@ async def test_unknown_user_and_wrong_token_take_the_same_time(client, make_user
     unknown = statistics.median(times["unknown user"])
     wrong_token = statistics.median(times["wrong token"])
     # Without the dummy hash an unknown user costs a database read (~1 ms), a wrong token a
-    # slow hash (~50 ms): 50 times more. The same work on both paths stays within 25 %.
-    assert 0.8 < unknown / wrong_token < 1.25, (unknown, wrong_token)
+    # slow hash (~50 ms): 50 times more. The same work on both paths stays within 1.5 times
+    # (a generous margin: the machine is shared).
+    assert 1 / 1.5 < unknown / wrong_token < 1.5, (unknown, wrong_token)
     print(
         f"\nmedian 403 time: unknown user {unknown * 1000:.1f} ms, wrong token "
         f"{wrong_token * 1000:.1f} ms, 100 tries each"
