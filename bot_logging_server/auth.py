@@ -8,8 +8,9 @@ wrong token.
 A verified pair is cached for ``auth_cache_seconds`` (at most 5 s, the contract's limit for
 a change made by another process); after that the user's row is read again, and the slow
 hash is recomputed only if the stored hash changed. A change made through this process's
-storage (disable, rotate, remove: `Storage.users_changed`) drops the cache at once. Concurrent checks of the same pair share
-one computation, so a burst of requests after start-up costs one scrypt, not one each.
+storage (disable, rotate, remove: `Storage.users_changed`) drops the cache at once.
+Concurrent checks of the same pair share one computation, so a burst of requests after
+start-up costs one scrypt, not one each.
 """
 
 from __future__ import annotations

@@ -196,3 +196,35 @@ async def test_sqlite_locked_by_another_process_answers_503_then_recovers(
         response = await post_logs(client, account, client_body(account.name, 4))
         assert response.status_code == 200
         assert await storage.count_logs(new.user.id) == 4
+
+
+@pytest.mark.parametrize("fresh_database_url", ["mysql"], indirect=True)
+async def test_timeouts_never_leak_pooled_connections(fresh_database_url, mysql_proxy, tmp_path):
+    # Pool of 2, 20 requests at once into a frozen network, three times: every wait ends in a
+    # 503 within the timeout, and afterwards the pool still serves 20 requests at once.
+    user = await add_user(fresh_database_url)
+    url = _through(mysql_proxy.port, fresh_database_url)
+    headers = send_headers(user.token)
+
+    async def burst(tag: str) -> list[int | str]:
+        async def one(i: int) -> int | str:
+            body = batch_body(user.name, f"{tag}-{i}", 2)
+            return await _status(server.port, "POST", "//send_logs", body=body, headers=headers)
+
+        return list(await asyncio.gather(*(one(i) for i in range(20))))
+
+    with ServerProcess(url, tmp_path, "--db-timeout", "1", "--pool-size", "2") as server:
+        await server.wait_ready()
+        assert await burst("warm") == [200] * 20
+        for round_ in range(3):
+            await mysql_proxy.freeze()
+            started = time.monotonic()
+            assert set(await burst(f"frozen{round_}")) == {503}
+            # Each request waits at most for a connection and then for its statement.
+            assert time.monotonic() - started < 1 + 1 + 3
+            await mysql_proxy.thaw()
+        await asyncio.sleep(0.2)
+        assert await burst("after") == [200] * 20
+    stored = await asyncio.to_thread(rows_per_batch, fresh_database_url, user.id)
+    assert all(stored.get(f"{tag}-{i}") == 2 for tag in ("warm", "after") for i in range(20))
+    assert all(n == 2 for n in stored.values())

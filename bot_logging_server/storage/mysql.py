@@ -4,13 +4,16 @@ The pool is opened by `MySQLStorage.open` (at start-up), which first creates the
 (utf8mb4) when it is missing and the account may, then applies pending migrations while
 holding a named lock (``GET_LOCK``), so several workers can start at once. Sessions run in UTC
 with strict SQL mode. Driver errors become `StorageUnavailable` (connection lost or refused,
-too many connections, lock timeouts: a retry may work) or `StorageError`.
+too many connections, lock timeouts: a retry may work) or `StorageError`. Waiting for a
+pooled connection and the work on it are each bounded by ``db_timeout``; a connection that
+saw any error is closed, never reused, so the pool heals by itself once the database is back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
@@ -97,9 +100,6 @@ _DUPLICATE_KEY = 1062
 _BACKGROUND: set[asyncio.Future] = set()
 _DB_NAME_RE = re.compile(r"[A-Za-z0-9_$-]{1,64}")
 _CONNECT_TIMEOUT = 5
-# A pooled connection idle for longer than this is pinged before use: the database may have
-# closed it (restart, KILL, wait_timeout) without the pool noticing yet.
-_IDLE_PING_SECONDS = 2.0
 
 
 def _translate(exc: BaseException) -> StorageError:
@@ -112,6 +112,11 @@ def _translate(exc: BaseException) -> StorageError:
             return StorageUnavailable(f"database unavailable (MySQL error {code})")
         return StorageError(f"database error (MySQL error {code})")
     return StorageError(f"database error: {type(exc).__name__}")
+
+
+def _release_if_acquired(pool: aiomysql.Pool, task: asyncio.Future) -> None:
+    if not task.cancelled() and task.exception() is None:
+        pool.release(task.result())
 
 
 def _user(row: Sequence) -> User:
@@ -245,9 +250,7 @@ class MySQLStorage(Storage):
         if pool is None:
             raise StorageUnavailable("storage is not open")
         try:
-            conn = await asyncio.wait_for(self._acquire(pool), self._timeout)
-        except StorageError:
-            raise
+            conn = await self._checkout(pool)
         except Exception as exc:
             raise _translate(exc) from exc
         try:
@@ -262,18 +265,19 @@ class MySQLStorage(Storage):
         else:
             pool.release(conn)
 
-    async def _acquire(self, pool: aiomysql.Pool) -> aiomysql.Connection:
-        """A live pooled connection: one idle for a while is pinged first, and dropped if dead."""
-        while True:
-            conn = await pool.acquire()
-            if asyncio.get_running_loop().time() - conn.last_usage < _IDLE_PING_SECONDS:
-                return conn
-            try:
-                await conn.ping(reconnect=False)
-            except BaseException:
-                self._discard(pool, conn)
-                raise
-            return conn
+    async def _checkout(self, pool: aiomysql.Pool) -> aiomysql.Connection:
+        """A pooled connection within the timeout, never leaking one that comes too late."""
+        # aiomysql drops pooled connections the database has closed (EOF seen) on acquire;
+        # one that died silently fails its statement, within the timeout, and is dropped.
+        task = asyncio.ensure_future(pool.acquire())
+        try:
+            # shield: a timeout (or the request going away) cancels the wait, and the task is
+            # cancelled below, where a connection it got anyway is handed back to the pool.
+            return await asyncio.wait_for(asyncio.shield(task), self._timeout)
+        except BaseException:
+            task.cancel()
+            task.add_done_callback(functools.partial(_release_if_acquired, pool))
+            raise
 
     @staticmethod
     def _discard(pool: aiomysql.Pool, conn: aiomysql.Connection) -> None:
