@@ -353,3 +353,20 @@ def test_every_string_field_keeps_metacharacters_nul_emoji_and_rtl_verbatim(targ
         assert (row.msg, row.p_name, row.p_description) == (msg, p_name, p_description)
 
     check()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["o'reilly\";--", "<b>&amp;</b>", "😀🏳️\u200d🌈", "שלום\u202e", "%_\\N", "a" * 64],
+    ids=["sql", "html", "emoji", "rtl", "like-wildcards", "64 chars"],
+)
+async def test_user_names_with_metacharacters_work_and_match_exactly(
+    client, storage, make_user, name
+):
+    from helpers import assert_added, assert_error, post_logs
+
+    user = await make_user(name=name)
+    await assert_added(await post_logs(client, user, client_body(name, 2)), 2)
+    other = name[:-1] + ("_" if name[-1] != "_" else "%")
+    await assert_error(await post_logs(client, user, client_body(other, 1)), 403, "Forbidden")
+    assert await storage.count_logs(user.id) == 2
