@@ -73,11 +73,12 @@ async def test_sigterm_under_load_finishes_accepted_requests_commits_and_exits_0
     assert statuses.get(200, 0) > 0
     # After the signal: answers, or connections refused; never a 5xx.
     assert not {s for s in statuses if isinstance(s, int) and s != 200}, statuses
-    # hypercorn closes connections it considers idle the moment it is told to stop; a request
-    # arriving in that same instant can be closed unanswered (and may still be committed: the
-    # client's retry then stores it twice). At most one per client, racing the signal.
-    unanswered = sum(n for s, n in statuses.items() if s not in (200, "ConnectionRefusedError"))
-    assert unanswered <= load.workers, statuses
+    # hypercorn closes connections it considers idle the moment it is told to stop: those
+    # still queued, or whose request it has not parsed yet, end unanswered and undone (the
+    # client retries). A request parsed in that very instant is still served but its answer
+    # is lost (hypercorn's idle-close and its new stream race: the retry then stores it
+    # twice). Measured 0-1 per SIGTERM; more would be a regression.
+    assert result["unacked_batches_stored_whole"] <= 2, (statuses, result)
     assert not load.bad_replies, load.bad_replies[:5]
     print(f"\nSIGTERM figures: statuses {statuses} {result}")
 
