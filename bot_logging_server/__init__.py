@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from quart import Quart
 
-from bot_logging_server import auth, storage
+from bot_logging_server import auth, ratelimit, storage
 from bot_logging_server.blueprints import register_blueprints
 from bot_logging_server.config import APP_CONFIG_KEY, Config
 from bot_logging_server.errors import register_error_handlers
@@ -41,11 +41,13 @@ def create_app(config: Config) -> Quart:
     app = Quart(__name__, static_folder=None)
     app.config[APP_CONFIG_KEY] = config
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.config["BODY_TIMEOUT"] = config.body_timeout
     # The real client requests //send_logs: keep double slashes as they are (no redirect).
     app.url_map.merge_slashes = False
     store = storage.make_storage(config)
     storage.init_app(app, store)
     auth.init_app(app, auth.Authenticator(store, config.auth_cache_seconds))
+    ratelimit.init_app(app, config)
     register_error_handlers(app)
     register_blueprints(app)
     return app

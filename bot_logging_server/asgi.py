@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 
 from quart import Quart
 
@@ -22,6 +23,10 @@ __all__ = ["app_from_environment"]
 
 def app_from_environment() -> Quart:
     """Build the app from the flags the parent process left in ``BOT_LOGGING_SERVER_FLAGS``."""
+    # hypercorn's parent turns SIGTERM into a graceful stop of every worker; a worker that
+    # received SIGTERM itself (systemd signals the whole group) would die on the spot, losing
+    # the requests it is serving. So workers leave SIGTERM to the parent.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     flags = json.loads(os.environ.get(CONFIG_ENV, "{}"))
     config = build_config(flags, os.environ)
     logging.basicConfig(

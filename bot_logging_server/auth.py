@@ -7,8 +7,10 @@ wrong token.
 
 A verified pair is cached for ``auth_cache_seconds`` (at most 5 s, the contract's limit for
 a change made by another process); after that the user's row is read again, and the slow
-hash is recomputed only if the stored hash changed. Concurrent checks of the same pair share
-one computation, so a burst of requests after start-up costs one scrypt, not one each.
+hash is recomputed only if the stored hash changed. A change made through this process's
+storage (disable, rotate, remove: `Storage.users_changed`) drops the cache at once.
+Concurrent checks of the same pair share one computation, so a burst of requests after
+start-up costs one scrypt, not one each.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ _CACHE_ENTRIES = 4096
 class _Verified:
     user: User
     checked_at: float
+    users_changed: int
 
 
 class Authenticator:
@@ -61,7 +64,12 @@ class Authenticator:
             raise Forbidden()
         key = (username, hashlib.sha256(token.encode()).digest())
         entry = self._cache.get(key)
-        if entry is not None and time.monotonic() - entry.checked_at < self._ttl:
+        if (
+            entry is not None
+            and time.monotonic() - entry.checked_at < self._ttl
+            # A user changed through this process's storage: re-read at once.
+            and entry.users_changed == self._storage.users_changed
+        ):
             return entry.user
         task = self._pending.get(key)
         if task is None:
@@ -75,20 +83,21 @@ class Authenticator:
         return user
 
     async def _check(self, key: tuple[str, bytes], username: str, token: str) -> User | None:
+        version = self._storage.users_changed
         user = await self._storage.get_user(username)
         entry = self._cache.pop(key, None)
         unchanged = entry is not None and user is not None and entry.user == user
         if unchanged and not user.disabled:
             # Same row as when the token was verified: no need to hash it again.
-            return self._remember(key, user)
+            return self._remember(key, user, version)
         stored = user.token_hash if user is not None else DUMMY_HASH
         matches = await asyncio.to_thread(verify_token, token, stored)
         if not matches or user is None or user.disabled:
             return None
-        return self._remember(key, user)
+        return self._remember(key, user, version)
 
-    def _remember(self, key: tuple[str, bytes], user: User) -> User:
-        self._cache[key] = _Verified(user, time.monotonic())
+    def _remember(self, key: tuple[str, bytes], user: User, version: int) -> User:
+        self._cache[key] = _Verified(user, time.monotonic(), version)
         while len(self._cache) > _CACHE_ENTRIES:
             self._cache.popitem(last=False)
         return user

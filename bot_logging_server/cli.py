@@ -124,6 +124,48 @@ _OPTIONS = [
         type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
         help=_help("The server's own log level.", "log_level"),
     ),
+    click.option(
+        "--db-timeout",
+        type=float,
+        help=_help(
+            "Seconds to wait for a database connection, statement or SQLite lock; then 503.",
+            "db_timeout",
+        ),
+    ),
+    click.option(
+        "--body-timeout",
+        type=float,
+        help=_help("Seconds a client has to send a whole request body; then 408.", "body_timeout"),
+    ),
+    click.option(
+        "--read-timeout",
+        type=int,
+        help=_help("Seconds without any data before a connection is closed.", "read_timeout"),
+    ),
+    click.option(
+        "--keep-alive-timeout",
+        type=float,
+        help=_help(
+            "Seconds an idle connection, or one still sending its headers, is kept open.",
+            "keep_alive_timeout",
+        ),
+    ),
+    click.option(
+        "--rate-limit-requests",
+        type=int,
+        help=_help(
+            "Requests per second per user (per process); over it 429. 0: no limit.",
+            "rate_limit_requests",
+        ),
+    ),
+    click.option(
+        "--rate-limit-records",
+        type=int,
+        help=_help(
+            "Log records per second per user (per process); over it 429. 0: no limit.",
+            "rate_limit_records",
+        ),
+    ),
 ]
 
 
@@ -170,6 +212,11 @@ def serve(config: Config, flags: dict[str, Any]) -> None:
     host = f"[{config.host}]" if ":" in config.host else config.host
     hc.bind = [f"{host}:{config.port}"]
     hc.graceful_timeout = 10.0
+    # Slow clients: headers must arrive within keep_alive_timeout of the connection opening
+    # (or of the previous answer), no read may wait longer than read_timeout, and the body
+    # must be complete within body_timeout (Quart's BODY_TIMEOUT, set in create_app).
+    hc.keep_alive_timeout = config.keep_alive_timeout
+    hc.read_timeout = config.read_timeout
     # Route hypercorn's own messages through our logging set-up (no second handler).
     hc.errorlog = logging.getLogger("hypercorn.error")
     click.echo(config.describe(), err=False)
@@ -183,11 +230,16 @@ def serve(config: Config, flags: dict[str, Any]) -> None:
             hc.application_path = "bot_logging_server.asgi:app_from_environment()"
             sys.exit(hypercorn.run.run(hc))
     except LifespanFailureError as exc:
-        log.error("start-up failed: %s", exc.__cause__ or exc)
+        # The database is not waited for: exit 1 at once, so that a supervisor (systemd,
+        # docker) restarts the server, and say where it tried (never the password).
+        log.error(
+            "start-up failed (storage %s): %s", config.database.masked(), exc.__cause__ or exc
+        )
         raise SystemExit(1) from None
     except StorageError as exc:
-        log.error("start-up failed: %s", exc)
+        log.error("start-up failed (storage %s): %s", config.database.masked(), exc)
         raise SystemExit(1) from None
+    log.info("stopped")
 
 
 def _with_storage(config: Config, work: Callable[[Storage], Awaitable[T]]) -> T:

@@ -25,6 +25,7 @@ __all__ = [
     "Forbidden",
     "PayloadTooLarge",
     "ServiceUnavailable",
+    "TooManyRequests",
     "error_body",
     "json_response",
     "register_error_handlers",
@@ -139,6 +140,16 @@ class ServiceUnavailable(APIError):
     def __init__(self, detail: str | None = None) -> None:
         """A 503 asking the client to retry after `RETRY_AFTER_SECONDS`."""
         super().__init__(detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+class TooManyRequests(APIError):
+    """429 with ``Retry-After``: over a rate limit; the client should retry after that."""
+
+    status = 429
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 1) -> None:
+        """A 429 asking the client to retry after `retry_after` seconds."""
+        super().__init__(detail, headers={"Retry-After": str(max(1, int(retry_after)))})
 
 
 def register_error_handlers(app: Quart) -> None:

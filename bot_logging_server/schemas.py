@@ -157,7 +157,14 @@ class Message(fields.Field):
     """Any JSON value; strings load as themselves, anything else as its JSON text."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        return clean_text(value) if isinstance(value, str) else json_text(value)
+        if isinstance(value, str):
+            return clean_text(value)
+        try:
+            return json_text(value)
+        except RecursionError:
+            # orjson parses up to 1024 levels, json.dumps gives up earlier: such a message
+            # can never be stored, so this is a 400, not a 500.
+            raise ValidationError("nested too deeply") from None
 
 
 class BigInt(fields.Field):

@@ -147,3 +147,41 @@ def make_user(storage: Storage) -> Callable[..., Awaitable[Account]]:
 async def user(make_user: Callable[..., Awaitable[Account]]) -> Account:
     """One fresh user (random token)."""
     return await make_user()
+
+
+# -- real processes and faults ------------------------------------------------------------
+
+
+@pytest.fixture(params=BACKENDS)
+def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+    """A database nobody has used yet (MySQL: not even created), on both backends.
+
+    For a server process to create, fill and be checked; the MySQL one is dropped at the end.
+    """
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    server = request.getfixturevalue("mysql_server")
+    name = f"blst_{uuid.uuid4().hex[:12]}"
+    password = f":{server.password}" if server.password else ""
+    try:
+        yield f"mysql://{server.user}{password}@{server.host}:{server.port}/{name}"
+    finally:
+        conn = _mysql_connect(server)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        finally:
+            conn.close()
+
+
+@pytest.fixture
+async def mysql_proxy(mysql_server: DatabaseURL) -> AsyncIterator[Any]:
+    """A `faults.TCPProxy` in front of the MariaDB server, which the test can cut and restore."""
+    from faults import TCPProxy
+
+    proxy = await TCPProxy(mysql_server.host, mysql_server.port).start()
+    try:
+        yield proxy
+    finally:
+        await proxy.close()

@@ -14,6 +14,7 @@ from quart import Blueprint, Response
 from bot_logging_server.auth import requires_batch_user
 from bot_logging_server.config import get_config
 from bot_logging_server.errors import BadRequest, PayloadTooLarge, json_response
+from bot_logging_server.ratelimit import rate_limited
 from bot_logging_server.schemas import ValidationFailed, load_batch
 from bot_logging_server.storage import User, get_storage, utc_now
 
@@ -26,6 +27,7 @@ PATHS = ("/send_logs", "//send_logs", "/send_logs/", "//send_logs/")
 
 
 @requires_batch_user
+@rate_limited
 async def send_logs(user: User, data: dict) -> Response:
     """Store one batch for `user`; answer ``{"code": 200, ..., "added": N}`` after the commit."""
     config = get_config()

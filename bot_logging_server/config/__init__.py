@@ -107,6 +107,13 @@ class Config:
         auth_cache_seconds: how long a verified token is trusted before re-reading the user.
         api_key: enables ``POST /create_user`` when set.
         log_level: the server's own log level.
+        db_timeout: seconds to wait for a pooled connection, a statement or a SQLite lock;
+            past it the request answers 503.
+        body_timeout: seconds a client has to send a whole request body (408 after).
+        read_timeout: seconds hypercorn waits for any read on a connection.
+        keep_alive_timeout: seconds an idle connection, or one still sending headers, is kept.
+        rate_limit_requests: requests per second per user and process (0: no limit).
+        rate_limit_records: log records per second per user and process (0: no limit).
     """
 
     host: str
@@ -120,6 +127,12 @@ class Config:
     auth_cache_seconds: float
     api_key: str | None
     log_level: str
+    db_timeout: float = 10.0
+    body_timeout: float = 30.0
+    read_timeout: int = 30
+    keep_alive_timeout: float = 5.0
+    rate_limit_requests: int = 0
+    rate_limit_records: int = 0
 
     def describe(self) -> str:
         """One start-up line: backend, where it is, and the listening URL; never a secret."""
@@ -211,6 +224,12 @@ def build_config(
         auth_cache_seconds=float(_number("auth_cache_seconds", flags, environ, float, 0, 5)),
         api_key=str(api_key) if api_key else None,
         log_level=log_level,
+        db_timeout=float(_number("db_timeout", flags, environ, float, 0.1, 3600)),
+        body_timeout=float(_number("body_timeout", flags, environ, float, 0.1, 3600)),
+        read_timeout=int(_number("read_timeout", flags, environ, int, 1, 3600)),
+        keep_alive_timeout=float(_number("keep_alive_timeout", flags, environ, float, 0.1, 3600)),
+        rate_limit_requests=int(_number("rate_limit_requests", flags, environ, int, 0, 10**9)),
+        rate_limit_records=int(_number("rate_limit_records", flags, environ, int, 0, 10**12)),
     )
 
 

@@ -25,6 +25,18 @@ DEFAULTS: dict[str, object] = {
     # contract allows 5 s for a change made by another process to take effect.
     "auth_cache_seconds": 2.0,
     "log_level": "INFO",
+    # Seconds to wait for the database: a pooled connection, a statement, a SQLite lock.
+    # Past it the request answers 503 with Retry-After (the client retries).
+    "db_timeout": 10.0,
+    # Seconds a client has to send a request's whole body (Quart's BODY_TIMEOUT); 408 after.
+    "body_timeout": 30.0,
+    # Seconds hypercorn waits for any read on a connection before closing it.
+    "read_timeout": 30,
+    # Seconds an idle (keep-alive) connection, or one still sending its headers, is kept.
+    "keep_alive_timeout": 5.0,
+    # Per-user rate limits, per process (0 = off, the default).
+    "rate_limit_requests": 0,
+    "rate_limit_records": 0,
 }
 
 #: The environment variable read for each setting (flags win over these).
@@ -45,6 +57,12 @@ ENVIRONMENT: dict[str, str] = {
     "auth_cache_seconds": "LOGGER_AUTH_CACHE_SECONDS",
     "api_key": "LOGGER_API_KEY",
     "log_level": "LOGGER_LOG_LEVEL",
+    "db_timeout": "LOGGER_DB_TIMEOUT",
+    "body_timeout": "LOGGER_BODY_TIMEOUT",
+    "read_timeout": "LOGGER_READ_TIMEOUT",
+    "keep_alive_timeout": "LOGGER_KEEP_ALIVE_TIMEOUT",
+    "rate_limit_requests": "LOGGER_RATE_LIMIT_REQUESTS",
+    "rate_limit_records": "LOGGER_RATE_LIMIT_RECORDS",
 }
 
 #: Settings whose values are never printed, logged or echoed in an error.

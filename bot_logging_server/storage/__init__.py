@@ -45,10 +45,10 @@ def make_storage(config: Config) -> Storage:
     if config.database.scheme == "mysql":
         from bot_logging_server.storage.mysql import MySQLStorage
 
-        return MySQLStorage(config.database, pool_size=config.pool_size)
+        return MySQLStorage(config.database, pool_size=config.pool_size, timeout=config.db_timeout)
     from bot_logging_server.storage.sqlite import SQLiteStorage
 
-    return SQLiteStorage(config.database.path)
+    return SQLiteStorage(config.database.path, timeout=config.db_timeout)
 
 
 def init_app(app: Quart, storage: Storage) -> None:

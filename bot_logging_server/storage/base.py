@@ -180,3 +180,9 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def recent_logs(self, user_id: int, limit: int = 100) -> list[StoredLog]:
         """This user's newest rows, newest (highest id) first."""
+
+    #: Bumped by every change to a user made through this object (disable, enable, token
+    #: rotation, removal), so that this process's cache of verified tokens drops at once
+    #: what it holds (`bot_logging_server.auth`); other processes' changes take up to
+    #: ``auth_cache_seconds``.
+    users_changed: int = 0

@@ -4,13 +4,16 @@ The pool is opened by `MySQLStorage.open` (at start-up), which first creates the
 (utf8mb4) when it is missing and the account may, then applies pending migrations while
 holding a named lock (``GET_LOCK``), so several workers can start at once. Sessions run in UTC
 with strict SQL mode. Driver errors become `StorageUnavailable` (connection lost or refused,
-too many connections, lock timeouts: a retry may work) or `StorageError`.
+too many connections, lock timeouts: a retry may work) or `StorageError`. Waiting for a
+pooled connection and the work on it are each bounded by ``db_timeout``; a connection that
+saw any error is closed, never reused, so the pool heals by itself once the database is back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
@@ -93,6 +96,8 @@ _INSERT_LOGS = (
 # connections, server shutting down, lock wait timeout, deadlock, read-only.
 _RETRYABLE = {1040, 1053, 1205, 1213, 1290, 1927, 2002, 2003, 2006, 2013, 2055}
 _DUPLICATE_KEY = 1062
+# Strong references to fire-and-forget tasks (asyncio keeps only weak ones).
+_BACKGROUND: set[asyncio.Future] = set()
 _DB_NAME_RE = re.compile(r"[A-Za-z0-9_$-]{1,64}")
 _CONNECT_TIMEOUT = 5
 
@@ -111,6 +116,11 @@ def _translate(exc: BaseException) -> StorageError:
     return StorageError(f"database error: {type(exc).__name__}")
 
 
+def _release_if_acquired(pool: aiomysql.Pool, task: asyncio.Future) -> None:
+    if not task.cancelled() and task.exception() is None:
+        pool.release(task.result())
+
+
 def _user(row: Sequence) -> User:
     return User(
         id=row[0],
@@ -127,12 +137,17 @@ class MySQLStorage(Storage):
 
     name = "mysql"
 
-    def __init__(self, url: DatabaseURL, pool_size: int = 10) -> None:
-        """Remember where to connect; nothing connects before `open`."""
+    def __init__(self, url: DatabaseURL, pool_size: int = 10, timeout: float = 10.0) -> None:
+        """Remember where to connect; nothing connects before `open`.
+
+        `timeout` bounds, in seconds, the wait for a pooled connection and each unit of work
+        on it; past it the operation raises `StorageUnavailable`.
+        """
         if not _DB_NAME_RE.fullmatch(url.name):
             raise StorageError("database name may only hold letters, digits, _ $ and -")
         self._url = url
         self._pool_size = pool_size
+        self._timeout = timeout
         self._pool: aiomysql.Pool | None = None
 
     def _connect_args(self) -> dict[str, object]:
@@ -142,7 +157,7 @@ class MySQLStorage(Storage):
             "user": self._url.user,
             "password": self._url.password,
             "charset": "utf8mb4",
-            "connect_timeout": _CONNECT_TIMEOUT,
+            "connect_timeout": min(_CONNECT_TIMEOUT, self._timeout),
             "init_command": "SET time_zone = '+00:00', sql_mode = 'STRICT_ALL_TABLES'",
         }
 
@@ -228,24 +243,55 @@ class MySQLStorage(Storage):
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[aiomysql.Connection]:
-        """A pooled connection; on any error it is rolled back, closed and not reused."""
-        if self._pool is None:
+        """A pooled connection; on any error it is rolled back, closed and not reused.
+
+        Getting the connection and the work done on it are each bounded by the timeout, so a
+        database that is down, or a network that swallows packets, costs a 503, not a hang.
+        """
+        pool = self._pool
+        if pool is None:
             raise StorageUnavailable("storage is not open")
         try:
-            conn = await self._pool.acquire()
+            conn = await self._checkout(pool)
         except Exception as exc:
             raise _translate(exc) from exc
         try:
-            yield conn
+            async with asyncio.timeout(self._timeout):
+                yield conn
         except BaseException as exc:
             # A connection that saw an error may be mid-transaction or broken: drop it.
-            conn.close()
-            self._pool.release(conn)
+            self._discard(pool, conn)
             if isinstance(exc, (pymysql.err.MySQLError, OSError, asyncio.TimeoutError)):
                 raise _translate(exc) from exc
             raise
         else:
-            self._pool.release(conn)
+            pool.release(conn)
+
+    async def _checkout(self, pool: aiomysql.Pool) -> aiomysql.Connection:
+        """A pooled connection within the timeout, never leaking one that comes too late."""
+        # aiomysql drops pooled connections the database has closed (EOF seen) on acquire;
+        # one that died silently fails its statement, within the timeout, and is dropped.
+        task = asyncio.ensure_future(pool.acquire())
+        try:
+            # shield: a timeout (or the request going away) cancels the wait, and the task is
+            # cancelled below, where a connection it got anyway is handed back to the pool.
+            return await asyncio.wait_for(asyncio.shield(task), self._timeout)
+        except BaseException:
+            task.cancel()
+            task.add_done_callback(functools.partial(_release_if_acquired, pool))
+            raise
+
+    @staticmethod
+    def _discard(pool: aiomysql.Pool, conn: aiomysql.Connection) -> None:
+        conn.close()
+        pool.release(conn)
+        # aiomysql wakes the tasks waiting for a connection only when a live one comes back;
+        # wake one so it opens a fresh connection instead of waiting for its timeout.
+        wakeup = getattr(pool, "_wakeup", None)
+        if wakeup is not None and not pool.closed:
+            task = asyncio.ensure_future(wakeup())
+            _BACKGROUND.add(task)
+            task.add_done_callback(_BACKGROUND.discard)
 
     async def ping(self) -> None:
         """``SELECT 1`` on a pooled connection."""
@@ -286,7 +332,8 @@ class MySQLStorage(Storage):
             row = await cur.fetchone()
             # End the read's snapshot so the next read on this connection sees new commits.
             await conn.commit()
-        return _user(row) if row else None
+        # The column's collation pads with spaces ("alice " = "alice"): only an exact name.
+        return _user(row) if row and row[1] == username else None
 
     async def list_users(self) -> list[User]:
         """Every user, by name."""
@@ -301,6 +348,7 @@ class MySQLStorage(Storage):
             await cur.execute(sql, args)
             changed = cur.rowcount
             await conn.commit()
+        self.users_changed += 1
         if changed == 0:
             raise UserNotFound(username)
 
@@ -332,6 +380,7 @@ class MySQLStorage(Storage):
             deleted = cur.rowcount
             await cur.execute("DELETE FROM users WHERE id = %s", (row[0],))
             await conn.commit()
+        self.users_changed += 1
         return deleted
 
     async def insert_logs(self, user_id: int, rows: Sequence[LogRow], received_at: datetime) -> int:

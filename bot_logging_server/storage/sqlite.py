@@ -112,9 +112,14 @@ class SQLiteStorage(Storage):
 
     name = "sqlite"
 
-    def __init__(self, path: str) -> None:
-        """Remember the file; nothing is opened before `open`."""
+    def __init__(self, path: str, timeout: float = _BUSY_TIMEOUT_MS / 1000) -> None:
+        """Remember the file; nothing is opened before `open`.
+
+        `timeout` is how long, in seconds, a write waits for a lock held by another process
+        before raising `StorageUnavailable` (answered 503).
+        """
         self._path = path
+        self._busy_timeout_ms = max(1, int(timeout * 1000))
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
@@ -122,7 +127,7 @@ class SQLiteStorage(Storage):
     async def _connect(self) -> aiosqlite.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
         conn = await aiosqlite.connect(self._path, isolation_level=None)
-        await conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        await conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms:d}")
         await conn.execute("PRAGMA journal_mode = WAL")
         await conn.execute("PRAGMA synchronous = FULL")
         return conn
@@ -239,6 +244,7 @@ class SQLiteStorage(Storage):
         async with self._transaction() as conn:
             cur = await conn.execute(sql, args)
             changed = cur.rowcount
+        self.users_changed += 1
         if changed == 0:
             raise UserNotFound(username)
 
@@ -268,6 +274,7 @@ class SQLiteStorage(Storage):
             cur = await conn.execute("DELETE FROM user_logs WHERE user_id = ?", (row[0],))
             deleted = cur.rowcount
             await conn.execute("DELETE FROM users WHERE id = ?", (row[0],))
+        self.users_changed += 1
         return deleted
 
     async def insert_logs(self, user_id: int, rows: Sequence[LogRow], received_at: datetime) -> int:

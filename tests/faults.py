@@ -1,0 +1,114 @@
+"""A TCP proxy in front of MariaDB that a test can cut and restore: a database outage on demand.
+
+`TCPProxy` listens on a free local port and forwards every connection to the target. `cut()`
+closes every forwarded connection (the server's pool sees "lost connection") and stops
+listening (new connections are refused), as a database restart or a network failure would;
+`restore()` listens again on the same port. `freeze()` is the nastier outage: connections are
+accepted and kept open but nothing is forwarded any more (a partition, a hung server), so only
+timeouts can save the client; `thaw()` drops those connections and forwards again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+
+
+class TCPProxy:
+    """Forward 127.0.0.1:`port` to `target_host`:`target_port` until cut."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.connections = 0
+        self._thawed = asyncio.Event()
+        self._thawed.set()
+
+    async def start(self) -> TCPProxy:
+        """Listen (on a free port the first time, then on the same port)."""
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        self.port = sock.getsockname()[1]
+        self._server = await asyncio.start_server(self._handle, sock=sock)
+        return self
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._writers.add(writer)
+        await self._thawed.wait()
+        if writer.transport.is_closing():
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self._writers.update((writer, up_writer))
+        pumps = [
+            asyncio.ensure_future(self._pump(reader, up_writer)),
+            asyncio.ensure_future(self._pump(up_reader, writer)),
+        ]
+        self._tasks.update(pumps)
+        try:
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in pumps:
+                task.cancel()
+                self._tasks.discard(task)
+            for w in (writer, up_writer):
+                self._writers.discard(w)
+                w.close()
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while data := await reader.read(65536):
+                if not self._thawed.is_set():
+                    continue  # frozen: swallow everything
+                writer.write(data)
+                await writer.drain()
+
+    async def freeze(self) -> None:
+        """Keep accepting and holding connections, but forward nothing."""
+        self._thawed.clear()
+        await asyncio.sleep(0)
+
+    async def thaw(self) -> None:
+        """Drop every connection that lived through the freeze and forward again."""
+        for w in list(self._writers):
+            w.transport.abort()
+        self._writers.clear()
+        self._thawed.set()
+        await asyncio.sleep(0)
+
+    async def cut(self) -> None:
+        """Refuse new connections and close every open one (both sides)."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for w in list(self._writers):
+            # abort: no graceful FIN handshake, like a database process that died.
+            w.transport.abort()
+        self._writers.clear()
+        if server is not None:
+            await server.wait_closed()
+        await asyncio.sleep(0)
+
+    async def restore(self) -> None:
+        """Accept connections again, on the same port."""
+        if self._server is None:
+            await self.start()
+
+    async def close(self) -> None:
+        """Cut and forget everything."""
+        self._thawed.set()
+        await self.cut()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()

@@ -1,0 +1,141 @@
+"""One user never reaches another's logs; changes to a user take effect at once.
+
+CONTRACT.md, Users and tokens: a token works only with its own user name; a disabled,
+rotated or removed user is refused (at once when changed through this process, within 5 s
+when changed from another process, e.g. the ``users`` CLI); a 403 never says whether the user
+exists, not even through its timing. ``POST /create_user`` is off (404) without an API key and
+compares ``X-Api-Key`` in constant time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import subprocess
+import sys
+import time
+
+import pytest
+from helpers import assert_added, assert_error, client_body, post_logs
+from realserver import ROOT
+
+from bot_logging_server.users import rotate_token
+
+
+async def test_a_token_never_works_with_another_users_name(client, storage, make_user):
+    alice, bob = await make_user(), await make_user()
+    await assert_added(await post_logs(client, alice), 1)  # alice's pair is now cached
+    for name, token in [
+        (bob.name, alice.token),
+        (alice.name, bob.token),
+        ("nobody_" + alice.name, alice.token),
+        (alice.name.upper(), alice.token),
+        (alice.name + " ", alice.token),
+    ]:
+        response = await post_logs(client, alice, client_body(name, 2), token=token)
+        await assert_error(response, 403, "Forbidden")
+    assert await storage.count_logs(alice.id) == 1
+    assert await storage.count_logs(bob.id) == 0
+
+
+@pytest.mark.parametrize("change", ["disable", "rotate", "remove"])
+async def test_a_user_changed_in_this_process_is_refused_at_once(client, storage, user, change):
+    await assert_added(await post_logs(client, user), 1)  # cached as verified
+    if change == "disable":
+        await storage.set_disabled(user.name, True)
+    elif change == "rotate":
+        new_token = await rotate_token(storage, user.name)
+    else:
+        await storage.remove_user(user.name)
+    await assert_error(await post_logs(client, user), 403, "Forbidden")
+    if change == "disable":
+        await storage.set_disabled(user.name, False)
+        await assert_added(await post_logs(client, user), 1)
+    if change == "rotate":
+        await assert_added(await post_logs(client, user, token=new_token), 1)
+        await assert_error(await post_logs(client, user), 403, "Forbidden")
+
+
+def _cli(database_url: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), "--database-url", database_url, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout
+
+
+@pytest.mark.parametrize("command", ["disable", "rotate"])
+async def test_a_user_changed_by_another_process_is_refused_within_5_seconds(
+    client, user, database_url, command
+):
+    await assert_added(await post_logs(client, user), 1)
+    await asyncio.to_thread(_cli, database_url, "users", command, user.name)
+    changed_at = time.monotonic()
+    while (await post_logs(client, user)).status_code == 200:
+        assert time.monotonic() - changed_at < 5, "still accepted 5 s after the change"
+        await asyncio.sleep(0.1)
+    await assert_error(await post_logs(client, user), 403, "Forbidden")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_unknown_user_and_wrong_token_take_the_same_time(client, make_user):
+    user = await make_user()
+    wrong = "0123456789abcdef" * 2
+    times: dict[str, list[float]] = {"unknown user": [], "wrong token": []}
+    bodies = {
+        "unknown user": client_body("nobody_at_all", 1),
+        "wrong token": client_body(user.name, 1),
+    }
+    for _ in range(100):
+        for case, body in bodies.items():
+            started = time.perf_counter()
+            response = await post_logs(client, user, body, token=wrong)
+            times[case].append(time.perf_counter() - started)
+            assert response.status_code == 403
+    unknown = statistics.median(times["unknown user"])
+    wrong_token = statistics.median(times["wrong token"])
+    # Without the dummy hash an unknown user costs a database read (~1 ms), a wrong token a
+    # slow hash (~50 ms): 50 times more. The same work on both paths stays within 1.5 times
+    # (a generous margin: the machine is shared).
+    assert 1 / 1.5 < unknown / wrong_token < 1.5, (unknown, wrong_token)
+    print(
+        f"\nmedian 403 time: unknown user {unknown * 1000:.1f} ms, wrong token "
+        f"{wrong_token * 1000:.1f} ms, 100 tries each"
+    )
+
+
+async def test_create_user_is_off_without_an_api_key(client):
+    response = await client.post("/create_user", json={"user": "x"}, headers={"X-Api-Key": ""})
+    await assert_error(response, 404, "NotFound")
+
+
+async def test_create_user_needs_the_exact_api_key(make_app):
+    key = "k3y-" + "s" * 28
+    async with make_app(api_key=key) as app:
+        client = app.test_client()
+        for given in [None, "", key[:-1], key + "x", key.upper(), "x" * len(key), "é" + key[1:]]:
+            headers = {} if given is None else {"X-Api-Key": given}
+            response = await client.post("/create_user", json={"user": "ck_x"}, headers=headers)
+            await assert_error(response, 403, "Forbidden")
+        response = await client.post(
+            "/create_user", json={"user": "ck_ok", "password": "pw"}, headers={"X-Api-Key": key}
+        )
+        assert response.status_code == 200
+        token = (await response.get_json())["token"]
+        account = type("A", (), {"name": "ck_ok", "token": token})
+        await assert_added(await post_logs(client, account), 1)
+
+
+def test_create_user_compares_the_key_in_constant_time():
+    # A timing test cannot see a comparison of a few dozen bytes over HTTP; the code must use
+    # hmac.compare_digest, never ==, on the key.
+    import inspect
+
+    from bot_logging_server.blueprints import users
+
+    source = inspect.getsource(users.create_user)
+    assert "hmac.compare_digest" in source and "== api_key" not in source

@@ -1,0 +1,174 @@
+"""Limits hold before a body is in memory, and slow clients are timed out.
+
+Against a real server process over raw sockets (what hypercorn and Quart do on the network is
+the point): a ``Content-Length`` over ``--max-body-bytes`` is answered 413 at once, without
+the body being sent; a chunked body is cut off with 413 while the client is still sending; a
+batch over ``--max-records`` is 413; headers that trickle in are dropped after
+``--keep-alive-timeout``, a body that trickles in is answered 408 after ``--body-timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+from realserver import RemoteUser, ServerProcess, add_user, batch_body, http, parse_reply
+
+pytestmark = pytest.mark.slow
+
+LIMIT = 100_000
+MAX_RECORDS = 50
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, RemoteUser]]:
+    """One server with small limits and short timeouts, and a user on it."""
+    tmp = tmp_path_factory.mktemp("limits")
+    url = f"sqlite:///{tmp / 'limits.db'}"
+    user = asyncio.run(add_user(url))
+    flags = ["--max-body-bytes", str(LIMIT), "--max-records", str(MAX_RECORDS)]
+    flags += ["--keep-alive-timeout", "1", "--body-timeout", "1", "--read-timeout", "5"]
+    with ServerProcess(url, tmp, *flags) as proc:
+        asyncio.run(proc.wait_ready())
+        yield proc, user
+
+
+def _head(port: int, user: RemoteUser, extra: str) -> bytes:
+    return (
+        f"POST //send_logs HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: application/json\r\nX-User-Token: {user.token}\r\n{extra}\r\n"
+    ).encode()
+
+
+async def _read_reply(reader: asyncio.StreamReader, timeout: float) -> bytes:
+    """Read one answer as it arrives (head, then Content-Length bytes of body).
+
+    Reads eagerly, chunk by chunk, so that an answer followed by a reset of the connection
+    (the server closing while the client still sends) is not lost.
+    """
+    raw = bytearray()
+    deadline = time.monotonic() + timeout
+    while True:
+        head, sep, body = bytes(raw).partition(b"\r\n\r\n")
+        if sep:
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            if len(body) >= length:
+                return bytes(raw)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"no whole answer within {timeout} s: {bytes(raw)[:200]!r}")
+        try:
+            data = await asyncio.wait_for(reader.read(65536), remaining)
+        except ConnectionError:
+            data = b""
+        if not data:
+            if raw:
+                return bytes(raw)
+            raise ConnectionError("closed without an answer")
+        raw += data
+
+
+def _check_error(raw: bytes, status: int, message: str) -> None:
+    reply = parse_reply(raw)
+    assert reply.status == status, raw[:300]
+    assert reply.headers["content-type"] == "application/json"
+    assert reply.json() == {"code": status, "message": message}
+
+
+async def test_content_length_over_the_limit_is_refused_at_once_without_the_body(server):
+    proc, user = server
+    reader, writer = await asyncio.open_connection("127.0.0.1", proc.port)
+    try:
+        started = time.monotonic()
+        writer.write(_head(proc.port, user, f"Content-Length: {10**12}\r\n"))
+        await writer.drain()  # not one byte of the (terabyte) body is sent
+        raw = await _read_reply(reader, timeout=5)
+        assert time.monotonic() - started < 1.0
+        _check_error(raw, 413, "PayloadTooLarge")
+    finally:
+        writer.close()
+
+
+async def test_a_chunked_body_is_cut_off_at_the_limit_while_the_client_still_sends(server):
+    proc, user = server
+    reader, writer = await asyncio.open_connection("127.0.0.1", proc.port)
+    chunk = b"x" * 8192
+    sent = 0
+    answer: asyncio.Task[bytes] = asyncio.ensure_future(_read_reply(reader, timeout=10))
+    try:
+        writer.write(_head(proc.port, user, "Transfer-Encoding: chunked\r\n"))
+        # Offer up to 200 times the limit; the answer must come long before.
+        while not answer.done() and sent < 200 * LIMIT:
+            try:
+                writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                await asyncio.wait_for(writer.drain(), 2)
+            except (ConnectionError, TimeoutError):
+                break  # the server stopped reading: it has refused the body
+            sent += len(chunk)
+            await asyncio.sleep(0)
+        raw = await answer
+        _check_error(raw, 413, "PayloadTooLarge")
+        assert sent < 200 * LIMIT, "the whole oversized body was read"
+        print(f"\nchunked body answered 413 after {sent} bytes sent (limit {LIMIT})")
+    finally:
+        answer.cancel()
+        writer.close()
+
+
+async def test_a_batch_over_max_records_is_413_and_at_max_records_is_stored(server):
+    proc, user = server
+    headers = {"Content-Type": "application/json", "X-User-Token": user.token}
+    over = await http(proc.port, "POST", "//send_logs", batch_body(user.name, "o", 51), headers)
+    assert over.status == 413 and over.json()["message"] == "PayloadTooLarge"
+    at = await http(proc.port, "POST", "//send_logs", batch_body(user.name, "a", 50), headers)
+    assert at.status == 200 and at.json()["added"] == 50
+
+
+async def test_headers_sent_too_slowly_get_the_connection_closed(server):
+    proc, user = server
+    reader, writer = await asyncio.open_connection("127.0.0.1", proc.port)
+    started = time.monotonic()
+    closed_after = None
+    try:
+        for byte in _head(proc.port, user, "Content-Length: 2\r\n"):
+            writer.write(bytes([byte]))
+            try:
+                await writer.drain()
+            except ConnectionError:
+                break
+            try:
+                if await asyncio.wait_for(reader.read(1024), 0.25) == b"":
+                    break  # closed by the server
+            except TimeoutError:
+                continue
+        closed_after = time.monotonic() - started
+    finally:
+        writer.close()
+    # keep-alive-timeout is 1 s: the connection is gone long before all headers are in.
+    assert closed_after is not None and closed_after < 4
+
+
+async def test_a_body_sent_too_slowly_is_answered_408(server):
+    proc, user = server
+    reader, writer = await asyncio.open_connection("127.0.0.1", proc.port)
+    started = time.monotonic()
+    answer: asyncio.Task[bytes] = asyncio.ensure_future(_read_reply(reader, timeout=10))
+    try:
+        writer.write(_head(proc.port, user, "Content-Length: 1000\r\n"))
+        for _ in range(50):  # one byte every 0.2 s: 1000 bytes would take 200 s
+            if answer.done():
+                break
+            writer.write(b" ")
+            await writer.drain()
+            await asyncio.sleep(0.2)
+        raw = await answer
+    finally:
+        answer.cancel()
+        writer.close()
+    _check_error(raw, 408, "RequestTimeout")
+    assert time.monotonic() - started < 4  # body-timeout is 1 s
