@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from quart import Quart
 
-from bot_logging_server import auth, storage
+from bot_logging_server import auth, storage, tail
 from bot_logging_server.blueprints import register_blueprints
 from bot_logging_server.config import APP_CONFIG_KEY, Config
 from bot_logging_server.errors import register_error_handlers
@@ -46,6 +46,7 @@ def create_app(config: Config) -> Quart:
     store = storage.make_storage(config)
     storage.init_app(app, store)
     auth.init_app(app, auth.Authenticator(store, config.auth_cache_seconds))
+    tail.init_app(app)
     register_error_handlers(app)
     register_blueprints(app)
     return app

@@ -20,6 +20,9 @@ import pymysql
 
 from bot_logging_server.config import DatabaseURL
 from bot_logging_server.storage.base import (
+    MAX_STAT_ROWS,
+    LevelCount,
+    LogQuery,
     LogRow,
     Migration,
     Storage,
@@ -29,6 +32,7 @@ from bot_logging_server.storage.base import (
     User,
     UserExists,
     UserNotFound,
+    like_pattern,
     utc_now,
 )
 
@@ -392,3 +396,90 @@ class MySQLStorage(Storage):
             )
             for r in rows
         ]
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def _select(self, sql: str, args: Sequence) -> list[tuple]:
+        async with self._connection() as conn, conn.cursor() as cur:
+            await cur.execute(sql, args)
+            rows = await cur.fetchall()
+            # End the read's snapshot so the next read on this connection sees new commits.
+            await conn.commit()
+        return list(rows)
+
+    async def query_logs(self, user_id: int, query: LogQuery) -> list[StoredLog]:
+        """One keyset page: ``id < before_id`` newest first, or ``id > after_id`` oldest first."""
+        where, args = _where(user_id, query)
+        order = "ASC" if query.oldest_first else "DESC"
+        rows = await self._select(
+            f"SELECT {_LOG_COLUMNS} FROM user_logs WHERE {where} ORDER BY id {order} LIMIT %s",
+            (*args, query.limit),
+        )
+        return [_stored_log(r) for r in rows]
+
+    async def last_log_id(self, user_id: int) -> int:
+        """The user's highest id, 0 when none."""
+        rows = await self._select(
+            "SELECT COALESCE(MAX(id), 0) FROM user_logs WHERE user_id = %s", (user_id,)
+        )
+        return int(rows[0][0])
+
+    async def log_stats(self, user_id: int, query: LogQuery, bucket: str) -> list[LevelCount]:
+        """GROUP BY the bucket's start (DATE_FORMAT) and level, in SQL."""
+        where, args = _where(user_id, query, with_cursor=False)
+        rows = await self._select(
+            "SELECT DATE_FORMAT(event_at, %s) AS bucket, level, COUNT(*) FROM user_logs "
+            f"WHERE {where} GROUP BY bucket, level ORDER BY bucket DESC, level LIMIT %s",
+            (_BUCKET_FORMAT[bucket], *args, MAX_STAT_ROWS),
+        )
+        return [LevelCount(datetime.fromisoformat(r[0]), r[1], int(r[2])) for r in rows]
+
+
+_BUCKET_FORMAT = {
+    "minute": "%Y-%m-%d %H:%i:00",
+    "hour": "%Y-%m-%d %H:00:00",
+    "day": "%Y-%m-%d 00:00:00",
+}
+
+
+def _where(user_id: int, query: LogQuery, with_cursor: bool = True) -> tuple[str, list]:
+    """The WHERE clause and its arguments for `query`, always scoped to `user_id`."""
+    clauses, args = ["user_id = %s"], [user_id]
+    optional = [
+        ("level >= %s", query.min_level),
+        ("event_at >= %s", query.since),
+        ("event_at < %s", query.until),
+        # An explicit case-insensitive collation: q must not depend on how the database
+        # was created.
+        (
+            "msg COLLATE utf8mb4_unicode_ci LIKE %s ESCAPE '|'",
+            None if query.q is None else like_pattern(query.q),
+        ),
+        ("p_name = %s", query.p_name),
+        ("p_description = %s", query.p_description),
+        ("pid = %s", query.pid),
+    ]
+    if with_cursor:
+        optional += [("id < %s", query.before_id), ("id > %s", query.after_id)]
+    for clause, value in optional:
+        if value is not None:
+            clauses.append(clause)
+            args.append(value)
+    return " AND ".join(clauses), args
+
+
+def _stored_log(r: Sequence) -> StoredLog:
+    return StoredLog(
+        id=r[0],
+        user_id=r[1],
+        pid=r[2],
+        p_name=r[3],
+        p_description=r[4],
+        level=r[5],
+        msg=r[6],
+        truncated=bool(r[7]),
+        msg_length=r[8],
+        event_at=r[9],
+        post_time=r[10],
+        received_at=r[11],
+    )
