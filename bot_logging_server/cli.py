@@ -205,9 +205,9 @@ def _with_storage(config: Config, work: Callable[[Storage], Awaitable[T]]) -> T:
     try:
         return asyncio.run(run())
     except UserExists as exc:
-        raise click.ClickException(f"user {exc} exists already") from None
+        raise click.ClickException(f"user {exc.args[0]!r} exists already") from None
     except UserNotFound as exc:
-        raise click.ClickException(f"no user named {exc}") from None
+        raise click.ClickException(f"no user named {exc.args[0]!r}") from None
     except StorageError as exc:
         raise click.ClickException(f"storage: {exc}") from None
 

@@ -107,6 +107,8 @@ def _translate(exc: BaseException) -> StorageError:
         return StorageUnavailable(f"database unreachable: {type(exc).__name__}")
     if isinstance(exc, pymysql.err.MySQLError) and exc.args:
         code = exc.args[0]
+        if code in (2002, 2003):
+            return StorageUnavailable(f"cannot connect to the database server (MySQL error {code})")
         if code in _RETRYABLE:
             return StorageUnavailable(f"database unavailable (MySQL error {code})")
         return StorageError(f"database error (MySQL error {code})")

@@ -1,0 +1,107 @@
+"""The ``users`` command line: add, list, disable, enable, rotate, remove (CliRunner)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import pytest
+from click.testing import CliRunner
+
+from bot_logging_server.cli import main
+from bot_logging_server.config import build_config
+from bot_logging_server.storage import make_storage
+from bot_logging_server.tokens import verify_token
+
+
+@pytest.fixture
+def cli(database_url):
+    """Run the CLI against this test's database; returns the click Result."""
+    runner = CliRunner()
+
+    def run(*args: str):
+        return runner.invoke(main, ["--database-url", database_url, *args], catch_exceptions=False)
+
+    return run
+
+
+def _user(database_url, name):
+    async def get():
+        storage = make_storage(build_config({"database_url": database_url}, environ={}))
+        await storage.open()
+        try:
+            return await storage.get_user(name)
+        finally:
+            await storage.close()
+
+    return asyncio.run(get())
+
+
+def test_users_add_with_password_prints_md5_of_name_and_password_once(cli, database_url):
+    result = cli("users", "add", "alice_cli", "--password", "pw", "--tel-id", "-100123")
+    assert result.exit_code == 0, result.output
+    token = result.stdout.strip()
+    assert token == hashlib.md5(b"alice_clipw").hexdigest()
+    stored = _user(database_url, "alice_cli")
+    assert stored.tel_id == -100123
+    assert token not in stored.token_hash and verify_token(token, stored.token_hash)
+
+
+def test_users_add_without_password_prints_a_random_token(cli, database_url):
+    result = cli("users", "add", "bob_cli")
+    token = result.stdout.strip()
+    assert result.exit_code == 0 and len(token) == 32 and int(token, 16) >= 0
+    assert verify_token(token, _user(database_url, "bob_cli").token_hash)
+
+
+def test_adding_an_existing_user_fails_with_a_clear_error(cli):
+    assert cli("users", "add", "dup_cli").exit_code == 0
+    result = cli("users", "add", "dup_cli")
+    assert result.exit_code == 1
+    assert "user 'dup_cli' exists already" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["has space", "x" * 65, ""])
+def test_invalid_user_names_are_refused(cli, name):
+    result = cli("users", "add", name)
+    assert result.exit_code == 2
+    assert "1-64 characters, no whitespace" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["disable", "enable", "rotate", "remove"])
+def test_unknown_user_is_a_clear_error(cli, command):
+    result = cli("users", command, "ghost_cli")
+    assert result.exit_code == 1
+    assert "no user named 'ghost_cli'" in result.stderr
+
+
+def test_disable_enable_rotate_remove_change_the_user(cli, database_url):
+    first = cli("users", "add", "carol_cli").stdout.strip()
+    assert cli("users", "disable", "carol_cli").exit_code == 0
+    assert _user(database_url, "carol_cli").disabled
+    listing = cli("users", "list").stdout
+    assert "carol_cli" in listing and "disabled" in listing and first not in listing
+    assert cli("users", "enable", "carol_cli").exit_code == 0
+    assert not _user(database_url, "carol_cli").disabled
+    rotated = cli("users", "rotate", "carol_cli").stdout.strip()
+    stored = _user(database_url, "carol_cli")
+    assert rotated != first and verify_token(rotated, stored.token_hash)
+    assert not verify_token(first, stored.token_hash)
+    removed = cli("users", "remove", "carol_cli")
+    assert removed.exit_code == 0 and "removed user 'carol_cli'" in removed.stdout
+    assert _user(database_url, "carol_cli") is None
+
+
+def test_bad_configuration_is_a_usage_error_naming_the_setting():
+    result = CliRunner().invoke(main, ["--port", "99999", "users", "list"])
+    assert result.exit_code == 2
+    assert "--port / LOGGER_PORT" in result.stderr
+
+
+def test_unreachable_database_is_a_clear_error_not_a_traceback():
+    result = CliRunner().invoke(
+        main, ["--database-url", "mysql://root@127.0.0.1:1/nothing", "users", "list"]
+    )
+    assert result.exit_code == 1
+    assert "storage: cannot connect to the database server" in result.stderr
+    assert "Traceback" not in result.output

@@ -1,0 +1,78 @@
+"""``POST /create_user`` (the original's API): off without an API key, 403 for a wrong key."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from helpers import assert_added, assert_error, post_logs
+
+KEY = "k" * 40
+
+
+@pytest.fixture
+async def keyed_client(make_app):
+    async with make_app(api_key=KEY) as app:
+        yield app.test_client()
+
+
+async def test_create_user_is_off_without_an_api_key(client):
+    response = await client.post("/create_user", json={"user": "a", "password": "b"})
+    await assert_error(response, 404, "NotFound")
+
+
+@pytest.mark.parametrize("key", [None, "", "wrong", KEY[:-1], KEY + "x"])
+async def test_wrong_or_missing_api_key_is_403(keyed_client, key):
+    headers = {} if key is None else {"X-Api-Key": key}
+    response = await keyed_client.post("/create_user", json={"user": "a"}, headers=headers)
+    await assert_error(response, 403, "Forbidden")
+
+
+async def test_create_user_with_password_answers_the_md5_token(keyed_client):
+    response = await keyed_client.post(
+        "/create_user",
+        json={"user": "carol", "password": "pw", "tel_id": 123456789},
+        headers={"X-Api-Key": KEY},
+    )
+    assert response.status_code == 200
+    body = await response.get_json()
+    assert body["code"] == 200 and body["message"] == "User created"
+    assert body["token"] == hashlib.md5(b"carolpw").hexdigest()
+    account = type("A", (), {"name": "carol", "token": body["token"]})
+    await assert_added(await post_logs(keyed_client, account), 1)
+
+
+async def test_create_user_without_password_answers_a_random_token(keyed_client):
+    response = await keyed_client.post(
+        "/create_user", json={"user": "dave"}, headers={"X-Api-Key": KEY}
+    )
+    token = (await response.get_json())["token"]
+    assert len(token) == 32 and token == token.lower()
+    assert int(token, 16) >= 0
+
+
+async def test_existing_user_is_409(keyed_client):
+    for expected in (200, 409):
+        response = await keyed_client.post(
+            "/create_user", json={"user": "erin", "password": "x"}, headers={"X-Api-Key": KEY}
+        )
+        assert response.status_code == expected
+    await assert_error(response, 409, "Conflict")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"user": ""},
+        {"user": "has space"},
+        {"user": "x" * 65},
+        {"user": 5},
+        {"password": "x"},
+        {"user": "ok", "tel_id": "not a number"},
+        ["not", "an", "object"],
+    ],
+    ids=repr,
+)
+async def test_invalid_create_user_body_is_400(keyed_client, body):
+    response = await keyed_client.post("/create_user", json=body, headers={"X-Api-Key": KEY})
+    await assert_error(response, 400, "BadRequest")

@@ -1,0 +1,165 @@
+"""The storage layer on both backends: schema, migrations, users, atomic batches."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import pymysql
+import pytest
+
+from bot_logging_server.config import DatabaseURL, build_config
+from bot_logging_server.storage import LogRow, UserExists, UserNotFound, make_storage
+from bot_logging_server.storage.mysql import MIGRATIONS as MYSQL_MIGRATIONS
+from bot_logging_server.storage.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
+
+CONTRACT_COLUMNS = {
+    "id",
+    "user_id",
+    "pid",
+    "p_name",
+    "p_description",
+    "level",
+    "msg",
+    "truncated",
+    "msg_length",
+    "event_at",
+    "post_time",
+    "received_at",
+}
+
+
+def _row(**overrides):
+    values = dict(
+        pid=1,
+        p_name="p",
+        p_description="d",
+        level=40,
+        msg="m",
+        truncated=False,
+        msg_length=1,
+        event_at=datetime(2020, 5, 5, 12, 22, 22, 123456),
+        post_time=datetime(2020, 5, 5, 12, 22, 23),
+    )
+    values.update(overrides)
+    return LogRow(**values)
+
+
+async def test_schema_is_at_the_latest_version_and_reopening_migrates_nothing(storage, make_config):
+    latest = {"mysql": MYSQL_MIGRATIONS, "sqlite": SQLITE_MIGRATIONS}[storage.name][-1].version
+    assert await storage.schema_version() == latest
+    again = make_storage(make_config())
+    await again.open()  # a second process starting on the same database
+    try:
+        assert await again.schema_version() == latest
+    finally:
+        await again.close()
+
+
+async def test_both_backends_define_the_same_migrations():
+    assert [(m.version, m.name) for m in MYSQL_MIGRATIONS] == [
+        (m.version, m.name) for m in SQLITE_MIGRATIONS
+    ]
+
+
+async def test_user_logs_has_the_contracts_columns(storage, database_url):
+    if storage.name == "sqlite":
+        import sqlite3
+
+        path = DatabaseURL.parse(database_url).path
+        with sqlite3.connect(path) as db:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(user_logs)")}
+    else:
+        url = DatabaseURL.parse(database_url)
+        conn = pymysql.connect(
+            host=url.host, port=url.port, user=url.user, password=url.password, database=url.name
+        )
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_SET_NAME, DATETIME_PRECISION "
+                "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
+                "AND TABLE_NAME = 'user_logs'",
+                (url.name,),
+            )
+            info = {r[0]: r[1:] for r in cur.fetchall()}
+        conn.close()
+        columns = set(info)
+        assert info["msg"][:2] == ("longtext", "utf8mb4")
+        assert info["event_at"] == ("datetime", None, 6)
+        assert info["received_at"] == ("datetime", None, 6)
+    assert columns >= CONTRACT_COLUMNS
+
+
+async def test_rows_round_trip_with_microseconds_and_4_byte_characters(storage, user):
+    rows = [_row(msg="😀 naïve"), _row(msg="x" * 70_000, truncated=True, msg_length=80_000)]
+    received = datetime(2026, 1, 2, 3, 4, 5, 678901)
+    assert await storage.insert_logs(user.id, rows, received) == 2
+    cut, emoji = await storage.recent_logs(user.id)
+    assert emoji.msg == "😀 naïve"
+    assert emoji.event_at == datetime(2020, 5, 5, 12, 22, 22, 123456)
+    assert emoji.received_at == received
+    assert (cut.truncated, cut.msg_length, len(cut.msg)) == (True, 80_000, 70_000)
+
+
+async def test_a_failing_batch_writes_nothing(storage, user):
+    rows = [_row(), _row(), _row(pid=2**64)]  # the last row cannot be stored
+    with pytest.raises(Exception):  # noqa: B017 - the backend's own error type
+        await storage.insert_logs(user.id, rows, datetime(2026, 1, 1))
+    assert await storage.count_logs(user.id) == 0
+    assert await storage.insert_logs(user.id, [_row()], datetime(2026, 1, 1)) == 1
+
+
+async def test_user_names_are_unique_and_exact(storage):
+    name = f"Uniq_{uuid.uuid4().hex[:6]}"
+    await storage.create_user(name, "hash", None)
+    with pytest.raises(UserExists):
+        await storage.create_user(name, "hash2", None)
+    assert await storage.get_user(name.lower()) is None
+    assert (await storage.get_user(name)).token_hash == "hash"
+
+
+async def test_changing_an_unknown_user_raises_user_not_found(storage):
+    for change in (
+        storage.set_disabled("ghost", True),
+        storage.set_token_hash("ghost", "h"),
+        storage.remove_user("ghost"),
+    ):
+        with pytest.raises(UserNotFound):
+            await change
+
+
+async def test_removing_a_user_removes_only_their_logs(storage, make_user):
+    alice, bob = await make_user(), await make_user()
+    await storage.insert_logs(alice.id, [_row()] * 3, datetime(2026, 1, 1))
+    await storage.insert_logs(bob.id, [_row()] * 2, datetime(2026, 1, 1))
+    assert await storage.remove_user(alice.name) == 3
+    assert await storage.count_logs(alice.id) == 0
+    assert await storage.count_logs(bob.id) == 2
+
+
+async def test_mysql_creates_a_missing_database_with_utf8mb4(mysql_server):
+    name = f"blst_new_{uuid.uuid4().hex[:8]}"
+    pw = f":{mysql_server.password}" if mysql_server.password else ""
+    url = f"mysql://{mysql_server.user}{pw}@{mysql_server.host}:{mysql_server.port}/{name}"
+    storage = make_storage(build_config({"database_url": url}, environ={}))
+    await storage.open()
+    try:
+        await storage.ping()
+    finally:
+        await storage.close()
+        conn = pymysql.connect(
+            host=mysql_server.host,
+            port=mysql_server.port,
+            user=mysql_server.user,
+            password=mysql_server.password,
+        )
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT DEFAULT_CHARACTER_SET_NAME FROM information_schema.SCHEMATA "
+                "WHERE SCHEMA_NAME = %s",
+                (name,),
+            )
+            charset = cur.fetchone()
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        conn.close()
+    assert charset == ("utf8mb4",)
