@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import socket
+import time
 
 import aiomysql
 import orjson
@@ -209,3 +212,30 @@ async def test_a_record_committed_late_with_a_lower_id_still_arrives(
     assert second[0][1]["id"] == late_id < first[0][1]["id"]
     # The event id never goes backwards: a reconnection resumes after the highest id sent.
     assert second[0][0] == first[0][0]
+
+
+def test_sigterm_ends_open_tails_and_the_server_promptly(tmp_path):
+    from test_process import run_cli, server
+
+    url = f"sqlite:///{tmp_path / 'tail.db'}"
+    token = run_cli("--database-url", url, "users", "add", "bob", cwd=tmp_path).stdout.strip()
+    with server("--database-url", url, cwd=tmp_path) as (port, proc):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.sendall(
+            b"GET /api/tail HTTP/1.1\r\nHost: x\r\nX-User: bob\r\nX-User-Token: "
+            + token.encode()
+            + b"\r\n\r\n"
+        )
+        received = b""
+        while b": connected" not in received:
+            received += sock.recv(4096)
+        assert received.startswith(b"HTTP/1.1 200")
+        assert b"text/event-stream" in received
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        while chunk := sock.recv(4096):  # the server ends the stream, then closes
+            received += chunk
+        assert proc.wait(timeout=5) == 0
+        assert time.monotonic() - started < 3
+        assert received.endswith(b"0\r\n\r\n")  # the chunked body was finished, not cut
+        sock.close()
