@@ -35,9 +35,11 @@ __all__ = [
     "USERNAME_RE",
     "USERNAME_RULE",
     "Batch",
+    "CreateUserResultSchema",
     "CreateUserSchema",
     "ErrorSchema",
     "ExportQuerySchema",
+    "HealthSchema",
     "LogPageSchema",
     "LogQuerySchema",
     "LogsQuerySchema",
@@ -447,7 +449,14 @@ def load_query(kind: str, args: Mapping[str, str]) -> dict[str, Any]:
 # -- answers (documentation of the wire shapes; /openapi.json is generated from these) -----
 
 
-class StoredLogSchema(Schema):
+class _Open(Schema):
+    """Extra keys are allowed (the contract may add keys to an answer, never remove one)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+
+class StoredLogSchema(_Open):
     """One stored record as the read endpoints answer it; times are ISO 8601 UTC with ``Z``."""
 
     id = fields.Integer(required=True)
@@ -465,14 +474,14 @@ class StoredLogSchema(Schema):
     received_at = fields.DateTime(required=True)
 
 
-class LogPageSchema(Schema):
+class LogPageSchema(_Open):
     """``GET /api/logs``: one page, newest first, and the cursor of the next (null at the end)."""
 
     logs = fields.List(fields.Nested(StoredLogSchema), required=True)
     next_cursor = fields.String(required=True, allow_none=True)
 
 
-class LevelCountSchema(Schema):
+class LevelCountSchema(_Open):
     """One histogram bar: records of `level` in the bucket starting at `start`."""
 
     start = fields.DateTime(required=True)
@@ -481,7 +490,7 @@ class LevelCountSchema(Schema):
     count = fields.Integer(required=True)
 
 
-class StatsSchema(Schema):
+class StatsSchema(_Open):
     """``GET /api/stats``: counts per (bucket, level), newest bucket first."""
 
     bucket = fields.String(required=True, validate=validate.OneOf(BUCKETS))
@@ -491,7 +500,7 @@ class StatsSchema(Schema):
     )
 
 
-class ErrorSchema(Schema):
+class ErrorSchema(_Open):
     """Every answer that is not a success (CONTRACT.md)."""
 
     code = fields.Integer(required=True, metadata={"example": 403})
@@ -499,15 +508,31 @@ class ErrorSchema(Schema):
     detail = fields.String()
 
 
-class SendLogsBodySchema(Schema):
+class SendLogsBodySchema(_Open):
     """The body of ``POST /send_logs``: ``{"data": {...}}``."""
 
     data = fields.Nested(BatchDataSchema, required=True)
 
 
-class SendLogsResultSchema(Schema):
+class SendLogsResultSchema(_Open):
     """The 200 answer of ``POST /send_logs``."""
 
     code = fields.Integer(required=True, metadata={"example": 200})
     message = fields.String(required=True, metadata={"example": "Logs added successfully"})
     added = fields.Integer(required=True)
+
+
+class CreateUserResultSchema(_Open):
+    """The 200 answer of ``POST /create_user``: the new token, shown this once."""
+
+    code = fields.Integer(required=True, metadata={"example": 200})
+    message = fields.String(required=True, metadata={"example": "User created"})
+    user = fields.String(required=True)
+    token = fields.String(required=True, metadata={"example": "5f4dcc3b5aa765d61d8327deb882cf99"})
+
+
+class HealthSchema(_Open):
+    """The 200 answer of ``GET /healthz``."""
+
+    status = fields.String(required=True, metadata={"example": "ok"})
+    storage = fields.String(required=True, metadata={"example": "mysql"})

@@ -22,13 +22,14 @@ import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 
 from quart import Quart
 
 from bot_logging_server.auth import Authenticator
 from bot_logging_server.errors import APIError
 from bot_logging_server.records import sse
-from bot_logging_server.storage import LogQuery, Storage, StorageUnavailable, StoredLog
+from bot_logging_server.storage import LogQuery, Storage, StorageUnavailable, StoredLog, utc_now
 
 __all__ = [
     "MAX_STREAM_SECONDS",
@@ -54,6 +55,8 @@ MAX_STREAM_SECONDS = 300.0
 #: How long a client waits before reconnecting (the SSE ``retry:`` field), milliseconds.
 RETRY_MS = 1000
 _BATCH = 500
+_MAX_BATCHES = 4
+_OLD_SECONDS = 60.0
 _EXTENSION = "bot_logging_server.tail"
 
 
@@ -74,16 +77,22 @@ class Follower:
         self._seen: dict[int, float] = {}  # ids above the floor already handed out
 
     async def poll(self) -> list[StoredLog]:
-        """The new matching rows, oldest first (each row is returned once)."""
+        """The new matching rows, oldest first (each row is returned once).
+
+        At most `_MAX_BATCHES` batches are read per poll, so a long backlog (a client
+        resuming far behind) is sent in slices instead of all at once.
+        """
         now = time.monotonic()
+        # A row received long ago cannot have a lower id still uncommitted: settle it at once.
+        old = utc_now() - timedelta(seconds=_OLD_SECONDS)
         fresh: list[StoredLog] = []
         after = self._floor
-        while True:
+        for _ in range(_MAX_BATCHES):
             query = dataclasses.replace(self._query, after_id=after)
             rows = await self._storage.query_logs(self._user_id, query)
             for row in rows:
                 if row.id not in self._seen:
-                    self._seen[row.id] = now
+                    self._seen[row.id] = now - SETTLE_SECONDS if row.received_at < old else now
                     fresh.append(row)
             if len(rows) < _BATCH:
                 break

@@ -72,6 +72,10 @@ async def tail(client, account, params=None, headers=None, limit: float = 20.0):
         async with connection:
             await connection.send_complete()
             events = Events(connection)
+            # The stream starts with a comment once the starting point is fixed: records
+            # stored from then on are "after connecting".
+            while b": connected" not in events.buffer:
+                events.buffer += await connection.receive()
             yield events
             await connection.disconnect()
 

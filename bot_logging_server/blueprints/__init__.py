@@ -3,19 +3,21 @@
 * `ingest`: ``POST /send_logs`` (the wire contract);
 * `users`: ``POST /create_user`` (the original's, off without an API key);
 * `health`: ``GET /healthz``;
-* `read`: ``/api/logs``, ``/api/logs/export``, ``/api/stats``, ``/api/tail`` (reading).
+* `read`: ``/api/logs``, ``/api/logs/export``, ``/api/stats``, ``/api/tail`` (reading);
+* `docs`: ``/openapi.json`` and ``/docs``;
+* `viewer`: the web log viewer at ``/`` and its files under ``/static/``.
 """
 
 from __future__ import annotations
 
 from quart import Quart
 
-from bot_logging_server.blueprints import health, ingest, read, users
+from bot_logging_server.blueprints import docs, health, ingest, read, users, viewer
 
 __all__ = ["register_blueprints"]
 
 
 def register_blueprints(app: Quart) -> None:
     """Register every blueprint on `app`."""
-    for module in (ingest, users, health, read):
+    for module in (ingest, users, health, read, docs, viewer):
         app.register_blueprint(module.bp)
