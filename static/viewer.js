@@ -183,25 +183,37 @@
   }
 
   // -- histogram -----------------------------------------------------------------------
-  function pickBucket(params) {
-    const chosen = $("bucket").value;
-    if (chosen !== "auto") return chosen;
-    if (params.since) {
-      const span = (params.until ? Date.parse(params.until) : Date.now()) - Date.parse(params.since);
-      if (span <= 6 * 3600e3) return "minute";
-      if (span <= 14 * 86400e3) return "hour";
-      return "day";
+  const BUCKET_MS = { minute: 60e3, hour: 3600e3, day: 86400e3 };
+  const BARS = 120;
+
+  // What to ask /api/stats for. Without a "since" filter, only the last BARS buckets (what
+  // the chart draws): the server then counts days of records, not the whole history. When
+  // that window is empty, one more try per day over everything.
+  function statsRequests(params) {
+    let bucket = $("bucket").value;
+    if (bucket === "auto") {
+      bucket = "hour";
+      if (params.since) {
+        const span = (params.until ? Date.parse(params.until) : Date.now()) - Date.parse(params.since);
+        bucket = span <= 6 * 3600e3 ? "minute" : span <= 14 * 86400e3 ? "hour" : "day";
+      }
     }
-    return "hour";
+    if (params.since) return [{ ...params, bucket }];
+    const end = params.until ? Date.parse(params.until) : Date.now();
+    const since = new Date(end - BARS * BUCKET_MS[bucket]).toISOString().slice(0, 19) + "Z";
+    return [{ ...params, bucket, since }, { ...params, bucket: "day" }];
   }
 
   let statsGeneration = 0;
   async function drawStats() {
     const generation = ++statsGeneration;
-    const params = filters();
-    const bucket = pickBucket(params);
-    let body;
-    try { body = await api("/api/stats", { ...params, bucket }); } catch (e) { return; }
+    let body = null;
+    let bucket = null;
+    for (const request of statsRequests(filters())) {
+      try { body = await api("/api/stats", request); } catch (e) { return; }
+      bucket = request.bucket;
+      if (body.counts.length) break;
+    }
     if (generation !== statsGeneration) return;
     const byStart = new Map();
     const kinds = new Set();
@@ -212,7 +224,7 @@
       const bar = byStart.get(c.start);
       bar[kind] = (bar[kind] || 0) + c.count;
     }
-    const starts = [...byStart.keys()].sort().slice(-120);
+    const starts = [...byStart.keys()].sort().slice(-BARS);
     const canvas = $("histogram");
     const ratio = window.devicePixelRatio || 1;
     const width = canvas.clientWidth, height = canvas.clientHeight;

@@ -232,3 +232,16 @@ def test_the_docs_page_renders_every_endpoint_offline(page, live_server):
     for expected in ("/send_logs", "/api/logs", "/api/logs/export", "/api/stats", "/api/tail"):
         assert any(h.endswith(expected) for h in headings), expected
     assert "X-User-Token" in page.inner_text("body")
+
+
+def test_the_histogram_falls_back_to_days_for_old_records(page, live_server, account):
+    account.send(
+        client_record(0, msg="old", level=40, event_at="2020-05-05T12:22:21"),
+        client_record(1, msg="older", level=30, event_at="2020-05-04T08:00:00"),
+    )
+    sign_in(page, live_server, account)
+    expect(page.locator("#logs tbody tr")).to_have_count(2)
+    histogram = page.locator("#histogram")
+    expect(histogram).to_have_attribute("data-total", "2")
+    expect(histogram).to_have_attribute("data-bars", "2")  # two days
+    assert page.locator("#legend span").all_inner_texts() == ["warning", "error"]

@@ -68,6 +68,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ON user_logs (user_id, event_at)",
         ),
     ),
+    Migration(
+        2,
+        "read side: (user_id, event_at, level) index",
+        (
+            # Covers the stats query and serves everything (user_id, event_at) did.
+            "CREATE INDEX IF NOT EXISTS ix_user_logs_user_event_level "
+            "ON user_logs (user_id, event_at, level)",
+            "DROP INDEX IF EXISTS ix_user_logs_user_event_at",
+        ),
+    ),
 )
 
 _USER_COLUMNS = "id, username, token_hash, tel_id, disabled, created_at"
