@@ -243,3 +243,37 @@ def test_sigterm_ends_open_tails_and_the_server_promptly(tmp_path):
         assert time.monotonic() - started < 3
         assert received.endswith(b"0\r\n\r\n")  # the chunked body was finished, not cut
         sock.close()
+
+
+def test_with_two_worker_processes_every_record_reaches_the_tail(tmp_path):
+    import http.client
+    import json
+
+    from test_process import run_cli, server
+
+    url = f"sqlite:///{tmp_path / 'workers.db'}"
+    token = run_cli("--database-url", url, "users", "add", "bob", cwd=tmp_path).stdout.strip()
+    with server("--database-url", url, "--workers", "2", cwd=tmp_path) as (port, _proc):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(
+            b"GET /api/tail HTTP/1.1\r\nHost: x\r\nX-User: bob\r\nX-User-Token: "
+            + token.encode()
+            + b"\r\n\r\n"
+        )
+        received = b""
+        while b": connected" not in received:
+            received += sock.recv(4096)
+        for i in range(12):  # a new connection each: the workers share them
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            body = client_body("bob", [client_record(i, msg=f"batch {i}")])
+            conn.request("POST", "//send_logs", json.dumps(body), {"X-User-Token": token})
+            assert conn.getresponse().status == 200
+            conn.close()
+        deadline = time.monotonic() + 10
+        while received.count(b"data: ") < 12 and time.monotonic() < deadline:
+            received += sock.recv(65536)
+        sock.close()
+    messages = [
+        json.loads(line[6:])["msg"] for line in received.split(b"\n") if line.startswith(b"data: ")
+    ]
+    assert messages == [f"batch {i}" for i in range(12)]
