@@ -14,17 +14,16 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import pymysql
 import pytest
+from helpers import Account, new_account
 
 from bot_logging_server import create_app
 from bot_logging_server.config import Config, DatabaseURL, build_config
 from bot_logging_server.storage import Storage, get_storage
-from bot_logging_server.users import create_user
 
 MYSQL_SERVER_URL = os.environ.get("LOGGER_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 BACKENDS = ["sqlite", "mysql"]
@@ -134,23 +133,12 @@ def storage(app: Any) -> Storage:
     return get_storage(app.app)
 
 
-@dataclass(frozen=True)
-class Account:
-    """A user created for one test: name, token in clear, and id."""
-
-    name: str
-    token: str
-    id: int
-
-
 @pytest.fixture
 def make_user(storage: Storage) -> Callable[..., Awaitable[Account]]:
     """``await make_user(password=None)``: a new user with a unique name."""
 
     async def make(password: str | None = None, name: str | None = None) -> Account:
-        name = name or f"u_{uuid.uuid4().hex[:10]}"
-        new = await create_user(storage, name, password)
-        return Account(name, new.token, new.user.id)
+        return await new_account(storage, password, name)
 
     return make
 

@@ -2,8 +2,32 @@
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from bot_logging_server.storage import Storage
+from bot_logging_server.users import create_user
+
+
+@dataclass(frozen=True)
+class Account:
+    """A user created for one test: name, token in clear, and id."""
+
+    name: str
+    token: str
+    id: int
+
+
+async def new_account(
+    storage: Storage, password: str | None = None, name: str | None = None
+) -> Account:
+    """Create a user with a unique name (or `name`) in `storage`; return its `Account`."""
+    name = name or f"u_{uuid.uuid4().hex[:10]}"
+    new = await create_user(storage, name, password)
+    return Account(name, new.token, new.user.id)
+
 
 CLIENT_PATH = "//send_logs"  # what the real client requests: host + "/" + "/send_logs"
 

@@ -6,9 +6,9 @@ import asyncio
 import time
 
 import pytest
-from helpers import assert_added, assert_error, client_body, post_logs
+from helpers import assert_added, assert_error, client_body, new_account, post_logs
 
-from bot_logging_server.storage import make_storage
+from bot_logging_server.storage import get_storage, make_storage
 from bot_logging_server.users import rotate_token
 
 
@@ -105,13 +105,9 @@ async def test_removed_user_is_403(client, storage, user):
 
 async def test_auth_with_cache_disabled_checks_every_request(make_app, make_config):
     async with make_app(auth_cache_seconds=0) as app:
-        from bot_logging_server.storage import get_storage
-        from bot_logging_server.users import create_user
-
         storage = get_storage(app.app)
-        new = await create_user(storage, "nocache")
-        account = type("A", (), {"name": "nocache", "token": new.token})
+        account = await new_account(storage)
         client = app.test_client()
         await assert_added(await post_logs(client, account), 1)
-        await storage.set_disabled("nocache", True)
+        await storage.set_disabled(account.name, True)
         await assert_error(await post_logs(client, account), 403, "Forbidden")

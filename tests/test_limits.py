@@ -4,39 +4,33 @@ from __future__ import annotations
 
 import json
 
-from helpers import assert_added, assert_error, client_body, post_logs
+from helpers import assert_added, assert_error, client_body, new_account, post_logs
+
+from bot_logging_server.storage import get_storage
 
 
 async def test_body_over_the_limit_is_413_and_writes_nothing(make_app):
     async with make_app(max_body_bytes=4096) as app:
-        from bot_logging_server.storage import get_storage
-        from bot_logging_server.users import create_user
-
         storage = get_storage(app.app)
-        new = await create_user(storage, "bigbody")
-        account = type("A", (), {"name": "bigbody", "token": new.token})
+        account = await new_account(storage)
         client = app.test_client()
-        body = client_body("bigbody", 100)
+        body = client_body(account.name, 100)
         assert len(json.dumps(body)) > 4096
         await assert_error(await post_logs(client, account, body), 413, "PayloadTooLarge")
-        await assert_added(await post_logs(client, account, client_body("bigbody", 5)), 5)
-        assert await storage.count_logs(new.user.id) == 5
+        await assert_added(await post_logs(client, account, client_body(account.name, 5)), 5)
+        assert await storage.count_logs(account.id) == 5
 
 
 async def test_more_records_than_the_limit_is_413_and_writes_nothing(make_app):
     async with make_app(max_records=50) as app:
-        from bot_logging_server.storage import get_storage
-        from bot_logging_server.users import create_user
-
         storage = get_storage(app.app)
-        new = await create_user(storage, "manyrecs")
-        account = type("A", (), {"name": "manyrecs", "token": new.token})
+        account = await new_account(storage)
         client = app.test_client()
-        response = await post_logs(client, account, client_body("manyrecs", 51))
+        response = await post_logs(client, account, client_body(account.name, 51))
         body = await assert_error(response, 413, "PayloadTooLarge")
         assert body["detail"] == "data.logs: more than 50 records"
-        await assert_added(await post_logs(client, account, client_body("manyrecs", 50)), 50)
-        assert await storage.count_logs(new.user.id) == 50
+        await assert_added(await post_logs(client, account, client_body(account.name, 50)), 50)
+        assert await storage.count_logs(account.id) == 50
 
 
 async def test_default_limits_are_16_mib_and_10000_records(app):

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
-from helpers import assert_added, client_body, client_record, post_logs
+from helpers import assert_added, client_body, client_record, new_account, post_logs
+
+from bot_logging_server.storage import get_storage
 
 
 async def test_real_client_batch_of_30_is_stored_with_every_field(client, storage, user):
@@ -118,32 +122,28 @@ async def test_msg_may_be_any_json_value_and_non_strings_are_stored_as_json(
 
 async def test_nan_message_from_python_json_dumps_is_kept(client, storage, user):
     raw = client_body(user.name, [client_record(msg=0)])
-    text = __import__("json").dumps(raw).replace('"msg": 0', '"msg": NaN')
+    text = json.dumps(raw).replace('"msg": 0', '"msg": NaN')
     await assert_added(await post_logs(client, user, text), 1)
     (row,) = await storage.recent_logs(user.id)
     assert row.msg == "NaN"
 
 
 async def test_lone_surrogate_escape_is_stored_as_replacement_character(client, storage, user):
-    raw = __import__("json").dumps(client_body(user.name, [client_record(msg="a\udcffb")]))
+    raw = json.dumps(client_body(user.name, [client_record(msg="a\udcffb")]))
     assert "\\udcff" in raw  # what Python's json.dumps sends for a surrogate-escaped byte
     await assert_added(await post_logs(client, user, raw), 1)
     (row,) = await storage.recent_logs(user.id)
     assert row.msg == "a\ufffdb"
 
 
-async def test_message_over_the_limit_is_cut_flagged_and_keeps_its_length(make_app, make_config):
+async def test_message_over_the_limit_is_cut_flagged_and_keeps_its_length(make_app):
     async with make_app(max_msg_chars=10) as app:
-        from bot_logging_server.storage import get_storage
-        from bot_logging_server.users import create_user
-
         storage = get_storage(app.app)
-        new = await create_user(storage, "longmsg")
-        account = type("A", (), {"name": "longmsg", "token": new.token})
+        account = await new_account(storage)
         long_msg = "é" * 9 + "😀" * 6  # 15 characters, some of them 4 bytes in UTF-8
-        body = client_body("longmsg", [client_record(msg=long_msg), client_record(msg="short")])
+        body = client_body(account.name, [client_record(msg=long_msg), client_record(msg="short")])
         await assert_added(await post_logs(app.test_client(), account, body), 2)
-        short, cut = await storage.recent_logs(new.user.id)
+        short, cut = await storage.recent_logs(account.id)
         assert (cut.msg, cut.truncated, cut.msg_length) == (long_msg[:10], True, 15)
         assert (short.msg, short.truncated, short.msg_length) == ("short", False, 5)
 
@@ -194,8 +194,6 @@ async def test_text_is_stored_verbatim(client, storage, user):
 
 
 async def test_content_type_is_not_required(client, storage, user):
-    import json
-
     response = await client.post(
         "/send_logs",
         data=json.dumps(client_body(user.name)),
