@@ -14,12 +14,18 @@ import re
 
 import orjson
 import pytest
-from conftest import Account
-from helpers import assert_error, client_body, client_record, get_logs, post_logs, read_headers
+from helpers import (
+    assert_error,
+    client_body,
+    client_record,
+    get_logs,
+    new_account,
+    post_logs,
+    read_headers,
+)
 
 from bot_logging_server.records import CSV_COLUMNS
 from bot_logging_server.storage import get_storage
-from bot_logging_server.users import create_user
 
 # (level, msg, event_at, p_description, p_name, pid): the records every filter test reads.
 SEED = [
@@ -251,10 +257,9 @@ async def test_a_bearer_token_works_like_x_user_token(client, user):
 async def test_a_disabled_user_cannot_read(make_app):
     async with make_app(auth_cache_seconds=0) as app:
         client, storage = app.test_client(), get_storage(app.app)
-        new = await create_user(storage, "soon-disabled", None)
-        account = Account("soon-disabled", new.token, new.user.id)
+        account = await new_account(storage)
         assert (await client.get("/api/logs", headers=read_headers(account))).status_code == 200
-        await storage.set_disabled("soon-disabled", True)
+        await storage.set_disabled(account.name, True)
         response = await client.get("/api/logs", headers=read_headers(account))
         await assert_error(response, 403, "Forbidden")
 

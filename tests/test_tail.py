@@ -16,12 +16,11 @@ import time
 import aiomysql
 import orjson
 import pytest
-from helpers import client_body, client_record, post_logs, read_headers
+from helpers import client_body, client_record, new_account, post_logs, read_headers
 
 from bot_logging_server.config import DatabaseURL
 from bot_logging_server.storage import get_storage
 from bot_logging_server.tail import stop_streams
-from bot_logging_server.users import create_user
 
 
 class Events:
@@ -170,17 +169,14 @@ async def test_stop_streams_ends_every_tail(app, client, user):
 async def test_the_stream_ends_when_the_user_is_disabled(make_app):
     async with make_app(auth_cache_seconds=0) as app:
         client, storage = app.test_client(), get_storage(app.app)
-        new = await create_user(storage, "tailed", None)
-
-        class Account:
-            name, token, id = "tailed", new.token, new.user.id
+        account = await new_account(storage)
 
         async with asyncio.timeout(5):
-            connection = client.request("/api/tail", headers=read_headers(Account))
+            connection = client.request("/api/tail", headers=read_headers(account))
             async with connection:
                 await connection.send_complete()
                 await asyncio.sleep(0.3)
-                await storage.set_disabled("tailed", True)
+                await storage.set_disabled(account.name, True)
                 # Leaving the block waits for the server to end the stream by itself.
 
 
