@@ -14,9 +14,13 @@
   const credentials = () => {
     try { return JSON.parse(sessionStorage.getItem("bls.credentials") || "null"); } catch (e) { return null; }
   };
+  // HTTP header values are bytes: send the name as its UTF-8 bytes (the server decodes
+  // them), so that any user name, emoji included, can sign in.
+  const wireName = (name) => String.fromCharCode(...new TextEncoder().encode(name));
+  const authHeaders = (user, token) => ({ "X-User": wireName(user), "X-User-Token": token });
   const headers = () => {
     const c = credentials();
-    return c ? { "X-User": c.user, "X-User-Token": c.token } : {};
+    return c ? authHeaders(c.user, c.token) : {};
   };
 
   async function api(path, params) {
@@ -46,7 +50,7 @@
     event.preventDefault();
     const user = $("signin-user").value.trim();
     const token = $("signin-token").value.trim();
-    const response = await fetch("/api/logs?limit=1", { headers: { "X-User": user, "X-User-Token": token } });
+    const response = await fetch("/api/logs?limit=1", { headers: authHeaders(user, token) });
     if (!response.ok) {
       $("signin-error").textContent = response.status === 403 ? "Wrong user or token." : "The server answered " + response.status + ".";
       return;

@@ -11,6 +11,7 @@ import io
 import itertools
 import json
 import re
+import uuid
 
 import orjson
 import pytest
@@ -250,6 +251,15 @@ async def test_reading_needs_the_users_own_token(client, user, make_user, path, 
 async def test_a_bearer_token_works_like_x_user_token(client, user):
     await post_logs(client, user)
     response = await client.get("/api/logs", headers=read_headers(user, bearer=True))
+    assert response.status_code == 200
+    assert len((await response.get_json())["logs"]) == 1
+
+
+async def test_a_user_name_beyond_latin_1_is_sent_as_utf_8_bytes(client, make_user):
+    account = await make_user(name=f"zoë_🚀_{uuid.uuid4().hex[:6]}")
+    await post_logs(client, account)
+    # Quart's test client writes header values as UTF-8 bytes, as the viewer does.
+    response = await client.get("/api/logs", headers=read_headers(account))
     assert response.status_code == 200
     assert len((await response.get_json())["logs"]) == 1
 

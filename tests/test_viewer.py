@@ -81,9 +81,9 @@ def http(base: str, path: str, body: object, headers: dict[str, str]) -> dict:
 class Account:
     """A user of the live server, and how to send it logs as the real client does."""
 
-    def __init__(self, base: str):
+    def __init__(self, base: str, prefix: str = "v"):
         self.base = base
-        self.name = f"v_{uuid.uuid4().hex[:8]}"
+        self.name = f"{prefix}_{uuid.uuid4().hex[:8]}"
         answer = http(base, "/create_user", {"user": self.name}, {"X-Api-Key": API_KEY})
         self.token = answer["token"]
 
@@ -245,3 +245,11 @@ def test_the_histogram_falls_back_to_days_for_old_records(page, live_server, acc
     expect(histogram).to_have_attribute("data-total", "2")
     expect(histogram).to_have_attribute("data-bars", "2")  # two days
     assert page.locator("#legend span").all_inner_texts() == ["warning", "error"]
+
+
+def test_a_user_name_beyond_latin_1_signs_in(page, live_server):
+    account = Account(live_server, prefix="zoë_🚀_ошибка")
+    account.send(client_record(0, msg="hello from a rocket"))
+    sign_in(page, live_server, account)
+    expect(page.locator("#logs tbody td.msg")).to_have_text(["hello from a rocket"])
+    expect(page.locator("#whoami")).to_have_text(f"as {account.name}")
