@@ -14,6 +14,9 @@ Where things are:
 * `bot_logging_server.auth` and `bot_logging_server.tokens`: who is asking;
 * `bot_logging_server.storage`: the storage interface and its MySQL and SQLite backends;
 * `bot_logging_server.errors`: the contract's JSON error shape, rendered in one place.
+* `bot_logging_server.records`, `bot_logging_server.tail`, `bot_logging_server.openapi`: the
+  read side (records on the wire, the live tail, the OpenAPI document); the web viewer's files
+  are in ``static/``, served at ``/``.
 
 `create_app(config)` builds the Quart app; nothing connects or reads files at import time.
 """

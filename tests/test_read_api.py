@@ -6,6 +6,7 @@ skip nor repeat a record while new ones arrive; every record carries every store
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import itertools
@@ -377,3 +378,16 @@ async def test_stats_buckets_cut_times_to_the_minute(client, user):
         ("2024-05-05T12:23:00.000000Z", "ERROR", 1),
         ("2024-05-05T12:22:00.000000Z", "ERROR", 2),
     ]
+
+
+async def test_export_is_streamed_page_by_page(client, user):
+    await post_logs(client, user, client_body(user.name, 2500))
+    chunks = []
+    async with asyncio.timeout(30):
+        connection = client.request("/api/logs/export", headers=read_headers(user))
+        async with connection:
+            await connection.send_complete()
+            while sum(chunk.count(b"\n") for chunk in chunks) < 2500:
+                chunks.append(await connection.receive())
+    # One body chunk per page of at most 1000 records: 1000 + 1000 + 500.
+    assert [chunk.count(b"\n") for chunk in chunks if chunk] == [1000, 1000, 500]
