@@ -14,6 +14,9 @@ Where things are:
 * `bot_logging_server.auth` and `bot_logging_server.tokens`: who is asking;
 * `bot_logging_server.storage`: the storage interface and its MySQL and SQLite backends;
 * `bot_logging_server.errors`: the contract's JSON error shape, rendered in one place.
+* `bot_logging_server.records`, `bot_logging_server.tail`, `bot_logging_server.openapi`: the
+  read side (records on the wire, the live tail, the OpenAPI document); the web viewer's files
+  are in ``static/``, served at ``/``.
 
 `create_app(config)` builds the Quart app; nothing connects or reads files at import time.
 """
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 from quart import Quart
 
-from bot_logging_server import auth, ratelimit, storage
+from bot_logging_server import auth, ratelimit, storage, tail
 from bot_logging_server.blueprints import register_blueprints
 from bot_logging_server.config import APP_CONFIG_KEY, Config
 from bot_logging_server.errors import register_error_handlers
@@ -48,6 +51,7 @@ def create_app(config: Config) -> Quart:
     storage.init_app(app, store)
     auth.init_app(app, auth.Authenticator(store, config.auth_cache_seconds))
     ratelimit.init_app(app, config)
+    tail.init_app(app)
     register_error_handlers(app)
     register_blueprints(app)
     return app

@@ -16,6 +16,7 @@ start-up costs one scrypt, not one each.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import time
@@ -32,7 +33,13 @@ from bot_logging_server.schemas import clean_text
 from bot_logging_server.storage import Storage, User
 from bot_logging_server.tokens import DUMMY_HASH, is_token_shaped, verify_token
 
-__all__ = ["Authenticator", "get_authenticator", "requires_batch_user"]
+__all__ = [
+    "Authenticator",
+    "get_authenticator",
+    "header_credentials",
+    "requires_batch_user",
+    "requires_header_user",
+]
 
 _EXTENSION = "bot_logging_server.auth"
 _CACHE_ENTRIES = 4096
@@ -137,5 +144,40 @@ def requires_batch_user(handler: Handler) -> Handler:
             clean_text(username), request.headers.get("X-User-Token")
         )
         return await handler(user, data, *args, **kwargs)
+
+    return wrapper
+
+
+def header_credentials() -> tuple[str, str | None]:
+    """The current request's (user name, token) from its headers.
+
+    The name is ``X-User``; the token is ``X-User-Token``, or else the value of
+    ``Authorization: Bearer <token>``. A name sent as UTF-8 bytes (which HTTP headers carry
+    as latin-1) is decoded back. Missing parts are ``""`` / ``None``.
+    """
+    username = request.headers.get("X-User", "")
+    with contextlib.suppress(UnicodeError):
+        username = username.encode("latin-1").decode("utf-8")
+    token = request.headers.get("X-User-Token")
+    if token is None:
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            token = value.strip()
+    return clean_text(username.strip()), token
+
+
+def requires_header_user(handler: Handler) -> Handler:
+    """Decorate a read handler: the user comes from `header_credentials`, else 403.
+
+    The handler is called as ``handler(user, ...)``; it must only ever read `user`'s records.
+    """
+
+    @functools.wraps(handler)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        username, token = header_credentials()
+        if not username:
+            raise Forbidden()
+        user = await get_authenticator().authenticate(username, token)
+        return await handler(user, *args, **kwargs)
 
     return wrapper

@@ -204,6 +204,7 @@ def serve(config: Config, flags: dict[str, Any]) -> None:
     from hypercorn.utils import LifespanFailureError
 
     from bot_logging_server import create_app
+    from bot_logging_server.tail import shutdown_trigger
 
     logging.basicConfig(
         level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -222,7 +223,9 @@ def serve(config: Config, flags: dict[str, Any]) -> None:
     click.echo(config.describe(), err=False)
     try:
         if config.workers == 1:
-            asyncio.run(hypercorn.asyncio.serve(create_app(config), hc))
+            app = create_app(config)
+            # The trigger also ends live tails at once (workers: at the graceful timeout).
+            asyncio.run(hypercorn.asyncio.serve(app, hc, shutdown_trigger=shutdown_trigger(app)))
         else:
             # Workers are separate processes: hand them the same flags to rebuild the config.
             os.environ[CONFIG_ENV] = json.dumps(flags)

@@ -17,6 +17,7 @@ The wire rules come from ``CONTRACT.md``:
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Mapping
@@ -24,21 +25,38 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate
 
-from bot_logging_server.storage import LogRow
+from bot_logging_server.storage import BUCKETS, MAX_PAGE, LogRow
 
 __all__ = [
+    "EXPORT_FORMATS",
     "LEVEL_NAMES",
     "USERNAME_RE",
     "USERNAME_RULE",
     "Batch",
+    "CreateUserResultSchema",
     "CreateUserSchema",
+    "ErrorSchema",
+    "ExportQuerySchema",
+    "HealthSchema",
+    "LogPageSchema",
+    "LogQuerySchema",
+    "LogsQuerySchema",
+    "SendLogsBodySchema",
+    "SendLogsResultSchema",
+    "StatsQuerySchema",
+    "StatsSchema",
+    "StoredLogSchema",
     "ValidationFailed",
     "clean_text",
+    "decode_cursor",
+    "encode_cursor",
     "flatten_errors",
+    "level_name",
     "load_batch",
     "load_create_user",
+    "load_query",
     "parse_level",
     "parse_timestamp",
 ]
@@ -298,3 +316,230 @@ def load_create_user(body: object) -> dict[str, Any]:
         return _CREATE_USER.load(body)
     except ValidationError as exc:
         _raise(exc.normalized_messages(), "body")
+
+
+# -- the read side: query strings and answers ----------------------------------------------
+
+#: ``format`` values of ``GET /api/logs/export``.
+EXPORT_FORMATS = ("ndjson", "csv")
+_LEVEL_LABELS = {0: "NOTSET", 10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
+_CURSOR_PREFIX = "id:"
+
+
+def level_name(level: int) -> str:
+    """The name Python's logging gives `level`: ``ERROR`` for 40, ``Level 35`` for 35."""
+    return _LEVEL_LABELS.get(level, f"Level {level}")
+
+
+def encode_cursor(last_id: int) -> str:
+    """The opaque ``next_cursor`` that continues after the record `last_id`."""
+    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The record id a cursor continues after; raise `ValueError` when it is not ours."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except ValueError:
+        raise ValueError("not a valid cursor") from None
+    digits = text.removeprefix(_CURSOR_PREFIX)
+    if not text.startswith(_CURSOR_PREFIX) or not digits.isdigit() or len(digits) > 20:
+        raise ValueError("not a valid cursor")
+    return int(digits)
+
+
+class Cursor(fields.Field):
+    """A ``next_cursor`` from a previous page; loads to the id to continue before."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if not isinstance(value, str):
+            raise ValidationError("not a valid cursor")
+        try:
+            return decode_cursor(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+_LEVEL_DOC = {
+    "description": "Minimum level: a number 0-100 or a name (debug, info, warning, error...).",
+    "example": "warning",
+}
+_TIME_DOC = {"description": "ISO 8601; naive means UTC.", "example": "2020-05-05T12:00:00Z"}
+
+
+class LogQuerySchema(Schema):
+    """The filters shared by every read endpoint (query string); empty values are ignored.
+
+    Loads to the keyword arguments of `bot_logging_server.storage.LogQuery`.
+    """
+
+    class Meta:
+        unknown = EXCLUDE
+
+    min_level = Level(data_key="level", metadata=_LEVEL_DOC)
+    since = Timestamp(metadata={**_TIME_DOC, "description": "event_at >= since (ISO 8601)."})
+    until = Timestamp(metadata={**_TIME_DOC, "description": "event_at < until (ISO 8601)."})
+    q = fields.String(
+        validate=validate.Length(max=1000),
+        metadata={"description": "Case-insensitive substring of msg."},
+    )
+    p_name = fields.String(validate=validate.Length(max=NAME_CHARS))
+    p_description = fields.String(validate=validate.Length(max=NAME_CHARS))
+    pid = fields.Integer(validate=validate.Range(-_BIGINT, _BIGINT - 1))
+
+    @pre_load
+    def _drop_empty(self, data: Any, **kwargs: Any) -> Any:
+        # An HTML form sends every field, empty ones as "": empty means "no filter".
+        if isinstance(data, Mapping):
+            return {key: value for key, value in data.items() if value != ""}
+        return data
+
+
+class LogsQuerySchema(LogQuerySchema):
+    """``GET /api/logs``: the filters, a page size and the previous page's cursor."""
+
+    limit = fields.Integer(
+        load_default=100,
+        validate=validate.Range(1, MAX_PAGE),
+        metadata={"description": f"Records per page, 1-{MAX_PAGE}."},
+    )
+    before_id = Cursor(
+        data_key="cursor", metadata={"description": "next_cursor of the previous page."}
+    )
+
+
+class ExportQuerySchema(LogQuerySchema):
+    """``GET /api/logs/export``: the filters, the format, an optional cap and cursor."""
+
+    format = fields.String(
+        load_default="ndjson",
+        validate=validate.OneOf(EXPORT_FORMATS),
+        metadata={"description": "ndjson (one JSON record a line) or csv."},
+    )
+    limit = fields.Integer(
+        load_default=None,
+        validate=validate.Range(min=1),
+        metadata={"description": "Stop after this many records (default: all)."},
+    )
+    before_id = Cursor(data_key="cursor", metadata={"description": "Start after this cursor."})
+
+
+class StatsQuerySchema(LogQuerySchema):
+    """``GET /api/stats``: the filters and the bucket width."""
+
+    bucket = fields.String(load_default="hour", validate=validate.OneOf(BUCKETS))
+
+
+_LOGS_QUERY = LogsQuerySchema()
+_EXPORT_QUERY = ExportQuerySchema()
+_STATS_QUERY = StatsQuerySchema()
+_TAIL_QUERY = LogQuerySchema()
+_QUERY_SCHEMAS = {
+    "logs": _LOGS_QUERY,
+    "export": _EXPORT_QUERY,
+    "stats": _STATS_QUERY,
+    "tail": _TAIL_QUERY,
+}
+
+
+def load_query(kind: str, args: Mapping[str, str]) -> dict[str, Any]:
+    """Validate the query string of read endpoint `kind` (``logs export stats tail``).
+
+    Raises `ValidationFailed` naming the parameter, e.g. ``query.level: not a level name``.
+    """
+    try:
+        return _QUERY_SCHEMAS[kind].load(dict(args))
+    except ValidationError as exc:
+        _raise(exc.normalized_messages(), "query")
+
+
+# -- answers (documentation of the wire shapes; /openapi.json is generated from these) -----
+
+
+class _Open(Schema):
+    """Extra keys are allowed (the contract may add keys to an answer, never remove one)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+
+class StoredLogSchema(_Open):
+    """One stored record as the read endpoints answer it; times are ISO 8601 UTC with ``Z``."""
+
+    id = fields.Integer(required=True)
+    user_id = fields.Integer(required=True)
+    level = fields.Integer(required=True, metadata={"example": 40})
+    level_name = fields.String(required=True, metadata={"example": "ERROR"})
+    msg = fields.String(required=True)
+    p_name = fields.String(required=True)
+    p_description = fields.String(required=True)
+    pid = fields.Integer(required=True)
+    truncated = fields.Boolean(required=True)
+    msg_length = fields.Integer(required=True)
+    event_at = fields.DateTime(required=True)
+    post_time = fields.DateTime(required=True)
+    received_at = fields.DateTime(required=True)
+
+
+class LogPageSchema(_Open):
+    """``GET /api/logs``: one page, newest first, and the cursor of the next (null at the end)."""
+
+    logs = fields.List(fields.Nested(StoredLogSchema), required=True)
+    next_cursor = fields.String(required=True, allow_none=True)
+
+
+class LevelCountSchema(_Open):
+    """One histogram bar: records of `level` in the bucket starting at `start`."""
+
+    start = fields.DateTime(required=True)
+    level = fields.Integer(required=True)
+    level_name = fields.String(required=True)
+    count = fields.Integer(required=True)
+
+
+class StatsSchema(_Open):
+    """``GET /api/stats``: counts per (bucket, level), newest bucket first."""
+
+    bucket = fields.String(required=True, validate=validate.OneOf(BUCKETS))
+    counts = fields.List(fields.Nested(LevelCountSchema), required=True)
+    partial = fields.Boolean(
+        required=True, metadata={"description": "True when older buckets were left out."}
+    )
+
+
+class ErrorSchema(_Open):
+    """Every answer that is not a success (CONTRACT.md)."""
+
+    code = fields.Integer(required=True, metadata={"example": 403})
+    message = fields.String(required=True, metadata={"example": "Forbidden"})
+    detail = fields.String()
+
+
+class SendLogsBodySchema(_Open):
+    """The body of ``POST /send_logs``: ``{"data": {...}}``."""
+
+    data = fields.Nested(BatchDataSchema, required=True)
+
+
+class SendLogsResultSchema(_Open):
+    """The 200 answer of ``POST /send_logs``."""
+
+    code = fields.Integer(required=True, metadata={"example": 200})
+    message = fields.String(required=True, metadata={"example": "Logs added successfully"})
+    added = fields.Integer(required=True)
+
+
+class CreateUserResultSchema(_Open):
+    """The 200 answer of ``POST /create_user``: the new token, shown this once."""
+
+    code = fields.Integer(required=True, metadata={"example": 200})
+    message = fields.String(required=True, metadata={"example": "User created"})
+    user = fields.String(required=True)
+    token = fields.String(required=True, metadata={"example": "5f4dcc3b5aa765d61d8327deb882cf99"})
+
+
+class HealthSchema(_Open):
+    """The 200 answer of ``GET /healthz``."""
+
+    status = fields.String(required=True, metadata={"example": "ok"})
+    storage = fields.String(required=True, metadata={"example": "mysql"})

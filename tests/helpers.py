@@ -101,3 +101,17 @@ async def assert_added(response: Any, added: int) -> None:
         "message": "Logs added successfully",
         "added": added,
     }
+
+
+def read_headers(account: Any, bearer: bool = False) -> dict[str, str]:
+    """The read side's headers for `account`: ``X-User`` and its token (or a Bearer token)."""
+    if bearer:
+        return {"X-User": account.name, "Authorization": f"Bearer {account.token}"}
+    return {"X-User": account.name, "X-User-Token": account.token}
+
+
+async def get_logs(client: Any, account: Any, **params: Any) -> dict[str, Any]:
+    """``GET /api/logs`` as `account` with `params`; assert 200 and answer the JSON body."""
+    response = await client.get("/api/logs", query_string=params, headers=read_headers(account))
+    assert response.status_code == 200, await response.get_data(as_text=True)
+    return await response.get_json()

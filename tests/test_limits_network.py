@@ -111,9 +111,17 @@ async def test_a_chunked_body_is_cut_off_at_the_limit_while_the_client_still_sen
                 break  # the server stopped reading: it has refused the body
             sent += len(chunk)
             await asyncio.sleep(0)
-        raw = await answer
-        _check_error(raw, 413, "PayloadTooLarge")
         assert sent < 200 * LIMIT, "the whole oversized body was read"
+        try:
+            raw = await answer
+        except ConnectionError:
+            # The server answered 413 and closed while we were still sending: TCP then
+            # resets the connection, and the reset may discard the answer before we read
+            # it. The body was still refused early (above); the server must be up.
+            health = await http(proc.port, "GET", "/healthz", None, {})
+            assert health.status == 200
+        else:
+            _check_error(raw, 413, "PayloadTooLarge")
         print(f"\nchunked body answered 413 after {sent} bytes sent (limit {LIMIT})")
     finally:
         answer.cancel()

@@ -2,19 +2,22 @@
 
 * `ingest`: ``POST /send_logs`` (the wire contract);
 * `users`: ``POST /create_user`` (the original's, off without an API key);
-* `health`: ``GET /healthz``.
+* `health`: ``GET /healthz``;
+* `read`: ``/api/logs``, ``/api/logs/export``, ``/api/stats``, ``/api/tail`` (reading);
+* `docs`: ``/openapi.json`` and ``/docs``;
+* `viewer`: the web log viewer at ``/`` and its files under ``/static/``.
 """
 
 from __future__ import annotations
 
 from quart import Quart
 
-from bot_logging_server.blueprints import health, ingest, users
+from bot_logging_server.blueprints import docs, health, ingest, read, users, viewer
 
 __all__ = ["register_blueprints"]
 
 
 def register_blueprints(app: Quart) -> None:
     """Register every blueprint on `app`."""
-    for module in (ingest, users, health):
+    for module in (ingest, users, health, read, docs, viewer):
         app.register_blueprint(module.bp)

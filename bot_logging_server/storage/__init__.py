@@ -11,6 +11,10 @@ from quart import Quart, current_app
 
 from bot_logging_server.config import Config
 from bot_logging_server.storage.base import (
+    BUCKETS,
+    MAX_PAGE,
+    LevelCount,
+    LogQuery,
     LogRow,
     Storage,
     StorageError,
@@ -23,6 +27,10 @@ from bot_logging_server.storage.base import (
 )
 
 __all__ = [
+    "BUCKETS",
+    "MAX_PAGE",
+    "LevelCount",
+    "LogQuery",
     "LogRow",
     "Storage",
     "StorageError",

@@ -16,6 +16,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 __all__ = [
+    "BUCKETS",
+    "MAX_PAGE",
+    "MAX_STAT_ROWS",
+    "LevelCount",
+    "LogQuery",
     "LogRow",
     "Migration",
     "Storage",
@@ -25,6 +30,7 @@ __all__ = [
     "User",
     "UserExists",
     "UserNotFound",
+    "like_pattern",
     "utc_now",
 ]
 
@@ -97,6 +103,62 @@ class StoredLog:
     event_at: datetime
     post_time: datetime
     received_at: datetime
+
+
+#: The most records one page (``limit``) may hold.
+MAX_PAGE = 1000
+#: The most (bucket, level) rows one stats answer holds (newest buckets kept).
+MAX_STAT_ROWS = 10_000
+#: Stats bucket widths.
+BUCKETS = ("minute", "hour", "day")
+
+
+@dataclass(frozen=True, slots=True)
+class LogQuery:
+    """Which of a user's records to read, and one keyset page of them (never an OFFSET).
+
+    Filters (all optional, combined with AND):
+        min_level: ``level >= min_level``.
+        since, until: ``since <= event_at < until`` (naive UTC).
+        q: case-insensitive substring of ``msg`` (wildcards in it are plain characters).
+        p_name, p_description, pid: equal to.
+    Page:
+        before_id, after_id: only ``id < before_id`` / ``id > after_id`` (the keyset cursor).
+        oldest_first: ascending ids (the live tail) instead of newest first.
+        limit: 1..`MAX_PAGE` records.
+    """
+
+    min_level: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    q: str | None = None
+    p_name: str | None = None
+    p_description: str | None = None
+    pid: int | None = None
+    before_id: int | None = None
+    after_id: int | None = None
+    oldest_first: bool = False
+    limit: int = 100
+
+    def __post_init__(self) -> None:
+        """Refuse a limit outside 1..`MAX_PAGE` (a programming error, not a client's)."""
+        if not 1 <= self.limit <= MAX_PAGE:
+            raise ValueError(f"limit must be 1..{MAX_PAGE}")
+
+
+@dataclass(frozen=True, slots=True)
+class LevelCount:
+    """One bar of the histogram: how many records of `level` in the bucket starting `start`."""
+
+    start: datetime
+    level: int
+    count: int
+
+
+def like_pattern(text: str) -> str:
+    """``%text%`` for ``LIKE ... ESCAPE '|'``, with ``|``, ``%`` and ``_`` in `text` escaped."""
+    escaped = text.replace("|", "||").replace("%", "|%").replace("_", "|_")
+    return f"%{escaped}%"
 
 
 @dataclass(frozen=True)
@@ -180,6 +242,27 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def recent_logs(self, user_id: int, limit: int = 100) -> list[StoredLog]:
         """This user's newest rows, newest (highest id) first."""
+
+    # -- reading -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def query_logs(self, user_id: int, query: LogQuery) -> list[StoredLog]:
+        """One page of this user's rows matching `query`: newest first, or oldest first.
+
+        Only `user_id`'s rows are ever read, whatever the filters.
+        """
+
+    @abc.abstractmethod
+    async def last_log_id(self, user_id: int) -> int:
+        """The highest id among this user's rows, 0 when there is none (where a tail starts)."""
+
+    @abc.abstractmethod
+    async def log_stats(self, user_id: int, query: LogQuery, bucket: str) -> list[LevelCount]:
+        """Counts per (bucket of ``event_at``, level) of rows matching `query`'s filters.
+
+        `bucket` is one of `BUCKETS`; the cursor and limit of `query` are ignored. Newest
+        buckets first, levels ascending, at most `MAX_STAT_ROWS` rows.
+        """
 
     #: Bumped by every change to a user made through this object (disable, enable, token
     #: rotation, removal), so that this process's cache of verified tokens drops at once

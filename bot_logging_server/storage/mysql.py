@@ -23,6 +23,9 @@ import pymysql
 
 from bot_logging_server.config import DatabaseURL
 from bot_logging_server.storage.base import (
+    MAX_STAT_ROWS,
+    LevelCount,
+    LogQuery,
     LogRow,
     Migration,
     Storage,
@@ -32,6 +35,7 @@ from bot_logging_server.storage.base import (
     User,
     UserExists,
     UserNotFound,
+    like_pattern,
     utc_now,
 )
 
@@ -70,6 +74,16 @@ MIGRATIONS: tuple[Migration, ...] = (
                 KEY ix_user_logs_user_id (user_id, id),
                 KEY ix_user_logs_user_event_at (user_id, event_at)
             ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
+        ),
+    ),
+    Migration(
+        2,
+        "read side: (user_id, event_at, level) index",
+        (
+            # Covers the stats query (index only) and time ranges with a level filter; it
+            # serves everything (user_id, event_at) did, so that one goes.
+            "ALTER TABLE user_logs ADD INDEX ix_user_logs_user_event_level "
+            "(user_id, event_at, level), DROP INDEX ix_user_logs_user_event_at",
         ),
     ),
 )
@@ -443,3 +457,121 @@ class MySQLStorage(Storage):
             )
             for r in rows
         ]
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def _select(self, sql: str, args: Sequence) -> list[tuple]:
+        async with self._connection() as conn, conn.cursor() as cur:
+            await cur.execute(sql, args)
+            rows = await cur.fetchall()
+            # End the read's snapshot so the next read on this connection sees new commits.
+            await conn.commit()
+        return list(rows)
+
+    async def query_logs(self, user_id: int, query: LogQuery) -> list[StoredLog]:
+        """One keyset page: ``id < before_id`` newest first, or ``id > after_id`` oldest first."""
+        where, args = _where(user_id, query)
+        order = "ASC" if query.oldest_first else "DESC"
+        hint = (
+            "FORCE INDEX (ix_user_logs_user_event_level)"
+            if await self._small_range(user_id, query)
+            else ""
+        )
+        rows = await self._select(
+            f"SELECT {_LOG_COLUMNS} FROM user_logs {hint} WHERE {where} "
+            f"ORDER BY id {order} LIMIT %s",
+            (*args, query.limit),
+        )
+        return [_stored_log(r) for r in rows]
+
+    async def _small_range(self, user_id: int, query: LogQuery) -> bool:
+        """Whether `query` has a time range holding fewer than `_SMALL_RANGE` of the rows.
+
+        Left alone, the optimizer walks the id order back from the newest row until it has
+        a page; for a range far in the past, or a rare match, that reads most of the table.
+        A small range is cheaper read whole through the event_at index and sorted. Counting
+        up to `_SMALL_RANGE` entries of that index (index only) costs a few milliseconds.
+        """
+        if query.since is None and query.until is None:
+            return False
+        where, args = _where(user_id, LogQuery(since=query.since, until=query.until))
+        rows = await self._select(
+            f"SELECT COUNT(*) FROM (SELECT 1 FROM user_logs WHERE {where} LIMIT %s) AS r",
+            (*args, _SMALL_RANGE),
+        )
+        return int(rows[0][0]) < _SMALL_RANGE
+
+    async def last_log_id(self, user_id: int) -> int:
+        """The user's highest id, 0 when none."""
+        rows = await self._select(
+            "SELECT COALESCE(MAX(id), 0) FROM user_logs WHERE user_id = %s", (user_id,)
+        )
+        return int(rows[0][0])
+
+    async def log_stats(self, user_id: int, query: LogQuery, bucket: str) -> list[LevelCount]:
+        """GROUP BY the bucket and level, in SQL, on the (user_id, event_at, level) index.
+
+        The bucket is ``event_at DIV 10^k`` (a DATETIME in numeric context is
+        YYYYMMDDhhmmss.ffffff): integer grouping is much cheaper than formatting a string.
+        """
+        divisor, pattern = _BUCKETS[bucket]
+        where, args = _where(user_id, query, with_cursor=False)
+        rows = await self._select(
+            f"SELECT event_at DIV {divisor} AS bucket, level, COUNT(*) FROM user_logs "
+            f"WHERE {where} GROUP BY bucket, level ORDER BY bucket DESC, level LIMIT %s",
+            (*args, MAX_STAT_ROWS),
+        )
+        return [LevelCount(datetime.strptime(str(r[0]), pattern), r[1], int(r[2])) for r in rows]
+
+
+# Bucket -> (divisor of the numeric DATETIME, how the quotient reads as a time).
+_BUCKETS = {
+    "minute": (100, "%Y%m%d%H%M"),
+    "hour": (10_000, "%Y%m%d%H"),
+    "day": (1_000_000, "%Y%m%d"),
+}
+#: A time range with fewer rows than this is read through the event_at index.
+_SMALL_RANGE = 50_000
+
+
+def _where(user_id: int, query: LogQuery, with_cursor: bool = True) -> tuple[str, list]:
+    """The WHERE clause and its arguments for `query`, always scoped to `user_id`."""
+    clauses, args = ["user_id = %s"], [user_id]
+    optional = [
+        ("level >= %s", query.min_level),
+        ("event_at >= %s", query.since),
+        ("event_at < %s", query.until),
+        # An explicit case-insensitive collation: q must not depend on how the database
+        # was created.
+        (
+            "msg COLLATE utf8mb4_general_ci LIKE %s ESCAPE '|'",
+            None if query.q is None else like_pattern(query.q),
+        ),
+        ("p_name = %s", query.p_name),
+        ("p_description = %s", query.p_description),
+        ("pid = %s", query.pid),
+    ]
+    if with_cursor:
+        optional += [("id < %s", query.before_id), ("id > %s", query.after_id)]
+    for clause, value in optional:
+        if value is not None:
+            clauses.append(clause)
+            args.append(value)
+    return " AND ".join(clauses), args
+
+
+def _stored_log(r: Sequence) -> StoredLog:
+    return StoredLog(
+        id=r[0],
+        user_id=r[1],
+        pid=r[2],
+        p_name=r[3],
+        p_description=r[4],
+        level=r[5],
+        msg=r[6],
+        truncated=bool(r[7]),
+        msg_length=r[8],
+        event_at=r[9],
+        post_time=r[10],
+        received_at=r[11],
+    )

@@ -18,6 +18,9 @@ from datetime import datetime
 import aiosqlite
 
 from bot_logging_server.storage.base import (
+    MAX_STAT_ROWS,
+    LevelCount,
+    LogQuery,
     LogRow,
     Migration,
     Storage,
@@ -63,6 +66,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX IF NOT EXISTS ix_user_logs_user_id ON user_logs (user_id, id)",
             "CREATE INDEX IF NOT EXISTS ix_user_logs_user_event_at "
             "ON user_logs (user_id, event_at)",
+        ),
+    ),
+    Migration(
+        2,
+        "read side: (user_id, event_at, level) index",
+        (
+            # Covers the stats query and serves everything (user_id, event_at) did.
+            "CREATE INDEX IF NOT EXISTS ix_user_logs_user_event_level "
+            "ON user_logs (user_id, event_at, level)",
+            "DROP INDEX IF EXISTS ix_user_logs_user_event_at",
         ),
     ),
 )
@@ -330,3 +343,93 @@ class SQLiteStorage(Storage):
             )
             for r in rows
         ]
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def _reader_with_functions(self) -> None:
+        """Register ``blst_fold`` (Python's casefold) on the read connection, once.
+
+        SQLite's own LIKE and lower() fold ASCII only; ``q`` is case-insensitive for every
+        script, as on MySQL.
+        """
+        if self._reader is None:
+            raise StorageUnavailable("storage is not open")
+        if getattr(self, "_functions_ready", None) is not self._reader:
+            await self._reader.create_function("blst_fold", 1, _fold, deterministic=True)
+            self._functions_ready = self._reader
+
+    async def query_logs(self, user_id: int, query: LogQuery) -> list[StoredLog]:
+        """One keyset page: ``id < before_id`` newest first, or ``id > after_id`` oldest first."""
+        await self._reader_with_functions()
+        where, args = _where(user_id, query)
+        order = "ASC" if query.oldest_first else "DESC"
+        rows = await self._read(
+            f"SELECT {_LOG_COLUMNS} FROM user_logs WHERE {where} ORDER BY id {order} LIMIT ?",
+            (*args, query.limit),
+        )
+        return [_stored_log(r) for r in rows]
+
+    async def last_log_id(self, user_id: int) -> int:
+        """The user's highest id, 0 when none."""
+        rows = await self._read(
+            "SELECT COALESCE(MAX(id), 0) FROM user_logs WHERE user_id = ?", (user_id,)
+        )
+        return int(rows[0][0])
+
+    async def log_stats(self, user_id: int, query: LogQuery, bucket: str) -> list[LevelCount]:
+        """Group by a prefix of the stored ``event_at`` text (it sorts and cuts cleanly)."""
+        chars, suffix = _BUCKET_PREFIX[bucket]
+        await self._reader_with_functions()
+        where, args = _where(user_id, query, with_cursor=False)
+        rows = await self._read(
+            f"SELECT substr(event_at, 1, {chars}) AS bucket, level, COUNT(*) FROM user_logs "
+            f"WHERE {where} GROUP BY bucket, level ORDER BY bucket DESC, level LIMIT ?",
+            (*args, MAX_STAT_ROWS),
+        )
+        return [LevelCount(_time(r[0] + suffix), r[1], r[2]) for r in rows]
+
+
+# Bucket -> (characters of "YYYY-MM-DD HH:MM:SS" kept, what completes the start time).
+_BUCKET_PREFIX = {"minute": (16, ":00"), "hour": (13, ":00:00"), "day": (10, " 00:00:00")}
+
+
+def _fold(text: str | None) -> str | None:
+    return None if text is None else text.casefold()
+
+
+def _where(user_id: int, query: LogQuery, with_cursor: bool = True) -> tuple[str, list]:
+    """The WHERE clause and its arguments for `query`, always scoped to `user_id`."""
+    clauses, args = ["user_id = ?"], [user_id]
+    optional = [
+        ("level >= ?", query.min_level),
+        ("event_at >= ?", None if query.since is None else _text(query.since)),
+        ("event_at < ?", None if query.until is None else _text(query.until)),
+        ("instr(blst_fold(msg), ?) > 0", None if query.q is None else query.q.casefold()),
+        ("p_name = ?", query.p_name),
+        ("p_description = ?", query.p_description),
+        ("pid = ?", query.pid),
+    ]
+    if with_cursor:
+        optional += [("id < ?", query.before_id), ("id > ?", query.after_id)]
+    for clause, value in optional:
+        if value is not None:
+            clauses.append(clause)
+            args.append(value)
+    return " AND ".join(clauses), args
+
+
+def _stored_log(r: Sequence) -> StoredLog:
+    return StoredLog(
+        id=r[0],
+        user_id=r[1],
+        pid=r[2],
+        p_name=r[3],
+        p_description=r[4],
+        level=r[5],
+        msg=r[6],
+        truncated=bool(r[7]),
+        msg_length=r[8],
+        event_at=_time(r[9]),
+        post_time=_time(r[10]),
+        received_at=_time(r[11]),
+    )

@@ -1,0 +1,149 @@
+"""The read side under ``/api``: query, export, stats and live tail of a user's own logs.
+
+Every endpoint authenticates with ``X-User`` plus ``X-User-Token`` (or ``Authorization:
+Bearer <token>``) and only ever reads that user's records, whatever the filters. The filters
+are the same everywhere (`schemas.LogQuerySchema`): ``level`` (minimum), ``since``/``until``
+(on ``event_at``), ``q`` (case-insensitive substring of ``msg``), ``p_name``,
+``p_description``, ``pid``.
+
+* ``GET /api/logs``: ``{"logs": [record, ...], "next_cursor": "..." | null}``, newest first,
+  paged by keyset (``cursor``), so new records never shift a page.
+* ``GET /api/logs/export?format=ndjson|csv``: every matching record, streamed page by page.
+* ``GET /api/stats?bucket=minute|hour|day``: counts per level per bucket of ``event_at``.
+* ``GET /api/tail``: Server-Sent Events of new matching records (`bot_logging_server.tail`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+
+from quart import Blueprint, Response, current_app, request
+
+from bot_logging_server.auth import get_authenticator, header_credentials, requires_header_user
+from bot_logging_server.errors import BadRequest, json_response
+from bot_logging_server.records import csv_header, csv_rows, iso, ndjson_lines, record_json
+from bot_logging_server.schemas import ValidationFailed, encode_cursor, level_name, load_query
+from bot_logging_server.storage import MAX_PAGE, LogQuery, Storage, User, get_storage
+from bot_logging_server.storage.base import MAX_STAT_ROWS
+from bot_logging_server.tail import Follower, event_stream
+
+__all__ = ["bp", "export_logs", "list_logs", "stats", "tail"]
+
+bp = Blueprint("read", __name__, url_prefix="/api")
+
+_CONTENT_TYPES = {"ndjson": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
+
+
+def _query_args(kind: str) -> dict:
+    try:
+        return load_query(kind, request.args)
+    except ValidationFailed as exc:
+        raise BadRequest(exc.detail) from None
+
+
+@bp.get("/logs")
+@requires_header_user
+async def list_logs(user: User) -> Response:
+    """One page of the user's records, newest first, and the cursor of the next page."""
+    query = LogQuery(**_query_args("logs"))
+    page = await get_storage().query_logs(user.id, query)
+    next_cursor = encode_cursor(page[-1].id) if len(page) == query.limit else None
+    return json_response({"logs": [record_json(r) for r in page], "next_cursor": next_cursor})
+
+
+async def _export_body(
+    storage: Storage, user_id: int, query: LogQuery, fmt: str, cap: int | None
+) -> AsyncIterator[bytes]:
+    """Keyset pages of `MAX_PAGE` records, each encoded as soon as it is read."""
+    if fmt == "csv":
+        yield csv_header()
+    sent = 0
+    while cap is None or sent < cap:
+        size = MAX_PAGE if cap is None else min(MAX_PAGE, cap - sent)
+        page = await storage.query_logs(user_id, dataclasses.replace(query, limit=size))
+        if page:
+            yield csv_rows(page) if fmt == "csv" else ndjson_lines(page)
+            sent += len(page)
+        if len(page) < size:
+            return
+        query = dataclasses.replace(query, before_id=page[-1].id)
+
+
+@bp.get("/logs/export")
+@requires_header_user
+async def export_logs(user: User) -> Response:
+    """Every matching record (newest first) as NDJSON or CSV, streamed; never all in memory."""
+    args = _query_args("export")
+    fmt, cap = args.pop("format"), args.pop("limit")
+    body = _export_body(get_storage(), user.id, LogQuery(**args), fmt, cap)
+    response = Response(
+        body,
+        content_type=_CONTENT_TYPES[fmt],
+        headers={"Content-Disposition": f'attachment; filename="logs.{fmt}"'},
+    )
+    response.timeout = None  # as long as it takes: the size has no bound
+    return response
+
+
+@bp.get("/stats")
+@requires_header_user
+async def stats(user: User) -> Response:
+    """Counts per (bucket of ``event_at``, level), newest bucket first, computed in SQL."""
+    args = _query_args("stats")
+    bucket = args.pop("bucket")
+    counts = await get_storage().log_stats(user.id, LogQuery(**args), bucket)
+    return json_response(
+        {
+            "bucket": bucket,
+            "counts": [
+                {
+                    "start": iso(c.start),
+                    "level": c.level,
+                    "level_name": level_name(c.level),
+                    "count": c.count,
+                }
+                for c in counts
+            ],
+            "partial": len(counts) >= MAX_STAT_ROWS,
+        }
+    )
+
+
+def _last_event_id() -> int | None:
+    raw = request.headers.get("Last-Event-ID", "").strip()
+    if not raw:
+        return None
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 20:
+        raise BadRequest("Last-Event-ID: must be a record id")
+    return int(raw)
+
+
+@bp.get("/tail")
+@requires_header_user
+async def tail(user: User) -> Response:
+    """Server-Sent Events: each new matching record as ``id: N`` + ``data: {record}``.
+
+    Starts after ``Last-Event-ID`` when the client sends it (a reconnection), else after the
+    user's newest record at connection time.
+    """
+    query = LogQuery(**_query_args("tail"))
+    storage = get_storage()
+    after = _last_event_id()
+    if after is None:
+        after = await storage.last_log_id(user.id)
+    username, token = header_credentials()
+    body = event_stream(
+        current_app._get_current_object(),  # type: ignore[attr-defined]
+        Follower(storage, user.id, query, after),
+        get_authenticator(),
+        username,
+        token,
+    )
+    response = Response(
+        body,
+        content_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+    response.timeout = None
+    return response

@@ -1,0 +1,258 @@
+"""The OpenAPI 3 description of every endpoint, generated from the marshmallow schemas.
+
+`build_spec()` feeds the schemas of `bot_logging_server.schemas` to apispec, so the request
+and answer shapes documented at ``/openapi.json`` (and rendered at ``/docs``) are the ones the
+server validates with and the tests check answers against.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import fields
+
+from bot_logging_server import schemas
+
+__all__ = ["build_spec"]
+
+_JSON = "application/json"
+_READ_SECURITY = [{"user": [], "token": []}, {"user": [], "bearer": []}]
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {_JSON: {"schema": schemas.ErrorSchema}}}
+
+
+def _custom_field(converter: Any, field: fields.Field, **kwargs: Any) -> dict[str, Any]:
+    """OpenAPI for our own fields (levels, timestamps, any-JSON messages, cursors)."""
+    if isinstance(field, schemas.Level):
+        return {
+            "oneOf": [
+                {"type": "integer", "minimum": 0, "maximum": 100},
+                {
+                    "type": "string",
+                    "description": "digits, or one of " + ", ".join(schemas.LEVEL_NAMES),
+                },
+            ]
+        }
+    if isinstance(field, schemas.Timestamp):
+        return {"type": "string", "format": "date-time"}
+    if isinstance(field, schemas.CutString):
+        return {"type": "string", "description": "cut to 255 characters, never refused"}
+    if isinstance(field, schemas.BigInt):
+        return {"type": "integer", "format": "int64"}
+    if isinstance(field, schemas.Cursor):
+        return {"type": "string"}
+    if isinstance(field, schemas.Message):
+        return {"description": "any JSON value; a non-string is stored as its JSON text"}
+    return {}
+
+
+def _read_operation(summary: str, query: type, ok: dict[str, Any], **extra: Any) -> dict:
+    return {
+        "summary": summary,
+        "tags": ["read"],
+        "security": _READ_SECURITY,
+        "parameters": [{"in": "query", "schema": query}, *extra.pop("parameters", [])],
+        "responses": {
+            "200": ok,
+            "400": _error("A query parameter is invalid (detail names it)."),
+            "403": _error("Unknown user, wrong, missing or malformed token, or disabled user."),
+            "503": _error("The database is unavailable; retry after Retry-After."),
+        },
+        **extra,
+    }
+
+
+def build_spec(version: str) -> dict[str, Any]:
+    """The OpenAPI 3.0 document of the server (`version` is the server's)."""
+    plugin = MarshmallowPlugin()
+    spec = APISpec(
+        title="bot-logging-server",
+        version=version,
+        openapi_version="3.0.3",
+        plugins=[plugin],
+        info={
+            "description": (
+                "Self-hosted collector of log batches. Clients POST batches to /send_logs "
+                "(also reached as //send_logs and /send_logs/, as the real client requests); "
+                "each user reads, exports, charts and tails only their own records under "
+                "/api. Every error answers {code, message[, detail]}."
+            )
+        },
+    )
+    plugin.converter.add_attribute_function(_custom_field)
+    spec.components.security_scheme(
+        "user", {"type": "apiKey", "in": "header", "name": "X-User", "description": "user name"}
+    )
+    spec.components.security_scheme(
+        "token",
+        {"type": "apiKey", "in": "header", "name": "X-User-Token", "description": "32 hex"},
+    )
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    spec.components.security_scheme(
+        "api_key", {"type": "apiKey", "in": "header", "name": "X-Api-Key"}
+    )
+    for schema in (
+        schemas.ErrorSchema,
+        schemas.StoredLogSchema,
+        schemas.LogPageSchema,
+        schemas.StatsSchema,
+    ):
+        spec.components.schema(schema.__name__.removesuffix("Schema"), schema=schema)
+
+    spec.path(
+        path="/send_logs",
+        operations={
+            "post": {
+                "summary": "Store a batch of log records (the wire contract).",
+                "tags": ["ingest"],
+                "security": [{"token": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {_JSON: {"schema": schemas.SendLogsBodySchema}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "Stored (after the commit).",
+                        "content": {_JSON: {"schema": schemas.SendLogsResultSchema}},
+                    },
+                    "400": _error("The batch can never be stored as sent (detail says why)."),
+                    "403": _error("data.user and X-User-Token do not match an active user."),
+                    "413": _error("Body or batch over the configured limit."),
+                    "503": _error("The database is unavailable; retry after Retry-After."),
+                },
+            }
+        },
+    )
+    spec.path(
+        path="/create_user",
+        operations={
+            "post": {
+                "summary": "Create a user (only when an API key is configured).",
+                "tags": ["users"],
+                "security": [{"api_key": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {_JSON: {"schema": schemas.CreateUserSchema}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "Created; the token is shown this once.",
+                        "content": {_JSON: {"schema": schemas.CreateUserResultSchema}},
+                    },
+                    "400": _error("Invalid body."),
+                    "403": _error("Wrong X-Api-Key."),
+                    "404": _error("No API key configured: the endpoint is off."),
+                    "409": _error("The user exists."),
+                },
+            }
+        },
+    )
+    spec.path(
+        path="/healthz",
+        operations={
+            "get": {
+                "summary": "Is the database answering?",
+                "tags": ["operations"],
+                "responses": {
+                    "200": {
+                        "description": "Yes.",
+                        "content": {_JSON: {"schema": schemas.HealthSchema}},
+                    },
+                    "503": _error("No."),
+                },
+            }
+        },
+    )
+    spec.path(
+        path="/api/logs",
+        operations={
+            "get": _read_operation(
+                "One page of the user's records, newest first (keyset pagination).",
+                schemas.LogsQuerySchema,
+                {"description": "A page.", "content": {_JSON: {"schema": schemas.LogPageSchema}}},
+            )
+        },
+    )
+    spec.path(
+        path="/api/logs/export",
+        operations={
+            "get": _read_operation(
+                "Every matching record, newest first, streamed as NDJSON or CSV.",
+                schemas.ExportQuerySchema,
+                {
+                    "description": "The records: NDJSON lines are StoredLogSchema objects; "
+                    "CSV has a header row with the same names.",
+                    "content": {
+                        "application/x-ndjson": {"schema": {"type": "string"}},
+                        "text/csv": {"schema": {"type": "string"}},
+                    },
+                },
+            )
+        },
+    )
+    spec.path(
+        path="/api/stats",
+        operations={
+            "get": _read_operation(
+                "Counts per level per time bucket of event_at (for a histogram).",
+                schemas.StatsQuerySchema,
+                {"description": "The counts.", "content": {_JSON: {"schema": schemas.StatsSchema}}},
+            )
+        },
+    )
+    spec.path(
+        path="/api/tail",
+        operations={
+            "get": _read_operation(
+                "Live tail: new matching records as Server-Sent Events.",
+                schemas.LogQuerySchema,
+                {
+                    "description": "An event stream; each event has `id:` (resume point) and "
+                    "`data:` (one StoredLogSchema object as JSON). Comment lines keep the "
+                    "connection alive.",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                parameters=[
+                    {
+                        "in": "header",
+                        "name": "Last-Event-ID",
+                        "schema": {"type": "integer", "minimum": 0},
+                        "description": "Resume after this record id (sent by EventSource).",
+                    }
+                ],
+            )
+        },
+    )
+    spec.path(
+        path="/openapi.json",
+        operations={
+            "get": {
+                "summary": "This document.",
+                "tags": ["documentation"],
+                "responses": {"200": {"description": "OpenAPI 3.0 JSON."}},
+            }
+        },
+    )
+    for path, summary in (
+        ("/docs", "This document, rendered (HTML; every asset served locally)."),
+        ("/", "The web log viewer (HTML)."),
+        ("/static/{filename}", "The viewer's files (JavaScript, CSS)."),
+    ):
+        operation: dict[str, Any] = {
+            "summary": summary,
+            "tags": ["documentation" if path == "/docs" else "viewer"],
+            "responses": {
+                "200": {"description": "The file.", "content": {"text/html": {}}},
+                "404": _error("No such file."),
+            },
+        }
+        if "{filename}" in path:
+            operation["parameters"] = [
+                {"in": "path", "name": "filename", "required": True, "schema": {"type": "string"}}
+            ]
+        spec.path(path=path, operations={"get": operation})
+    return spec.to_dict()
