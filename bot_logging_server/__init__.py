@@ -47,11 +47,14 @@ def create_app(config: Config) -> Quart:
     app.config["BODY_TIMEOUT"] = config.body_timeout
     # The real client requests //send_logs: keep double slashes as they are (no redirect).
     app.url_map.merge_slashes = False
+    # Quart would answer OPTIONS itself with an empty HTML response; no route answers HTML,
+    # so an OPTIONS a route does not declare is a JSON 405.
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     store = storage.make_storage(config)
     storage.init_app(app, store)
     auth.init_app(app, auth.Authenticator(store, config.auth_cache_seconds))
     ratelimit.init_app(app, config)
     tail.init_app(app)
     register_error_handlers(app)
-    register_blueprints(app)
+    register_blueprints(app, config)
     return app

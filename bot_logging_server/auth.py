@@ -28,8 +28,8 @@ from typing import Any
 from quart import current_app, request
 
 from bot_logging_server.bodies import read_json
-from bot_logging_server.errors import BadRequest, Forbidden
-from bot_logging_server.schemas import clean_text
+from bot_logging_server.errors import BadRequest, Forbidden, ServiceUnavailable
+from bot_logging_server.schemas import USERNAME_RE, clean_text
 from bot_logging_server.storage import Storage, User
 from bot_logging_server.tokens import DUMMY_HASH, is_token_shaped, verify_token
 
@@ -43,6 +43,11 @@ __all__ = [
 
 _EXTENSION = "bot_logging_server.auth"
 _CACHE_ENTRIES = 4096
+# Slow hashes run at most this many at a time (one per core here), and at most this many
+# checks may wait for one: past that the check answers 503 (the client retries) instead of
+# queueing unbounded work for anyone who sends well-formed wrong tokens.
+_HASHING_AT_ONCE = 2
+_HASHING_QUEUE = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +66,8 @@ class Authenticator:
         self._ttl = cache_seconds
         self._cache: OrderedDict[tuple[str, bytes], _Verified] = OrderedDict()
         self._pending: dict[tuple[str, bytes], asyncio.Task[User | None]] = {}
+        self._hashing = asyncio.Semaphore(_HASHING_AT_ONCE)
+        self._hash_waiting = 0
 
     async def authenticate(self, username: str, token: str | None) -> User:
         """The active user owning `token`; raise `Forbidden` otherwise (never saying why)."""
@@ -91,20 +98,34 @@ class Authenticator:
 
     async def _check(self, key: tuple[str, bytes], username: str, token: str) -> User | None:
         version = self._storage.users_changed
-        user = await self._storage.get_user(username)
+        # The row's age counts from before it was read, so a change is never trusted longer
+        # than the cache time.
+        read_at = time.monotonic()
+        # A name no user can have is not looked up (a huge one would not even fit a query),
+        # but it is still hashed below, like any unknown user.
+        user = await self._storage.get_user(username) if USERNAME_RE.match(username) else None
         entry = self._cache.pop(key, None)
         unchanged = entry is not None and user is not None and entry.user == user
         if unchanged and not user.disabled:
             # Same row as when the token was verified: no need to hash it again.
-            return self._remember(key, user, version)
+            return self._remember(key, user, version, read_at)
         stored = user.token_hash if user is not None else DUMMY_HASH
-        matches = await asyncio.to_thread(verify_token, token, stored)
-        if not matches or user is None or user.disabled:
+        if not await self._verify(token, stored) or user is None or user.disabled:
             return None
-        return self._remember(key, user, version)
+        return self._remember(key, user, version, read_at)
 
-    def _remember(self, key: tuple[str, bytes], user: User, version: int) -> User:
-        self._cache[key] = _Verified(user, time.monotonic(), version)
+    async def _verify(self, token: str, stored: str) -> bool:
+        if self._hash_waiting >= _HASHING_QUEUE:
+            raise ServiceUnavailable("too many token checks at once")
+        self._hash_waiting += 1
+        try:
+            async with self._hashing:
+                return await asyncio.to_thread(verify_token, token, stored)
+        finally:
+            self._hash_waiting -= 1
+
+    def _remember(self, key: tuple[str, bytes], user: User, version: int, read_at: float) -> User:
+        self._cache[key] = _Verified(user, read_at, version)
         while len(self._cache) > _CACHE_ENTRIES:
             self._cache.popitem(last=False)
         return user
@@ -140,12 +161,16 @@ def requires_batch_user(handler: Handler) -> Handler:
         username = data.get("user")
         if not isinstance(username, str):
             raise BadRequest("data.user: must be a string")
-        user = await get_authenticator().authenticate(
-            clean_text(username), request.headers.get("X-User-Token")
-        )
+        user = await get_authenticator().authenticate(clean_text(username), _header_token())
         return await handler(user, data, *args, **kwargs)
 
     return wrapper
+
+
+def _header_token() -> str | None:
+    """``X-User-Token``; None when missing, or when sent twice with different values."""
+    values = set(request.headers.getlist("X-User-Token"))
+    return values.pop() if len(values) == 1 else None
 
 
 def header_credentials() -> tuple[str, str | None]:
@@ -158,7 +183,7 @@ def header_credentials() -> tuple[str, str | None]:
     username = request.headers.get("X-User", "")
     with contextlib.suppress(UnicodeError):
         username = username.encode("latin-1").decode("utf-8")
-    token = request.headers.get("X-User-Token")
+    token = _header_token()
     if token is None:
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and value.strip():

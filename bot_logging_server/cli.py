@@ -277,9 +277,9 @@ def users() -> None:
 def users_add(config: Config, name: str, password: str | None, tel_id: int | None) -> None:
     """Create user NAME and print its token (shown this once; only a hash is stored)."""
     try:
-        user_admin.check_username(name)
+        user_admin.check_new_user(name, password, tel_id)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="NAME") from None
+        raise click.UsageError(str(exc)) from None
     new = _with_storage(
         config, lambda storage: user_admin.create_user(storage, name, password, tel_id)
     )

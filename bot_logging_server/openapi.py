@@ -66,8 +66,11 @@ def _read_operation(summary: str, query: type, ok: dict[str, Any], **extra: Any)
     }
 
 
-def build_spec(version: str) -> dict[str, Any]:
-    """The OpenAPI 3.0 document of the server (`version` is the server's)."""
+def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
+    """The OpenAPI 3.0 document of the server (`version` is the server's).
+
+    ``/create_user`` is described only when `create_user` (the endpoint is on).
+    """
     plugin = MarshmallowPlugin()
     spec = APISpec(
         title="bot-logging-server",
@@ -127,30 +130,31 @@ def build_spec(version: str) -> dict[str, Any]:
             }
         },
     )
-    spec.path(
-        path="/create_user",
-        operations={
-            "post": {
-                "summary": "Create a user (only when an API key is configured).",
-                "tags": ["users"],
-                "security": [{"api_key": []}],
-                "requestBody": {
-                    "required": True,
-                    "content": {_JSON: {"schema": schemas.CreateUserSchema}},
-                },
-                "responses": {
-                    "200": {
-                        "description": "Created; the token is shown this once.",
-                        "content": {_JSON: {"schema": schemas.CreateUserResultSchema}},
+    if create_user:
+        spec.path(
+            path="/create_user",
+            operations={
+                "post": {
+                    "summary": "Create a user (only when an API key is configured).",
+                    "tags": ["users"],
+                    "security": [{"api_key": []}],
+                    "requestBody": {
+                        "required": True,
+                        "content": {_JSON: {"schema": schemas.CreateUserSchema}},
                     },
-                    "400": _error("Invalid body."),
-                    "403": _error("Wrong X-Api-Key."),
-                    "404": _error("No API key configured: the endpoint is off."),
-                    "409": _error("The user exists."),
-                },
-            }
-        },
-    )
+                    "responses": {
+                        "200": {
+                            "description": "Created; the token is shown this once.",
+                            "content": {_JSON: {"schema": schemas.CreateUserResultSchema}},
+                        },
+                        "400": _error("Invalid body."),
+                        "403": _error("Wrong X-Api-Key."),
+                        "404": _error("No API key configured: the endpoint is off."),
+                        "409": _error("The user exists."),
+                    },
+                }
+            },
+        )
     spec.path(
         path="/healthz",
         operations={

@@ -75,11 +75,11 @@ LEVEL_NAMES: dict[str, int] = {
 #: ``p_name`` and ``p_description`` keep this many characters; longer values are cut.
 NAME_CHARS = 255
 #: What a user name may be (the contract's rule), and how errors state it.
-USERNAME_RULE = "1-64 characters, no whitespace"
+USERNAME_RULE = "1-64 characters, no whitespace or control characters"
 _BIGINT = 2**63
 _MIN_YEAR, _MAX_YEAR = 1000, 9999
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
-USERNAME_RE = re.compile(r"\S{1,64}\Z")
+USERNAME_RE = re.compile(r"[^\s\x00-\x1f\x7f-\x9f\ud800-\udfff]{1,64}\Z")
 
 
 class ValidationFailed(ValueError):

@@ -13,7 +13,7 @@ from bot_logging_server.schemas import USERNAME_RE, USERNAME_RULE
 from bot_logging_server.storage import Storage, User
 from bot_logging_server.tokens import hash_token, password_token, random_token
 
-__all__ = ["NewToken", "check_username", "create_user", "rotate_token"]
+__all__ = ["NewToken", "check_new_user", "check_username", "create_user", "rotate_token"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,10 @@ class NewToken:
     token: str
 
 
+#: Telegram chat ids are stored in a signed 64-bit column.
+_BIGINT = 2**63
+
+
 def check_username(username: str) -> str:
     """`username` when it follows the contract's rule; `ValueError` stating the rule if not."""
     if not USERNAME_RE.match(username):
@@ -31,15 +35,29 @@ def check_username(username: str) -> str:
     return username
 
 
+def check_new_user(username: str, password: str | None, tel_id: int | None) -> None:
+    """Raise `ValueError` naming the field when a new user's name, password or id is unusable."""
+    check_username(username)
+    if password is not None:
+        try:
+            password.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("password must be valid Unicode text") from None
+    if tel_id is not None and not -_BIGINT <= tel_id < _BIGINT:
+        raise ValueError("tel_id is out of range")
+
+
 async def create_user(
     storage: Storage, username: str, password: str | None = None, tel_id: int | None = None
 ) -> NewToken:
     """Create a user; the token is ``md5(username + password)``, or random without a password.
 
-    Raises `ValueError` for a bad name and `UserExists` when the name is taken.
+    An empty password is a password (``md5(username)``), as the original client computes.
+    Raises `ValueError` for a bad name, password or tel_id and `UserExists` when the name is
+    taken.
     """
-    check_username(username)
-    token = password_token(username, password) if password else random_token()
+    check_new_user(username, password, tel_id)
+    token = password_token(username, password) if password is not None else random_token()
     token_hash = await asyncio.to_thread(hash_token, token)
     user = await storage.create_user(username, token_hash, tel_id)
     return NewToken(user, token)

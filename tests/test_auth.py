@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
 from helpers import assert_added, assert_error, client_body, new_account, post_logs
+from werkzeug.datastructures import Headers
 
 from bot_logging_server.storage import get_storage, make_storage
 from bot_logging_server.users import rotate_token
@@ -111,3 +113,32 @@ async def test_auth_with_cache_disabled_checks_every_request(make_app, make_conf
         await assert_added(await post_logs(client, account), 1)
         await storage.set_disabled(account.name, True)
         await assert_error(await post_logs(client, account), 403, "Forbidden")
+
+
+async def test_two_different_token_headers_are_403(client, storage, user):
+    for tokens in ([user.token, "0" * 32], ["0" * 32, user.token]):
+        headers = [("Content-Type", "application/json")] + [("X-User-Token", t) for t in tokens]
+        response = await client.post(
+            "//send_logs", data=json.dumps(client_body(user.name)), headers=Headers(headers)
+        )
+        await assert_error(response, 403, "Forbidden")
+    assert await storage.count_logs(user.id) == 0
+
+
+async def test_token_with_surrounding_whitespace_is_the_same_token(client, user):
+    await assert_added(await post_logs(client, user, token=f"  {user.token} "), 1)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("'" * 100_000, id="huge"),
+        pytest.param("", id="empty"),
+        pytest.param("has space", id="space"),
+        pytest.param("nul\x00", id="nul"),
+    ],
+)
+async def test_a_name_no_user_can_have_is_403(client, storage, user, name):
+    response = await post_logs(client, user, client_body(name))
+    await assert_error(response, 403, "Forbidden")
+    assert await storage.count_logs(user.id) == 0

@@ -61,11 +61,24 @@ def test_adding_an_existing_user_fails_with_a_clear_error(cli):
     assert "user 'dup_cli' exists already" in result.stderr
 
 
-@pytest.mark.parametrize("name", ["has space", "x" * 65, ""])
+@pytest.mark.parametrize("name", ["has space", "x" * 65, "", "bad\udcffbyte", "ctl\x01"])
 def test_invalid_user_names_are_refused(cli, name):
     result = cli("users", "add", name)
     assert result.exit_code == 2
     assert "1-64 characters, no whitespace" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tel-id", str(2**70)], "tel_id is out of range"),
+        (["--password", "bad\udcffbyte"], "password must be valid Unicode text"),
+    ],
+)
+def test_invalid_tel_id_or_password_is_refused_without_a_traceback(cli, args, message):
+    result = cli("users", "add", "fine_name", *args)
+    assert result.exit_code == 2
+    assert message in result.stderr and "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("command", ["disable", "enable", "rotate", "remove"])

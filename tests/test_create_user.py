@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 from helpers import assert_added, assert_error, post_logs
+
+from bot_logging_server.storage import get_storage
 
 KEY = "k" * 40
 
@@ -16,9 +19,17 @@ async def keyed_client(make_app):
         yield app.test_client()
 
 
-async def test_create_user_is_off_without_an_api_key(client):
-    response = await client.post("/create_user", json={"user": "a", "password": "b"})
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "DELETE", "OPTIONS"])
+async def test_create_user_is_off_without_an_api_key_for_every_method(client, method):
+    response = await client.open("/create_user", method=method, json={"user": "a"})
     await assert_error(response, 404, "NotFound")
+
+
+async def test_empty_password_is_a_password_md5_of_the_name(keyed_client):
+    response = await keyed_client.post(
+        "/create_user", json={"user": "emptypw", "password": ""}, headers={"X-Api-Key": KEY}
+    )
+    assert (await response.get_json())["token"] == hashlib.md5(b"emptypw").hexdigest()
 
 
 @pytest.mark.parametrize("key", [None, "", "wrong", KEY[:-1], KEY + "x"])
@@ -69,10 +80,30 @@ async def test_existing_user_is_409(keyed_client):
         {"user": 5},
         {"password": "x"},
         {"user": "ok", "tel_id": "not a number"},
+        {"user": "ok", "tel_id": 2**70},
+        {"user": "ok", "tel_id": 2**63},
+        {"user": "nul\u0000name"},
+        {"user": "ctl\u0001name"},
+        {"user": "sur\udcffrogate"},
+        {"user": "ok", "password": "sur\udcffrogate"},
         ["not", "an", "object"],
     ],
     ids=repr,
 )
-async def test_invalid_create_user_body_is_400(keyed_client, body):
-    response = await keyed_client.post("/create_user", json=body, headers={"X-Api-Key": KEY})
+async def test_invalid_create_user_body_is_400_and_creates_nobody(keyed_client, body):
+    storage = get_storage(keyed_client.app)
+    before = len(await storage.list_users())
+    raw = json.dumps(body)  # json.dumps writes lone surrogates as escapes, as clients do
+    response = await keyed_client.post(
+        "/create_user", data=raw, headers={"X-Api-Key": KEY, "Content-Type": "application/json"}
+    )
     await assert_error(response, 400, "BadRequest")
+    assert len(await storage.list_users()) == before
+
+
+async def test_tel_id_may_be_a_numeric_string_and_is_stored(keyed_client):
+    response = await keyed_client.post(
+        "/create_user", json={"user": "telstr", "tel_id": "-100123"}, headers={"X-Api-Key": KEY}
+    )
+    assert response.status_code == 200
+    assert (await get_storage(keyed_client.app).get_user("telstr")).tel_id == -100123

@@ -19,7 +19,7 @@ async def test_every_route_answers_405_json_to_a_wrong_method(app):
     for rule in app.app.url_map.iter_rules():
         if rule.arguments:
             continue
-        for method in ("GET", "POST", "PUT", "DELETE", "PATCH"):
+        for method in ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
             if method in rule.methods:
                 continue
             response = await client.open(rule.rule, method=method)

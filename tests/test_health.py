@@ -8,7 +8,12 @@ from helpers import assert_error
 async def test_healthz_is_200_ok_when_the_database_answers(client, backend):
     response = await client.get("/healthz")
     assert response.status_code == 200
-    assert await response.get_json() == {"status": "ok", "storage": backend}
+    assert await response.get_json() == {
+        "code": 200,
+        "message": "OK",
+        "status": "ok",
+        "storage": backend,
+    }
 
 
 async def test_healthz_is_503_with_retry_after_when_the_database_is_gone(client, storage):

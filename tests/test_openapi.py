@@ -94,3 +94,10 @@ async def test_docs_page_and_its_assets_are_served_locally(client):
     assert links and all(link.startswith("/") and not link.startswith("//") for link in links)
     for link in links:
         assert (await client.get(link)).status_code == 200, link
+
+
+async def test_create_user_is_documented_when_the_endpoint_is_on(make_app):
+    async with make_app(api_key="k" * 32) as app:
+        response = await app.test_client().get("/openapi.json")
+        spec = await response.get_json()
+    assert "post" in spec["paths"]["/create_user"]

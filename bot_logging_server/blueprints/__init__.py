@@ -13,11 +13,14 @@ from __future__ import annotations
 from quart import Quart
 
 from bot_logging_server.blueprints import docs, health, ingest, read, users, viewer
+from bot_logging_server.config import Config
 
 __all__ = ["register_blueprints"]
 
 
-def register_blueprints(app: Quart) -> None:
-    """Register every blueprint on `app`."""
-    for module in (ingest, users, health, read, docs, viewer):
+def register_blueprints(app: Quart, config: Config) -> None:
+    """Register every blueprint on `app`; ``/create_user`` only when an API key is set."""
+    for module in (ingest, health, read, docs, viewer):
         app.register_blueprint(module.bp)
+    if config.api_key:
+        app.register_blueprint(users.bp)

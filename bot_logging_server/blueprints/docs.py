@@ -9,6 +9,7 @@ from __future__ import annotations
 from quart import Blueprint, Response, current_app
 
 from bot_logging_server.blueprints.viewer import static_file
+from bot_logging_server.config import get_config
 from bot_logging_server.errors import json_response
 from bot_logging_server.openapi import build_spec
 
@@ -25,7 +26,8 @@ async def openapi_json() -> Response:
     if spec is None:
         from bot_logging_server import __version__
 
-        spec = current_app.extensions[_EXTENSION] = build_spec(__version__)
+        on = get_config().api_key is not None
+        spec = current_app.extensions[_EXTENSION] = build_spec(__version__, create_user=on)
     return json_response(spec)
 
 

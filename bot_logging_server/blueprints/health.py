@@ -1,4 +1,5 @@
-"""``GET /healthz``: 200 ``{"status": "ok"}`` when the database answers, else 503."""
+"""``GET /healthz``: 200 ``{"code": 200, "message": "OK", "status": "ok", ...}`` when the
+database answers, else the contract's 503."""
 
 from __future__ import annotations
 
@@ -17,4 +18,4 @@ async def healthz() -> Response:
     """Ping the database; `StorageUnavailable` becomes the contract's 503."""
     storage = get_storage()
     await storage.ping()
-    return json_response({"status": "ok", "storage": storage.name})
+    return json_response({"code": 200, "message": "OK", "status": "ok", "storage": storage.name})

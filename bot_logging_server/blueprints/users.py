@@ -1,6 +1,7 @@
 """``POST /create_user``: the original server's user creation, kept for its clients.
 
-Off (404) unless an API key is configured (``LOGGER_API_KEY`` / ``--api-key``). The key comes
+Off unless an API key is configured (``LOGGER_API_KEY`` / ``--api-key``): without one the
+blueprint is not registered, so every method answers 404. The key comes
 in ``X-Api-Key`` and is compared in constant time. The body is ``{"user", "password",
 "tel_id"}``; the answer carries the new token once: ``{"code": 200, "message": "User
 created", "user": NAME, "token": TOKEN}``; a taken name is 409.
@@ -11,7 +12,6 @@ from __future__ import annotations
 import hmac
 
 from quart import Blueprint, Response, request
-from werkzeug.exceptions import NotFound
 
 from bot_logging_server import users
 from bot_logging_server.bodies import read_json
@@ -28,9 +28,7 @@ bp = Blueprint("users", __name__)
 @bp.post("/create_user")
 async def create_user() -> Response:
     """Create a user (API key required); answer the token once."""
-    api_key = get_config().api_key
-    if api_key is None:
-        raise NotFound()
+    api_key = get_config().api_key or ""
     given = request.headers.get("X-Api-Key", "")
     if not hmac.compare_digest(given.encode(), api_key.encode()):
         raise Forbidden()
@@ -42,6 +40,8 @@ async def create_user() -> Response:
         new = await users.create_user(
             get_storage(), fields["user"], fields["password"], fields["tel_id"]
         )
+    except ValueError as exc:
+        raise BadRequest(f"body: {exc}") from None
     except UserExists:
         raise Conflict(f"user {fields['user']!r} exists") from None
     return json_response(
