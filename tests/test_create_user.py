@@ -32,7 +32,9 @@ async def test_empty_password_is_a_password_md5_of_the_name(keyed_client):
     assert (await response.get_json())["token"] == hashlib.md5(b"emptypw").hexdigest()
 
 
-@pytest.mark.parametrize("key", [None, "", "wrong", KEY[:-1], KEY + "x"])
+@pytest.mark.parametrize(
+    "key", [None, "", "wrong", KEY[:-1], KEY + "x", KEY.upper(), "x" * len(KEY), "é" + KEY[1:]]
+)
 async def test_wrong_or_missing_api_key_is_403(keyed_client, key):
     headers = {} if key is None else {"X-Api-Key": key}
     response = await keyed_client.post("/create_user", json={"user": "a"}, headers=headers)
@@ -107,3 +109,14 @@ async def test_tel_id_may_be_a_numeric_string_and_is_stored(keyed_client):
     )
     assert response.status_code == 200
     assert (await get_storage(keyed_client.app).get_user("telstr")).tel_id == -100123
+
+
+def test_the_api_key_is_compared_in_constant_time():
+    # A timing test cannot see a comparison of a few dozen bytes over HTTP; the code must use
+    # hmac.compare_digest, never ==, on the key.
+    import inspect
+
+    from bot_logging_server.blueprints import users
+
+    source = inspect.getsource(users.create_user)
+    assert "hmac.compare_digest" in source and "== api_key" not in source

@@ -3,8 +3,7 @@
 CONTRACT.md, Users and tokens: a token works only with its own user name; a disabled,
 rotated or removed user is refused (at once when changed through this process, within 5 s
 when changed from another process, e.g. the ``users`` CLI); a 403 never says whether the user
-exists, not even through its timing. ``POST /create_user`` is off (404) without an API key and
-compares ``X-Api-Key`` in constant time.
+exists, not even through its timing.
 """
 
 from __future__ import annotations
@@ -106,36 +105,3 @@ async def test_unknown_user_and_wrong_token_take_the_same_time(client, make_user
         f"\nmedian 403 time: unknown user {unknown * 1000:.1f} ms, wrong token "
         f"{wrong_token * 1000:.1f} ms, 100 tries each"
     )
-
-
-async def test_create_user_is_off_without_an_api_key(client):
-    response = await client.post("/create_user", json={"user": "x"}, headers={"X-Api-Key": ""})
-    await assert_error(response, 404, "NotFound")
-
-
-async def test_create_user_needs_the_exact_api_key(make_app):
-    key = "k3y-" + "s" * 28
-    async with make_app(api_key=key) as app:
-        client = app.test_client()
-        for given in [None, "", key[:-1], key + "x", key.upper(), "x" * len(key), "é" + key[1:]]:
-            headers = {} if given is None else {"X-Api-Key": given}
-            response = await client.post("/create_user", json={"user": "ck_x"}, headers=headers)
-            await assert_error(response, 403, "Forbidden")
-        response = await client.post(
-            "/create_user", json={"user": "ck_ok", "password": "pw"}, headers={"X-Api-Key": key}
-        )
-        assert response.status_code == 200
-        token = (await response.get_json())["token"]
-        account = type("A", (), {"name": "ck_ok", "token": token})
-        await assert_added(await post_logs(client, account), 1)
-
-
-def test_create_user_compares_the_key_in_constant_time():
-    # A timing test cannot see a comparison of a few dozen bytes over HTTP; the code must use
-    # hmac.compare_digest, never ==, on the key.
-    import inspect
-
-    from bot_logging_server.blueprints import users
-
-    source = inspect.getsource(users.create_user)
-    assert "hmac.compare_digest" in source and "== api_key" not in source
