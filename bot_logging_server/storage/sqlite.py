@@ -29,6 +29,7 @@ from bot_logging_server.storage.base import (
     UserNotFound,
     utc_now,
 )
+from bot_logging_server.storage.group_commit import GroupCommit
 
 __all__ = ["MIGRATIONS", "SQLiteStorage"]
 
@@ -118,6 +119,8 @@ class SQLiteStorage(Storage):
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
+        # One writer: while a transaction commits, the next requests gather into one group.
+        self._group: GroupCommit[tuple] = GroupCommit(self._write_log_rows, writers=1)
 
     async def _connect(self) -> aiosqlite.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
@@ -160,7 +163,8 @@ class SQLiteStorage(Storage):
                 )
 
     async def close(self) -> None:
-        """Close both connections."""
+        """Finish pending group commits, then close both connections."""
+        await self._group.drain()
         for attr in ("_reader", "_writer"):
             conn = getattr(self, attr)
             setattr(self, attr, None)
@@ -271,7 +275,11 @@ class SQLiteStorage(Storage):
         return deleted
 
     async def insert_logs(self, user_id: int, rows: Sequence[LogRow], received_at: datetime) -> int:
-        """All rows through one prepared INSERT in one transaction."""
+        """Join a group commit: one prepared INSERT, one transaction shared with concurrent calls.
+
+        Returns after the commit that holds these rows; raises (and stores none of them) when
+        that shared transaction fails.
+        """
         if not rows:
             return 0
         received = _text(received_at)
@@ -291,8 +299,7 @@ class SQLiteStorage(Storage):
             )
             for r in rows
         ]
-        async with self._transaction() as conn:
-            await conn.executemany(_INSERT_LOGS, params)
+        await self._group.submit(params)
         return len(rows)
 
     async def count_logs(self, user_id: int) -> int:
@@ -323,3 +330,8 @@ class SQLiteStorage(Storage):
             )
             for r in rows
         ]
+
+    async def _write_log_rows(self, params: list[tuple]) -> None:
+        """Insert a group's rows through one prepared INSERT in one transaction."""
+        async with self._transaction() as conn:
+            await conn.executemany(_INSERT_LOGS, params)
