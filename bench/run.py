@@ -180,7 +180,8 @@ class Server:
     def __init__(self, python: str, backend: Backend, workers: int, extra: list[str]) -> None:
         self.backend = backend
         self.port = free_port()
-        self.log = tempfile.NamedTemporaryFile(prefix="bench_server_", suffix=".log", delete=False)
+        fd, self.log_path = tempfile.mkstemp(prefix="bench_server_", suffix=".log")
+        self.log = os.fdopen(fd, "w")
         self.args = [python, "app.py", "--database-url", backend.url, "--port", str(self.port)]
         self.args += ["--workers", str(workers), "--log-level", "WARNING", *extra]
         self.proc: subprocess.Popen | None = None
@@ -190,13 +191,13 @@ class Server:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                die(f"server exited at start-up; see {self.log.name}")
+                die(f"server exited at start-up; see {self.log_path}")
             with contextlib.suppress(OSError):
                 urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1)
                 return self
             time.sleep(0.2)
         self.__exit__()
-        die(f"server did not answer within 30 s; see {self.log.name}")
+        die(f"server did not answer within 30 s; see {self.log_path}")
         return self
 
     def __exit__(self, *exc: object) -> None:

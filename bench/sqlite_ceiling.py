@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot_logging_server.storage.sqlite import MIGRATIONS  # noqa: E402
+from bot_logging_server.storage.sqlite import MIGRATIONS
 
 COLUMNS = (
     "user_id, pid, p_name, p_description, level, msg, truncated, msg_length, event_at, "
