@@ -165,6 +165,17 @@ class SQLiteBackend(Backend):
             conn.close()
 
 
+class FloorBackend(Backend):
+    """No database: bench/floor_app.py, the HTTP stack's own cost (rows are not counted)."""
+
+    def __init__(self, kind: str) -> None:
+        self.name = f"floor-{kind}"
+        self.url = ""
+
+    def count(self) -> int:
+        return 0
+
+
 # -- the server ---------------------------------------------------------------------------
 
 
@@ -182,8 +193,12 @@ class Server:
         self.port = free_port()
         fd, self.log_path = tempfile.mkstemp(prefix="bench_server_", suffix=".log")
         self.log = os.fdopen(fd, "w")
-        self.args = [python, "app.py", "--database-url", backend.url, "--port", str(self.port)]
-        self.args += ["--workers", str(workers), "--log-level", "WARNING", *extra]
+        if isinstance(backend, FloorBackend):
+            self.args = [python, "bench/floor_app.py", "--port", str(self.port), *extra]
+        else:
+            self.args = [python, "app.py", "--database-url", backend.url]
+            self.args += ["--port", str(self.port), "--workers", str(workers)]
+            self.args += ["--log-level", "WARNING", *extra]
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> Server:
@@ -249,6 +264,7 @@ class Run:
     cpu_db: float
     cpu_wrk: float
     rows_ok: bool
+    cpu_us_req: float
     detail: str = ""
 
 
@@ -270,7 +286,8 @@ def run_wrk(
     env = dict(os.environ, LOAD_TOKEN=token, LOAD_USER="bench", LOAD_BATCH=str(batch))
     env["LOAD_PATH"] = path
     threads = min(threads, conns)
-    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", "--timeout", "30s"]
+    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds:.0f}s", "--latency"]
+    cmd += ["--timeout", "30s"]
     cmd += ["-s", str(LOAD_LUA), server.base]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -284,7 +301,7 @@ def run_wrk(
     ok = int(res["ok200"])
     added = backend.count() - before
     low, high = ok * batch, (ok + conns) * batch
-    rows_ok = low <= added <= high
+    rows_ok = low <= added <= high or isinstance(backend, FloorBackend)
     wall = seconds
     return Run(
         batch=batch,
@@ -300,6 +317,7 @@ def run_wrk(
         cpu_db=(cpu1[1] - cpu0[1]) / wall,
         cpu_wrk=(kids1.ru_utime + kids1.ru_stime - kids0.ru_utime - kids0.ru_stime) / wall,
         rows_ok=rows_ok,
+        cpu_us_req=1e6 * (cpu1[0] - cpu0[0]) / max(1, int(res["requests"])),
         detail=f"rows added {added}, acknowledged {low} (allowed up to {high})",
     )
 
@@ -355,8 +373,9 @@ def fmt(n: float) -> str:
 def matrix_table(cells: list[Cell], ceilings: dict[tuple[str, int], float]) -> list[str]:
     lines = [
         "| backend | batch | conns | req/s | records/s | ceiling rec/s | of ceiling "
-        "| p50 ms | p99 ms | non-200 | rows check | RSS MiB | CPU server | CPU db | CPU wrk |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+        "| p50 ms | p99 ms | non-200 | rows check | RSS MiB | CPU server | CPU db | CPU wrk "
+        "| server CPU µs/req |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for c in cells:
         ceiling = ceilings.get((c.backend, c.batch))
@@ -368,7 +387,7 @@ def matrix_table(cells: list[Cell], ceilings: dict[tuple[str, int], float]) -> l
             f"| {fmt(c.med('logs_s'))} | {fmt(ceiling) if ceiling else '-'} | {ratio} "
             f"| {c.med('p50'):.1f} | {c.med('p99'):.1f} | {errors} | {check} "
             f"| {c.med('rss'):.0f} | {c.med('cpu_server'):.2f} | {c.med('cpu_db'):.2f} "
-            f"| {c.med('cpu_wrk'):.2f} |"
+            f"| {c.med('cpu_wrk'):.2f} | {c.med('cpu_us_req'):,.0f} |"
         )
     return lines
 
@@ -465,27 +484,30 @@ def main() -> None:
                 if args.soak and backend.name == "mysql":
                     extra_lines.append(soak(server, token, args, db_pid, log))
             if not args.no_extras and backend.name == "mysql":
-                for workers in (1, 2):
-                    with Server(args.python, backend, workers, server_extra) as server:
+                variants = [
+                    ("--workers 1", 1, []),
+                    ("--workers 2", 2, []),
+                    ("--event-loop asyncio (no uvloop)", 1, ["--event-loop", "asyncio"]),
+                ]
+                for label, workers, flags in variants:
+                    with Server(args.python, backend, workers, server_extra + flags) as server:
                         run_wrk(server, token, 30, 8, 2, args.threads, db_pid)
-                        rs = [
-                            run_wrk(server, token, 30, 64, args.duration, args.threads, db_pid)
-                            for _ in range(args.runs)
-                        ]
-                    rec = statistics.median(r.logs_s for r in rs)
-                    p99 = statistics.median(r.p99 for r in rs)
-                    cpu = statistics.median(r.cpu_server for r in rs)
-                    errs = sum(r.non200 + r.sock_err for r in rs)
-                    rows = "ok" if all(r.rows_ok for r in rs) else "MISMATCH"
-                    extra_lines.append(
-                        f"| mysql | --workers {workers}, batch 30, 64 conns | {rec:,.0f} rec/s, "
-                        f"p99 {p99:.1f} ms, server CPU {cpu:.2f} cores, errors {errs}, "
-                        f"rows {rows} |"
-                    )
-                    log(extra_lines[-1])
+                        for batch in (1, 30):
+                            extra_lines.append(side_line(label, server, token, batch, args, db_pid))
+                            log(extra_lines[-1])
         finally:
             backend.teardown()
         loads.append(f"after {backend_name} {loadavg()}")
+
+    if not args.no_extras:
+        # The HTTP stack alone (no parsing, auth, validation or storage): the floor.
+        for kind in ("quart", "asgi"):
+            with Server(args.python, FloorBackend(kind), 1, ["--kind", kind]) as server:
+                run_wrk(server, "0" * 32, 1, 8, 2, args.threads, db_pid)
+                for batch in (1, 30):
+                    label = f"HTTP floor: bare {kind} app on hypercorn + uvloop, no work"
+                    extra_lines.append(side_line(label, server, "0" * 32, batch, args, db_pid))
+                    log(extra_lines[-1])
 
     if not args.no_ceiling:
         for batch in batches:
@@ -503,6 +525,28 @@ def main() -> None:
         loads.append(f"after ceilings {loadavg()}")
 
     write_report(args, started, loads, cells, ceilings, extra_lines, notes)
+
+
+def side_line(
+    label: str, server: Server, token: str, batch: int, args: argparse.Namespace, db_pid: int | None
+) -> str:
+    """Median of `args.runs` runs at `batch` records and 64 connections, as a table row."""
+    rs = [
+        run_wrk(server, token, batch, 64, args.duration, args.threads, db_pid)
+        for _ in range(args.runs)
+    ]
+
+    def med(attr: str) -> float:
+        return statistics.median(getattr(r, attr) for r in rs)
+
+    errs = sum(r.non200 + r.sock_err for r in rs)
+    rows = "ok" if all(r.rows_ok for r in rs) else "MISMATCH"
+    return (
+        f"| {server.backend.name} | {label}; batch {batch}, 64 conns | {med('req_s'):,.0f} req/s, "
+        f"{med('logs_s'):,.0f} rec/s, p50 {med('p50'):.1f} ms, p99 {med('p99'):.1f} ms, "
+        f"server CPU {med('cpu_server'):.2f} cores = {med('cpu_us_req'):,.0f} µs/req, "
+        f"db CPU {med('cpu_db'):.2f}, errors {errs}, rows {rows} |"
+    )
 
 
 def soak(server: Server, token: str, args: argparse.Namespace, db_pid: int | None, log) -> str:

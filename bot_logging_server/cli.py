@@ -124,6 +124,11 @@ _OPTIONS = [
         type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
         help=_help("The server's own log level.", "log_level"),
     ),
+    click.option(
+        "--event-loop",
+        type=click.Choice(["auto", "asyncio", "uvloop"], case_sensitive=False),
+        help=_help("Event loop: auto uses uvloop when it is installed.", "event_loop"),
+    ),
 ]
 
 
@@ -173,10 +178,17 @@ def serve(config: Config, flags: dict[str, Any]) -> None:
     # Route hypercorn's own messages through our logging set-up (no second handler).
     hc.errorlog = logging.getLogger("hypercorn.error")
     click.echo(config.describe(), err=False)
+    use_uvloop = _wants_uvloop(config.event_loop)
     try:
         if config.workers == 1:
-            asyncio.run(hypercorn.asyncio.serve(create_app(config), hc))
+            if use_uvloop:
+                import uvloop
+
+                uvloop.run(hypercorn.asyncio.serve(create_app(config), hc))
+            else:
+                asyncio.run(hypercorn.asyncio.serve(create_app(config), hc))
         else:
+            hc.worker_class = "uvloop" if use_uvloop else "asyncio"
             # Workers are separate processes: hand them the same flags to rebuild the config.
             os.environ[CONFIG_ENV] = json.dumps(flags)
             hc.workers = config.workers
@@ -188,6 +200,19 @@ def serve(config: Config, flags: dict[str, Any]) -> None:
     except StorageError as exc:
         log.error("start-up failed: %s", exc)
         raise SystemExit(1) from None
+
+
+def _wants_uvloop(choice: str) -> bool:
+    """Whether to run on uvloop: ``uvloop`` demands it, ``auto`` takes it when installed."""
+    if choice == "asyncio":
+        return False
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        if choice == "uvloop":
+            raise click.UsageError("--event-loop uvloop: uvloop is not installed") from None
+        return False
+    return True
 
 
 def _with_storage(config: Config, work: Callable[[Storage], Awaitable[T]]) -> T:

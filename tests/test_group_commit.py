@@ -197,3 +197,30 @@ async def test_drain_waits_for_groups_in_flight():
     await group.drain()
     assert len(finished) == 2  # the first alone, then the two that queued behind it
     await asyncio.gather(*tasks)
+
+
+async def test_repeated_and_tricky_values_in_one_group_are_stored_exactly(storage, user):
+    # The MySQL writer escapes each distinct value once per statement: values that repeat,
+    # quotes and backslashes, and equal numbers of different meaning must all survive.
+    now = utc_now()
+    tricky = ["it's", "back\\slash", "1", "", "it's"]
+    batch = [
+        LogRow(
+            pid=1,
+            p_name="1",
+            p_description=text,
+            level=1 if i % 2 else 0,
+            msg=text,
+            truncated=bool(i % 2),
+            msg_length=1,
+            event_at=now,
+            post_time=now,
+        )
+        for i, text in enumerate(tricky)
+    ]
+    await asyncio.gather(*(storage.insert_logs(user.id, batch, now) for _ in range(3)))
+    stored = list(reversed(await storage.recent_logs(user.id, 100)))
+    assert [(r.msg, r.p_description, r.level, r.truncated) for r in stored] == [
+        (t, t, 1 if i % 2 else 0, bool(i % 2)) for i, t in enumerate(tricky)
+    ] * 3
+    assert {(r.pid, r.p_name, r.msg_length) for r in stored} == {(1, "1", 1)}

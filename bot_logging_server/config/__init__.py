@@ -27,6 +27,8 @@ __all__ = ["Config", "ConfigError", "DatabaseURL", "build_config", "get_config"]
 APP_CONFIG_KEY = "BOT_LOGGING_SERVER"
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: Event loops the server can run on (``auto``: uvloop when it is installed).
+EVENT_LOOPS = ("auto", "asyncio", "uvloop")
 
 
 class ConfigError(ValueError):
@@ -107,6 +109,7 @@ class Config:
         auth_cache_seconds: how long a verified token is trusted before re-reading the user.
         api_key: enables ``POST /create_user`` when set.
         log_level: the server's own log level.
+        event_loop: ``auto`` (uvloop when installed, else asyncio), ``asyncio`` or ``uvloop``.
     """
 
     host: str
@@ -120,6 +123,7 @@ class Config:
     auth_cache_seconds: float
     api_key: str | None
     log_level: str
+    event_loop: str = "auto"
 
     def describe(self) -> str:
         """One start-up line: backend, where it is, and the listening URL; never a secret."""
@@ -211,7 +215,15 @@ def build_config(
         auth_cache_seconds=float(_number("auth_cache_seconds", flags, environ, float, 0, 5)),
         api_key=str(api_key) if api_key else None,
         log_level=log_level,
+        event_loop=_event_loop(flags, environ),
     )
+
+
+def _event_loop(flags: Mapping[str, object | None], environ: Mapping[str, str]) -> str:
+    loop = str(_pick("event_loop", flags, environ)).lower()
+    if loop not in EVENT_LOOPS:
+        raise ConfigError(f"{_where('event_loop')}: {loop!r} is not one of {EVENT_LOOPS}")
+    return loop
 
 
 def get_config() -> Config:

@@ -25,6 +25,8 @@ DEFAULTS: dict[str, object] = {
     # contract allows 5 s for a change made by another process to take effect.
     "auth_cache_seconds": 2.0,
     "log_level": "INFO",
+    # uvloop when it is installed (an optional dependency): a faster event loop.
+    "event_loop": "auto",
 }
 
 #: The environment variable read for each setting (flags win over these).
@@ -45,6 +47,7 @@ ENVIRONMENT: dict[str, str] = {
     "auth_cache_seconds": "LOGGER_AUTH_CACHE_SECONDS",
     "api_key": "LOGGER_API_KEY",
     "log_level": "LOGGER_LOG_LEVEL",
+    "event_loop": "LOGGER_EVENT_LOOP",
 }
 
 #: Settings whose values are never printed, logged or echoed in an error.

@@ -112,6 +112,43 @@ def _translate(exc: BaseException) -> StorageError:
     return StorageError(f"database error: {type(exc).__name__}")
 
 
+class _BatchCursor(aiomysql.Cursor):
+    """An aiomysql cursor whose ``executemany`` escapes each distinct value once.
+
+    The rows of a batch repeat most of their values (user, pid, process names, levels,
+    times); profiling a 1000-record batch showed the driver's per-value escaping as the
+    largest cost. The escaping is still the driver's own (``conn.escape``), only remembered,
+    per type, for the length of one ``executemany`` call.
+    """
+
+    _memo: dict[type, dict[object, str]] | None = None
+
+    async def executemany(self, query: str, args: Sequence[tuple]) -> int | None:
+        """aiomysql's multi-row ``executemany``, with escaping remembered during the call."""
+        self._memo = {str: {}, int: {}}
+        try:
+            return await super().executemany(query, args)
+        finally:
+            self._memo = None
+
+    def _escape_args(self, args: object, conn: aiomysql.Connection) -> object:
+        memo = self._memo
+        if memo is None or type(args) is not tuple:
+            return super()._escape_args(args, conn)
+        literals = []
+        for arg in args:
+            # Per type: 1, True and 1.0 are equal dict keys but different SQL literals.
+            seen = memo.get(type(arg))
+            if seen is None:
+                literals.append(conn.escape(arg))
+                continue
+            literal = seen.get(arg)
+            if literal is None:
+                literal = seen[arg] = conn.escape(arg)
+            literals.append(literal)
+        return tuple(literals)
+
+
 def _sql_time(moment: datetime, cache: dict[datetime, str]) -> str:
     """`moment` as DATETIME(6) text, remembered in `cache` (a batch repeats its times)."""
     text = cache[moment] = moment.isoformat(sep=" ", timespec="microseconds")
@@ -415,6 +452,6 @@ class MySQLStorage(Storage):
 
     async def _write_log_rows(self, params: list[tuple]) -> None:
         """Insert a group's rows with one multi-row INSERT and commit (the group's transaction)."""
-        async with self._connection() as conn, conn.cursor() as cur:
+        async with self._connection() as conn, conn.cursor(_BatchCursor) as cur:
             await cur.executemany(_INSERT_LOGS, params)
             await conn.commit()
