@@ -283,6 +283,8 @@ class SQLiteStorage(Storage):
         if not rows:
             return 0
         received = _text(received_at)
+        # A batch repeats a handful of distinct times: format each once.
+        times: dict[datetime, str] = {}
         params = [
             (
                 user_id,
@@ -293,8 +295,8 @@ class SQLiteStorage(Storage):
                 r.msg,
                 int(r.truncated),
                 r.msg_length,
-                _text(r.event_at),
-                _text(r.post_time),
+                times.get(r.event_at) or times.setdefault(r.event_at, _text(r.event_at)),
+                times.get(r.post_time) or times.setdefault(r.post_time, _text(r.post_time)),
                 received,
             )
             for r in rows
