@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -74,7 +75,7 @@ class GroupCommit(Generic[Row]):
         self._write = write
         self._writers = writers
         self._max_rows = max_rows
-        self._queue: list[_Member[Row]] = []
+        self._queue: deque[_Member[Row]] = deque()
         self._in_flight: set[asyncio.Task[None]] = set()
         self.stats = GroupStats()
 
@@ -105,11 +106,11 @@ class GroupCommit(Generic[Row]):
         while self._queue:
             member = self._queue[0]
             if member.done.done():  # cancelled while queued: never written
-                self._queue.pop(0)
+                self._queue.popleft()
                 continue
             if group and size + len(member.rows) > self._max_rows:
                 break
-            group.append(self._queue.pop(0))
+            group.append(self._queue.popleft())
             size += len(member.rows)
         return group
 

@@ -96,8 +96,11 @@ _RETRYABLE = {1040, 1053, 1205, 1213, 1290, 1927, 2002, 2003, 2006, 2013, 2055}
 _DUPLICATE_KEY = 1062
 _DB_NAME_RE = re.compile(r"[A-Za-z0-9_$-]{1,64}")
 _CONNECT_TIMEOUT = 5
-#: Group-commit transactions in flight at once (capped below the pool size).
-_GROUP_WRITERS = 4
+#: Group-commit transactions in flight at once (capped below the pool size). Measured on
+#: MariaDB (bench/README.md): 1-2 writers give the largest groups and the least CPU per
+#: request; more writers contend on the same index pages and commit fewer rows per second.
+#: Two keep a second transaction going while one waits for its commit.
+_GROUP_WRITERS = 2
 
 
 def _translate(exc: BaseException) -> StorageError:
@@ -178,7 +181,7 @@ class MySQLStorage(Storage):
         self._url = url
         self._pool_size = pool_size
         self._pool: aiomysql.Pool | None = None
-        # A few transactions in flight at once; the rest of the pool serves reads and auth.
+        # Few transactions in flight at once; the rest of the pool serves reads and auth.
         self._group: GroupCommit[tuple] = GroupCommit(
             self._write_log_rows, writers=max(1, min(_GROUP_WRITERS, pool_size - 1))
         )
