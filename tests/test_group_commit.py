@@ -224,3 +224,16 @@ async def test_repeated_and_tricky_values_in_one_group_are_stored_exactly(storag
         (t, t, 1 if i % 2 else 0, bool(i % 2)) for i, t in enumerate(tricky)
     ] * 3
     assert {(r.pid, r.p_name, r.msg_length) for r in stored} == {(1, "1", 1)}
+
+
+async def test_a_group_of_any_size_is_stored_whole_and_in_order(storage, user):
+    # SQLite writes large groups as 64-row INSERTs plus a remainder: 150 = 64 + 64 + 22.
+    sizes = [150, 1, 63, 64, 65]
+    await asyncio.gather(
+        *(storage.insert_logs(user.id, rows(n, f"s{n}"), utc_now()) for n in sizes)
+    )
+    stored = list(reversed(await storage.recent_logs(user.id, 1000)))
+    assert len(stored) == sum(sizes)
+    for n in sizes:
+        mine = [r.msg for r in stored if r.msg.startswith(f"s{n} ")]
+        assert mine == [f"s{n} {i}" for i in range(n)]

@@ -77,6 +77,10 @@ _INSERT_LOGS = (
     "INSERT INTO user_logs (user_id, pid, p_name, p_description, level, msg, truncated, "
     "msg_length, event_at, post_time, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+#: Rows per multi-row INSERT when a group is large: one prepared statement of this many
+#: VALUES tuples runs about twice as fast per row as ``executemany`` of a one-row INSERT.
+_CHUNK_ROWS = 64
+_INSERT_CHUNK = _INSERT_LOGS + ", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" * (_CHUNK_ROWS - 1)
 _BUSY_TIMEOUT_MS = 10_000
 
 
@@ -334,6 +338,11 @@ class SQLiteStorage(Storage):
         ]
 
     async def _write_log_rows(self, params: list[tuple]) -> None:
-        """Insert a group's rows through one prepared INSERT in one transaction."""
+        """Insert a group's rows in one transaction: 64-row INSERTs, the rest one by one."""
+        full = len(params) - len(params) % _CHUNK_ROWS
         async with self._transaction() as conn:
-            await conn.executemany(_INSERT_LOGS, params)
+            for start in range(0, full, _CHUNK_ROWS):
+                chunk = params[start : start + _CHUNK_ROWS]
+                await conn.execute(_INSERT_CHUNK, [value for row in chunk for value in row])
+            if full < len(params):
+                await conn.executemany(_INSERT_LOGS, params[full:])
