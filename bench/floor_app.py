@@ -3,7 +3,8 @@
 
 ``floor_app.py --kind quart`` serves a Quart app whose ``/send_logs`` reads the body and
 answers the contract's 200 JSON without parsing, checking or storing anything;
-``--kind asgi`` does the same as a bare ASGI callable (no Quart). bench/run.py drives both
+``--kind asgi`` does the same as a bare ASGI callable (no Quart); ``--http-server uvicorn``
+serves either with uvicorn + httptools instead of hypercorn. bench/run.py drives them
 with the same wrk load as the real server, so the report shows how much of each request is
 the HTTP stack itself: no server built on it can answer more requests per second than this.
 """
@@ -60,10 +61,24 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--kind", choices=["quart", "asgi"], default="quart")
     parser.add_argument("--event-loop", choices=["asyncio", "uvloop"], default="uvloop")
+    parser.add_argument("--http-server", choices=["hypercorn", "uvicorn"], default="hypercorn")
     args = parser.parse_args()
+    app = quart_app() if args.kind == "quart" else asgi_app
+    if args.http_server == "uvicorn":
+        import uvicorn
+
+        uvicorn.run(
+            app,
+            host="127.0.0.1",
+            port=args.port,
+            loop=args.event_loop,
+            http="httptools",
+            access_log=False,
+            log_level="warning",
+        )
+        return
     config = hypercorn.config.Config()
     config.bind = [f"127.0.0.1:{args.port}"]
-    app = quart_app() if args.kind == "quart" else asgi_app
     serve = hypercorn.asyncio.serve(app, config)
     if args.event_loop == "uvloop":
         import uvloop

@@ -39,6 +39,8 @@ LOAD_LUA = (REPO / ".." / "shared" / "bench" / "load.lua").resolve()
 SLAP = (REPO / ".." / "shared" / "bench" / "slap_ceiling.sh").resolve()
 TICKS = os.sysconf("SC_CLK_TCK")
 RESULT_RE = re.compile(r"^RESULT (.*)$", re.M)
+AIO = ["--event-loop", "asyncio"]
+UVI = ["--http-server", "uvicorn"]
 
 
 def die(message: str) -> None:
@@ -484,15 +486,17 @@ def main() -> None:
                 if args.soak and backend.name == "mysql":
                     extra_lines.append(soak(server, token, args, db_pid, log))
             if not args.no_extras and backend.name == "mysql":
+                # (label, workers, flags, batches); --workers 1 on hypercorn is the matrix.
                 variants = [
-                    ("--workers 1", 1, []),
-                    ("--workers 2", 2, []),
-                    ("--event-loop asyncio (no uvloop)", 1, ["--event-loop", "asyncio"]),
+                    ("hypercorn --workers 2", 2, [], (1, 30)),
+                    ("hypercorn --event-loop asyncio (no uvloop)", 1, AIO, (30,)),
+                    ("--http-server uvicorn", 1, UVI, (1, 30)),
+                    ("--http-server uvicorn --workers 2", 2, UVI, (1, 30)),
                 ]
-                for label, workers, flags in variants:
+                for label, workers, flags, sizes in variants:
                     with Server(args.python, backend, workers, server_extra + flags) as server:
                         run_wrk(server, token, 30, 8, 2, args.threads, db_pid)
-                        for batch in (1, 30):
+                        for batch in sizes:
                             extra_lines.append(side_line(label, server, token, batch, args, db_pid))
                             log(extra_lines[-1])
         finally:
@@ -501,11 +505,17 @@ def main() -> None:
 
     if not args.no_extras:
         # The HTTP stack alone (no parsing, auth, validation or storage): the floor.
-        for kind in ("quart", "asgi"):
-            with Server(args.python, FloorBackend(kind), 1, ["--kind", kind]) as server:
+        floors = [
+            ("quart", "hypercorn", (1, 30)),
+            ("quart", "uvicorn", (1, 30)),
+            ("asgi", "hypercorn", (1,)),
+        ]
+        for kind, http, sizes in floors:
+            flags = ["--kind", kind, "--http-server", http]
+            with Server(args.python, FloorBackend(kind), 1, flags) as server:
                 run_wrk(server, "0" * 32, 1, 8, 2, args.threads, db_pid)
-                for batch in (1, 30):
-                    label = f"HTTP floor: bare {kind} app on hypercorn + uvloop, no work"
+                for batch in sizes:
+                    label = f"HTTP floor: bare {kind} app on {http} + uvloop, no work"
                     extra_lines.append(side_line(label, server, "0" * 32, batch, args, db_pid))
                     log(extra_lines[-1])
 

@@ -129,6 +129,15 @@ _OPTIONS = [
         type=click.Choice(["auto", "asyncio", "uvloop"], case_sensitive=False),
         help=_help("Event loop: auto uses uvloop when it is installed.", "event_loop"),
     ),
+    click.option(
+        "--http-server",
+        type=click.Choice(["hypercorn", "uvicorn"], case_sensitive=False),
+        help=_help(
+            "HTTP server: hypercorn, or uvicorn (optional dependency; faster, see "
+            "bench/RESULTS.md).",
+            "http_server",
+        ),
+    ),
 ]
 
 
@@ -160,7 +169,7 @@ def main(ctx: click.Context, **flags: Any) -> None:
 
 
 def serve(config: Config, flags: dict[str, Any]) -> None:
-    """Serve the app with hypercorn until SIGINT/SIGTERM; exit 1 if start-up fails."""
+    """Serve the app (hypercorn, or uvicorn) until SIGINT/SIGTERM; exit 1 if start-up fails."""
     import hypercorn.asyncio
     import hypercorn.config
     import hypercorn.run
@@ -179,6 +188,9 @@ def serve(config: Config, flags: dict[str, Any]) -> None:
     hc.errorlog = logging.getLogger("hypercorn.error")
     click.echo(config.describe(), err=False)
     use_uvloop = _wants_uvloop(config.event_loop)
+    if config.http_server == "uvicorn":
+        _serve_uvicorn(config, flags, use_uvloop)
+        return
     try:
         if config.workers == 1:
             if use_uvloop:
@@ -200,6 +212,52 @@ def serve(config: Config, flags: dict[str, Any]) -> None:
     except StorageError as exc:
         log.error("start-up failed: %s", exc)
         raise SystemExit(1) from None
+
+
+def _serve_uvicorn(config: Config, flags: dict[str, Any], use_uvloop: bool) -> None:
+    """Serve the same app with uvicorn (httptools when installed); exit 1 if start-up fails."""
+    try:
+        import uvicorn
+    except ImportError:
+        raise click.UsageError("--http-server uvicorn: uvicorn is not installed") from None
+    from bot_logging_server import create_app
+
+    try:
+        import httptools  # noqa: F401
+
+        http = "httptools"
+    except ImportError:
+        http = "h11"
+    options: dict[str, Any] = {
+        "host": config.host,
+        "port": config.port,
+        "loop": "uvloop" if use_uvloop else "asyncio",
+        "http": http,
+        "lifespan": "on",
+        "access_log": False,
+        # Keep our logging set-up (uvicorn's default config would replace it).
+        "log_config": None,
+        "log_level": config.log_level.lower(),
+        "timeout_graceful_shutdown": 10,
+    }
+    try:
+        if config.workers == 1:
+            uvicorn.run(create_app(config), **options)
+        else:
+            # Workers are separate processes: hand them the same flags to rebuild the config.
+            os.environ[CONFIG_ENV] = json.dumps(flags)
+            uvicorn.run(
+                "bot_logging_server.asgi:app_from_environment",
+                factory=True,
+                workers=config.workers,
+                **options,
+            )
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            # uvicorn exits 3 when the app's start-up (storage open) failed; it logged why.
+            log.error("start-up failed (see the messages above)")
+            raise SystemExit(1) from None
+        raise
 
 
 def _wants_uvloop(choice: str) -> bool:

@@ -29,6 +29,8 @@ APP_CONFIG_KEY = "BOT_LOGGING_SERVER"
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: Event loops the server can run on (``auto``: uvloop when it is installed).
 EVENT_LOOPS = ("auto", "asyncio", "uvloop")
+#: HTTP servers the CLI can serve the app with.
+HTTP_SERVERS = ("hypercorn", "uvicorn")
 
 
 class ConfigError(ValueError):
@@ -110,6 +112,7 @@ class Config:
         api_key: enables ``POST /create_user`` when set.
         log_level: the server's own log level.
         event_loop: ``auto`` (uvloop when installed, else asyncio), ``asyncio`` or ``uvloop``.
+        http_server: ``hypercorn`` (the default) or ``uvicorn`` (an optional dependency).
     """
 
     host: str
@@ -124,6 +127,7 @@ class Config:
     api_key: str | None
     log_level: str
     event_loop: str = "auto"
+    http_server: str = "hypercorn"
 
     def describe(self) -> str:
         """One start-up line: backend, where it is, and the listening URL; never a secret."""
@@ -215,15 +219,21 @@ def build_config(
         auth_cache_seconds=float(_number("auth_cache_seconds", flags, environ, float, 0, 5)),
         api_key=str(api_key) if api_key else None,
         log_level=log_level,
-        event_loop=_event_loop(flags, environ),
+        event_loop=_choice("event_loop", EVENT_LOOPS, flags, environ),
+        http_server=_choice("http_server", HTTP_SERVERS, flags, environ),
     )
 
 
-def _event_loop(flags: Mapping[str, object | None], environ: Mapping[str, str]) -> str:
-    loop = str(_pick("event_loop", flags, environ)).lower()
-    if loop not in EVENT_LOOPS:
-        raise ConfigError(f"{_where('event_loop')}: {loop!r} is not one of {EVENT_LOOPS}")
-    return loop
+def _choice(
+    name: str,
+    choices: tuple[str, ...],
+    flags: Mapping[str, object | None],
+    environ: Mapping[str, str],
+) -> str:
+    value = str(_pick(name, flags, environ)).lower()
+    if value not in choices:
+        raise ConfigError(f"{_where(name)}: {value!r} is not one of {choices}")
+    return value
 
 
 def get_config() -> Config:

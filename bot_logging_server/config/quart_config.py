@@ -27,6 +27,8 @@ DEFAULTS: dict[str, object] = {
     "log_level": "INFO",
     # uvloop when it is installed (an optional dependency): a faster event loop.
     "event_loop": "auto",
+    # uvicorn (with httptools) is an optional, faster HTTP server: see bench/RESULTS.md.
+    "http_server": "hypercorn",
 }
 
 #: The environment variable read for each setting (flags win over these).
@@ -48,6 +50,7 @@ ENVIRONMENT: dict[str, str] = {
     "api_key": "LOGGER_API_KEY",
     "log_level": "LOGGER_LOG_LEVEL",
     "event_loop": "LOGGER_EVENT_LOOP",
+    "http_server": "LOGGER_HTTP_SERVER",
 }
 
 #: Settings whose values are never printed, logged or echoed in an error.
