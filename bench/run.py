@@ -583,7 +583,7 @@ def soak(server: Server, token: str, args: argparse.Namespace, db_pid: int | Non
     growth = 100 * (samples[-1] - samples[0]) / samples[0]
     return (
         f"| mysql | soak {args.soak:.0f} s, batch 30, 64 conns | RSS "
-        f"{' '.join(f'{s:.0f}' for s in samples)} MiB (growth {growth:+.1f}% from the first "
+        f"{' '.join(f'{s:.1f}' for s in samples)} MiB (growth {growth:+.1f}% from the first "
         f"sample), {float(res.get('logs_s', 0)):,.0f} rec/s, non-200 {res.get('non200')}, "
         f"rows {rows} |"
     )
