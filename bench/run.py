@@ -454,21 +454,44 @@ def main() -> None:
             with Server(args.python, backend, 1, server_extra) as server:
                 # Warm-up: the auth cache, the pool, the first pages of the table.
                 run_wrk(server, token, 30, 8, 2, args.threads, db_pid)
-                for batch, n in plan:
-                    cell = Cell(backend.name, batch, n)
+                # Runs are interleaved (run 1 of every cell of a batch size, then run 2...)
+                # with one ceiling measurement before each round, so the server and the
+                # ceiling it is compared with see the same background load.
+                ceiling_runs: dict[int, list[float]] = {}
+                by_cell = {(b, n): Cell(backend.name, b, n) for b, n in plan}
+                for batch in dict.fromkeys(b for b, _ in plan):
                     for i in range(args.runs):
-                        r = run_wrk(server, token, batch, n, args.duration, args.threads, db_pid)
-                        cell.runs.append(r)
-                        log(
-                            f"{backend.name} batch={batch} conns={n} run {i + 1}: "
-                            f"{r.req_s:.0f} req/s {r.logs_s:.0f} rec/s p50 {r.p50:.1f} "
-                            f"p99 {r.p99:.1f} non200 {r.non200} sock {r.sock_err} "
-                            f"rows {'ok' if r.rows_ok else 'MISMATCH'} ({r.detail}) "
-                            f"cpu srv {r.cpu_server:.2f} db {r.cpu_db:.2f} wrk {r.cpu_wrk:.2f}"
-                        )
-                        if not r.rows_ok:
-                            notes.append(f"{backend.name} {batch}/{n}: {r.detail}")
-                    cells.append(cell)
+                        if not args.no_ceiling:
+                            rows_s = (
+                                slap_ceiling(batch)
+                                if backend.name == "mysql"
+                                else sqlite_ceiling(args.python, batch, min(args.duration, 10))
+                            )
+                            ceiling_runs.setdefault(batch, []).append(rows_s)
+                            log(f"{backend.name} ceiling batch={batch} run {i + 1}: {rows_s:.0f}")
+                        for b, n in plan:
+                            if b != batch:
+                                continue
+                            r = run_wrk(server, token, b, n, args.duration, args.threads, db_pid)
+                            by_cell[(b, n)].runs.append(r)
+                            log(
+                                f"{backend.name} batch={b} conns={n} run {i + 1}: "
+                                f"{r.req_s:.0f} req/s {r.logs_s:.0f} rec/s p50 {r.p50:.1f} "
+                                f"p99 {r.p99:.1f} non200 {r.non200} sock {r.sock_err} "
+                                f"rows {'ok' if r.rows_ok else 'MISMATCH'} ({r.detail}) "
+                                f"cpu srv {r.cpu_server:.2f} db {r.cpu_db:.2f} "
+                                f"wrk {r.cpu_wrk:.2f}"
+                            )
+                            if not r.rows_ok:
+                                notes.append(f"{backend.name} {b}/{n}: {r.detail}")
+                cells.extend(by_cell.values())
+                for batch, values in ceiling_runs.items():
+                    ceilings[(backend.name, batch)] = statistics.median(values)
+                    notes.append(
+                        f"{backend.name} ceiling at batch {batch}, each run: "
+                        + ", ".join(f"{v:,.0f}" for v in values)
+                        + " rows/s"
+                    )
                 if not args.no_extras:
                     # One kept-alive client, 30-record batches, as the real client sends.
                     one = [
@@ -518,21 +541,6 @@ def main() -> None:
                     label = f"HTTP floor: bare {kind} app on {http} + uvloop, no work"
                     extra_lines.append(side_line(label, server, "0" * 32, batch, args, db_pid))
                     log(extra_lines[-1])
-
-    if not args.no_ceiling:
-        for batch in batches:
-            if "mysql" in args.backends:
-                ceilings[("mysql", batch)] = statistics.median(
-                    slap_ceiling(batch) for _ in range(min(args.runs, 3))
-                )
-                log(f"slap ceiling batch={batch}: {ceilings[('mysql', batch)]:.0f} rows/s")
-            if "sqlite" in args.backends:
-                ceilings[("sqlite", batch)] = statistics.median(
-                    sqlite_ceiling(args.python, batch, min(args.duration, 10))
-                    for _ in range(min(args.runs, 3))
-                )
-                log(f"sqlite ceiling batch={batch}: {ceilings[('sqlite', batch)]:.0f} rows/s")
-        loads.append(f"after ceilings {loadavg()}")
 
     write_report(args, started, loads, cells, ceilings, extra_lines, notes)
 
@@ -604,7 +612,8 @@ def write_report(args, started, loads, cells, ceilings, extra_lines, notes) -> N
         "`bench/sqlite_ceiling.py` (bare Python loop of multi-row INSERTs, same file "
         "settings) for SQLite. CPU columns are cores used (utime+stime / wall time): the "
         "server process tree, mariadbd, wrk. Rows check: rows added == 200s x batch (plus at "
-        "most conns x batch in flight) after every run.",
+        "most conns x batch in flight) after every run. Runs are interleaved: for each batch "
+        "size, one ceiling measurement, then one run of each connection count, three times.",
         "",
         *matrix_table(cells, ceilings),
         "",
@@ -612,7 +621,7 @@ def write_report(args, started, loads, cells, ceilings, extra_lines, notes) -> N
     if extra_lines:
         lines += ["| backend | test | result |", "|---|---|---|", *extra_lines, ""]
     if notes:
-        lines += ["Row-count mismatches:", *[f"- {n}" for n in notes], ""]
+        lines += ["Notes (ceiling runs; any row-count mismatch):", *[f"- {n}" for n in notes], ""]
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))
 
