@@ -508,7 +508,7 @@ def main() -> None:
                     log(extra_lines[-1])
                 if args.soak and backend.name == "mysql":
                     extra_lines.append(soak(server, token, args, db_pid, log))
-            if not args.no_extras and backend.name == "mysql":
+            if not args.no_extras:
                 # (label, workers, flags, batches); --workers 1 on hypercorn is the matrix.
                 variants = [
                     ("hypercorn --workers 2", 2, [], (1, 30)),
@@ -516,6 +516,8 @@ def main() -> None:
                     ("--http-server uvicorn", 1, UVI, (1, 30)),
                     ("--http-server uvicorn --workers 2", 2, UVI, (1, 30)),
                 ]
+                if backend.name == "sqlite":
+                    variants = [("--http-server uvicorn", 1, UVI, (30, 1000))]
                 for label, workers, flags, sizes in variants:
                     with Server(args.python, backend, workers, server_extra + flags) as server:
                         run_wrk(server, token, 30, 8, 2, args.threads, db_pid)
