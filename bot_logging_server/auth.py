@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -41,6 +42,7 @@ __all__ = [
     "requires_header_user",
 ]
 
+log = logging.getLogger(__name__)
 _EXTENSION = "bot_logging_server.auth"
 _CACHE_ENTRIES = 4096
 # Slow hashes run at most this many at a time (one per core here), and at most this many
@@ -93,6 +95,8 @@ class Authenticator:
         # shield: one caller going away must not cancel the check the others wait for.
         user = await asyncio.shield(task)
         if user is None:
+            # For the operator only (the client is never told why); never the token.
+            log.debug("refused the token sent for user %r", username[:64])
             raise Forbidden()
         return user
 

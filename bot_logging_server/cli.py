@@ -166,6 +166,20 @@ _OPTIONS = [
             "rate_limit_records",
         ),
     ),
+    click.option(
+        "--event-loop",
+        type=click.Choice(["auto", "asyncio", "uvloop"], case_sensitive=False),
+        help=_help("Event loop: auto uses uvloop when it is installed.", "event_loop"),
+    ),
+    click.option(
+        "--http-server",
+        type=click.Choice(["hypercorn", "uvicorn"], case_sensitive=False),
+        help=_help(
+            "HTTP server: hypercorn, or uvicorn (optional dependency; faster, see "
+            "bench/RESULTS.md).",
+            "http_server",
+        ),
+    ),
 ]
 
 
@@ -197,7 +211,7 @@ def main(ctx: click.Context, **flags: Any) -> None:
 
 
 def serve(config: Config, flags: dict[str, Any]) -> None:
-    """Serve the app with hypercorn until SIGINT/SIGTERM; exit 1 if start-up fails."""
+    """Serve the app (hypercorn, or uvicorn) until SIGINT/SIGTERM; exit 1 if start-up fails."""
     import hypercorn.asyncio
     import hypercorn.config
     import hypercorn.run
@@ -221,12 +235,23 @@ def serve(config: Config, flags: dict[str, Any]) -> None:
     # Route hypercorn's own messages through our logging set-up (no second handler).
     hc.errorlog = logging.getLogger("hypercorn.error")
     click.echo(config.describe(), err=False)
+    use_uvloop = _wants_uvloop(config.event_loop)
+    if config.http_server == "uvicorn":
+        _serve_uvicorn(config, flags, use_uvloop)
+        return
     try:
         if config.workers == 1:
             app = create_app(config)
             # The trigger also ends live tails at once (workers: at the graceful timeout).
-            asyncio.run(hypercorn.asyncio.serve(app, hc, shutdown_trigger=shutdown_trigger(app)))
+            serving = hypercorn.asyncio.serve(app, hc, shutdown_trigger=shutdown_trigger(app))
+            if use_uvloop:
+                import uvloop
+
+                uvloop.run(serving)
+            else:
+                asyncio.run(serving)
         else:
+            hc.worker_class = "uvloop" if use_uvloop else "asyncio"
             # Workers are separate processes: hand them the same flags to rebuild the config.
             os.environ[CONFIG_ENV] = json.dumps(flags)
             hc.workers = config.workers
@@ -243,6 +268,66 @@ def serve(config: Config, flags: dict[str, Any]) -> None:
         log.error("start-up failed (storage %s): %s", config.database.masked(), exc)
         raise SystemExit(1) from None
     log.info("stopped")
+
+
+def _serve_uvicorn(config: Config, flags: dict[str, Any], use_uvloop: bool) -> None:
+    """Serve the same app with uvicorn (httptools when installed); exit 1 if start-up fails."""
+    try:
+        import uvicorn
+    except ImportError:
+        raise click.UsageError("--http-server uvicorn: uvicorn is not installed") from None
+    from bot_logging_server import create_app
+
+    try:
+        import httptools  # noqa: F401
+
+        http = "httptools"
+    except ImportError:
+        http = "h11"
+    options: dict[str, Any] = {
+        "host": config.host,
+        "port": config.port,
+        "loop": "uvloop" if use_uvloop else "asyncio",
+        "http": http,
+        "lifespan": "on",
+        "access_log": False,
+        # Keep our logging set-up (uvicorn's default config would replace it).
+        "log_config": None,
+        "log_level": config.log_level.lower(),
+        "timeout_graceful_shutdown": 10,
+        "timeout_keep_alive": max(1, round(config.keep_alive_timeout)),
+    }
+    try:
+        if config.workers == 1:
+            uvicorn.run(create_app(config), **options)
+        else:
+            # Workers are separate processes: hand them the same flags to rebuild the config.
+            os.environ[CONFIG_ENV] = json.dumps(flags)
+            uvicorn.run(
+                "bot_logging_server.asgi:app_from_environment",
+                factory=True,
+                workers=config.workers,
+                **options,
+            )
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            # uvicorn exits 3 when the app's start-up (storage open) failed; it logged why.
+            log.error("start-up failed (see the messages above)")
+            raise SystemExit(1) from None
+        raise
+
+
+def _wants_uvloop(choice: str) -> bool:
+    """Whether to run on uvloop: ``uvloop`` demands it, ``auto`` takes it when installed."""
+    if choice == "asyncio":
+        return False
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        if choice == "uvloop":
+            raise click.UsageError("--event-loop uvloop: uvloop is not installed") from None
+        return False
+    return True
 
 
 def _with_storage(config: Config, work: Callable[[Storage], Awaitable[T]]) -> T:

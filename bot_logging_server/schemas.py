@@ -50,13 +50,17 @@ __all__ = [
     "StoredLogSchema",
     "ValidationFailed",
     "clean_text",
+    "cut_name",
     "decode_cursor",
     "encode_cursor",
     "flatten_errors",
     "level_name",
     "load_batch",
+    "load_batch_reference",
     "load_create_user",
     "load_query",
+    "message_text",
+    "parse_bigint",
     "parse_level",
     "parse_timestamp",
 ]
@@ -142,6 +146,29 @@ def json_text(value: object) -> str:
     return clean_text(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
 
 
+def parse_bigint(value: object) -> int:
+    """A JSON integer (not a boolean) that fits a signed 64-bit column; else `ValueError`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be an integer")
+    if not -_BIGINT <= value < _BIGINT:
+        raise ValueError("out of range")
+    return value
+
+
+def cut_name(value: object) -> str:
+    """A string cut to `NAME_CHARS` characters; `ValueError` when not a string."""
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    return clean_text(value[:NAME_CHARS])
+
+
+def message_text(value: object) -> str:
+    """A message as stored: a string as itself, ``None`` as ``null``, anything else as JSON."""
+    if isinstance(value, str):
+        return clean_text(value)
+    return "null" if value is None else json_text(value)
+
+
 class Level(fields.Field):
     """A log level: number 0-100, digit string, or name; loads to the number."""
 
@@ -166,19 +193,18 @@ class CutString(fields.Field):
     """A string cut to `NAME_CHARS` characters (a 400 would kill the client's sender)."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        if not isinstance(value, str):
-            raise ValidationError("must be a string")
-        return clean_text(value[:NAME_CHARS])
+        try:
+            return cut_name(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
 
 
 class Message(fields.Field):
     """Any JSON value; strings load as themselves, anything else as its JSON text."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        if isinstance(value, str):
-            return clean_text(value)
         try:
-            return json_text(value)
+            return message_text(value)
         except RecursionError:
             # orjson parses up to 1024 levels, json.dumps gives up earlier: such a message
             # can never be stored, so this is a 400, not a 500.
@@ -189,11 +215,10 @@ class BigInt(fields.Field):
     """A JSON integer (not a boolean, not a string) that fits a signed 64-bit column."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValidationError("must be an integer")
-        if not -_BIGINT <= value < _BIGINT:
-            raise ValidationError("out of range")
-        return value
+        try:
+            return parse_bigint(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
 
 
 class LogRecordSchema(Schema):
@@ -281,7 +306,18 @@ def load_batch(data: Mapping[str, Any], max_msg_chars: int) -> Batch:
     """Validate a ``data`` object; messages over `max_msg_chars` are cut and flagged.
 
     Raises `ValidationFailed` (the whole batch is refused) when any field breaks a rule.
+
+    The common shape (every field present and valid) goes through `_load_batch_fast`, a
+    plain loop over the same parse functions the marshmallow fields use; anything it does not
+    accept as it stands is handed to `load_batch_reference` (marshmallow), which then gives
+    the answer, so every error and its ``detail`` come from marshmallow.
     """
+    batch = _load_batch_fast(data, max_msg_chars)
+    return batch if batch is not None else load_batch_reference(data, max_msg_chars)
+
+
+def load_batch_reference(data: Mapping[str, Any], max_msg_chars: int) -> Batch:
+    """`load_batch` through marshmallow alone: the reference the fast path must agree with."""
     try:
         loaded = _BATCH_DATA.load(data)
     except ValidationError as exc:
@@ -306,6 +342,71 @@ def load_batch(data: Mapping[str, Any], max_msg_chars: int) -> Batch:
             )
         )
     return Batch(user=clean_text(loaded["user"]), rows=rows)
+
+
+_MISSING: Any = object()
+
+
+def _load_batch_fast(data: Mapping[str, Any], max_msg_chars: int) -> Batch | None:
+    """The batch when every field is present and valid; None for anything else.
+
+    It applies exactly the rules of `BatchDataSchema` and `LogRecordSchema` (the same parse
+    functions, the same defaults for a missing or null ``p_description`` and a null ``msg``),
+    and gives up (None) wherever marshmallow would report an error, so the caller can let
+    marshmallow produce it. Profiling showed marshmallow's per-field machinery, not the rules,
+    taking most of the time of a 1000-record batch.
+    """
+    try:
+        user = data["user"]
+        logs = data["logs"]
+        if not isinstance(user, str) or type(logs) is not list:
+            return None
+        pid = parse_bigint(data["pid"])
+        p_name = cut_name(data["p_name"])
+        post_time = parse_timestamp(data["post_time"])
+        # A batch repeats a few distinct levels and times: parse each once.
+        levels: dict[object, int] = {}
+        times: dict[str, datetime] = {}
+        rows = []
+        for record in logs:
+            if type(record) is not dict:
+                return None
+            level_in = record["level"]
+            # Key on the type too: True == 1 == 1.0 as dict keys, but not as levels.
+            key = (type(level_in), level_in)
+            level = levels.get(key)
+            if level is None:
+                level = levels[key] = parse_level(level_in)
+            msg_in = record["msg"]
+            msg = clean_text(msg_in) if type(msg_in) is str else message_text(msg_in)
+            stamp = record["event_at"]
+            event_at = times.get(stamp) if type(stamp) is str else None
+            if event_at is None:
+                event_at = parse_timestamp(stamp)
+                times[stamp] = event_at
+            description = record.get("p_description", _MISSING)
+            if description is None or description is _MISSING:
+                description = ""
+            else:
+                description = cut_name(description)
+            length = len(msg)
+            truncated = length > max_msg_chars
+            rows.append(
+                LogRow(
+                    pid=pid,
+                    p_name=p_name,
+                    p_description=description,
+                    level=level,
+                    msg=msg[:max_msg_chars] if truncated else msg,
+                    truncated=truncated,
+                    msg_length=length,
+                    event_at=event_at,
+                    post_time=post_time,
+                )
+            )
+    except (KeyError, ValueError, TypeError, RecursionError):
+        return None
+    return Batch(user=clean_text(user), rows=rows)
 
 
 def load_create_user(body: object) -> dict[str, Any]:

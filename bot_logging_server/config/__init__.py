@@ -27,6 +27,10 @@ __all__ = ["Config", "ConfigError", "DatabaseURL", "build_config", "get_config"]
 APP_CONFIG_KEY = "BOT_LOGGING_SERVER"
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: Event loops the server can run on (``auto``: uvloop when it is installed).
+EVENT_LOOPS = ("auto", "asyncio", "uvloop")
+#: HTTP servers the CLI can serve the app with.
+HTTP_SERVERS = ("hypercorn", "uvicorn")
 
 
 class ConfigError(ValueError):
@@ -114,6 +118,8 @@ class Config:
         keep_alive_timeout: seconds an idle connection, or one still sending headers, is kept.
         rate_limit_requests: requests per second per user and process (0: no limit).
         rate_limit_records: log records per second per user and process (0: no limit).
+        event_loop: ``auto`` (uvloop when installed, else asyncio), ``asyncio`` or ``uvloop``.
+        http_server: ``hypercorn`` (the default) or ``uvicorn`` (an optional dependency).
     """
 
     host: str
@@ -133,6 +139,8 @@ class Config:
     keep_alive_timeout: float = 5.0
     rate_limit_requests: int = 0
     rate_limit_records: int = 0
+    event_loop: str = "auto"
+    http_server: str = "hypercorn"
 
     def describe(self) -> str:
         """One start-up line: backend, where it is, and the listening URL; never a secret."""
@@ -230,7 +238,21 @@ def build_config(
         keep_alive_timeout=float(_number("keep_alive_timeout", flags, environ, float, 0.1, 3600)),
         rate_limit_requests=int(_number("rate_limit_requests", flags, environ, int, 0, 10**9)),
         rate_limit_records=int(_number("rate_limit_records", flags, environ, int, 0, 10**12)),
+        event_loop=_choice("event_loop", EVENT_LOOPS, flags, environ),
+        http_server=_choice("http_server", HTTP_SERVERS, flags, environ),
     )
+
+
+def _choice(
+    name: str,
+    choices: tuple[str, ...],
+    flags: Mapping[str, object | None],
+    environ: Mapping[str, str],
+) -> str:
+    value = str(_pick(name, flags, environ)).lower()
+    if value not in choices:
+        raise ConfigError(f"{_where(name)}: {value!r} is not one of {choices}")
+    return value
 
 
 def get_config() -> Config:

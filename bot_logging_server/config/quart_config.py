@@ -37,6 +37,10 @@ DEFAULTS: dict[str, object] = {
     # Per-user rate limits, per process (0 = off, the default).
     "rate_limit_requests": 0,
     "rate_limit_records": 0,
+    # uvloop when it is installed (an optional dependency): a faster event loop.
+    "event_loop": "auto",
+    # uvicorn (with httptools) is an optional, faster HTTP server: see bench/RESULTS.md.
+    "http_server": "hypercorn",
 }
 
 #: The environment variable read for each setting (flags win over these).
@@ -63,6 +67,8 @@ ENVIRONMENT: dict[str, str] = {
     "keep_alive_timeout": "LOGGER_KEEP_ALIVE_TIMEOUT",
     "rate_limit_requests": "LOGGER_RATE_LIMIT_REQUESTS",
     "rate_limit_records": "LOGGER_RATE_LIMIT_RECORDS",
+    "event_loop": "LOGGER_EVENT_LOOP",
+    "http_server": "LOGGER_HTTP_SERVER",
 }
 
 #: Settings whose values are never printed, logged or echoed in an error.

@@ -1,0 +1,178 @@
+"""The fast validation path agrees with marshmallow on every input (CONTRACT, Request rules).
+
+`load_batch` tries a plain loop first and hands anything unusual to marshmallow
+(`load_batch_reference`). These tests feed both the same tricky inputs: wherever marshmallow
+accepts, the fast path must give the identical batch or step aside; wherever marshmallow
+refuses, the fast path must step aside, so the 400 and its detail are marshmallow's.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+from typing import Any
+
+import pytest
+
+from bot_logging_server import schemas
+from bot_logging_server.schemas import ValidationFailed, load_batch, load_batch_reference
+
+MISSING = object()
+DEFAULT = object()
+
+
+def record(**overrides: Any) -> dict[str, Any]:
+    rec: dict[str, Any] = {
+        "level": 40,
+        "event_at": "2020-05-05T12:22:21",
+        "msg": "payment failed",
+        "p_description": "billing",
+    }
+    for key, value in overrides.items():
+        if value is MISSING:
+            rec.pop(key, None)
+        else:
+            rec[key] = value
+    return rec
+
+
+def data(logs: Any = DEFAULT, **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "user": "alice",
+        "pid": 4242,
+        "p_name": "python3",
+        "post_time": "2020-05-05T12:22:22",
+        "logs": [record()] if logs is DEFAULT else logs,
+    }
+    if logs is MISSING:
+        del body["logs"]
+    for key, value in overrides.items():
+        if value is MISSING:
+            body.pop(key, None)
+        else:
+            body[key] = value
+    return body
+
+
+def outcome(loader: Any, body: Any, limit: int = 65_536) -> Any:
+    try:
+        return ("ok", loader(copy.deepcopy(body), limit))
+    except ValidationFailed as exc:
+        return ("400", exc.detail)
+
+
+def assert_agree(body: Any, limit: int = 65_536) -> None:
+    reference = outcome(load_batch_reference, body, limit)
+    assert outcome(load_batch, body, limit) == reference
+    fast = schemas._load_batch_fast(copy.deepcopy(body), limit)
+    if reference[0] == "400":
+        assert fast is None, "the fast path accepted what marshmallow refuses"
+    elif fast is not None:
+        assert fast == reference[1]
+
+
+LEVELS = [30, 0, 100, 101, -1, 40.0, 40.5, "40", " 40 ", "040", "4O", "Warning", "WARN", "fatal",
+          "", "info ", True, False, None, [], {}, math.nan, math.inf, 1e300, 2**70,
+          "٣"]  # fmt: skip
+TIMES = ["2020-05-05T12:22:22", "2020-05-05 12:22:22", "2020-05-05T12:22:22Z",
+         "2020-05-05T12:22:22.5+02:00", "1000-01-01T00:00:00", "1000-01-01T00:30:00+01:00",
+         "9999-12-31T23:59:59.999999", "9999-12-31T23:00:00-05:00", "2020-13-01T00:00:00",
+         "yesterday", "", "2020-05-05", 1588681342, None, ["2020-05-05T12:22:22"],
+         "x" * 65]  # fmt: skip
+MSGS = ["", "text", "a\udcffb", "é😀", 17, 1.5, True, None, [1, "two"], {"k": {"n": None}},
+        math.nan, "x" * 20]  # fmt: skip
+DESCRIPTIONS = [MISSING, None, "", "billing", "d" * 300, 7, ["x"], "\ud800"]
+PIDS = [4242, 0, -1, 2**63 - 1, 2**63, -(2**63), True, "4242", 4242.0, None, MISSING]
+NAMES = ["python3", "", "n" * 300, None, 5, MISSING, "\udcff"]
+
+
+@pytest.mark.parametrize("level", LEVELS, ids=repr)
+def test_levels_agree(level):
+    assert_agree(data([record(level=level)]))
+
+
+@pytest.mark.parametrize("stamp", TIMES, ids=repr)
+def test_event_times_agree(stamp):
+    assert_agree(data([record(event_at=stamp)]))
+
+
+@pytest.mark.parametrize("stamp", TIMES, ids=repr)
+def test_post_times_agree(stamp):
+    assert_agree(data(post_time=stamp))
+
+
+@pytest.mark.parametrize("msg", MSGS, ids=lambda m: repr(m)[:20])
+def test_messages_agree_including_the_cut(msg):
+    assert_agree(data([record(msg=msg)]))
+    assert_agree(data([record(msg=msg)]), limit=3)
+
+
+@pytest.mark.parametrize("description", DESCRIPTIONS, ids=repr)
+def test_descriptions_agree(description):
+    assert_agree(data([record(p_description=description)]))
+
+
+@pytest.mark.parametrize("pid", PIDS, ids=repr)
+def test_pids_agree(pid):
+    assert_agree(data(pid=pid))
+
+
+@pytest.mark.parametrize("name", NAMES, ids=repr)
+def test_process_names_agree(name):
+    assert_agree(data(p_name=name))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        data(logs=[]),
+        data(logs=MISSING),
+        data(logs=None),
+        data(logs={"0": record()}),
+        data(logs="[]"),
+        data(logs=[record(), "not an object"]),
+        data(logs=[record(), None]),
+        data(logs=[record(level=MISSING)]),
+        data(logs=[record(msg=MISSING)]),
+        data(logs=[record(event_at=MISSING)]),
+        data(logs=[record(extra=1, nested={"a": [1]})], future=True),
+        data(user=5),
+        data(user=MISSING),
+        data(user="\udcffbob"),
+    ],
+    ids=lambda b: repr(b)[:60],
+)
+def test_shapes_agree(body):
+    assert_agree(body)
+
+
+def test_the_common_shape_takes_the_fast_path():
+    body = data([record(level=(30, 40, 50)[i % 3], msg=f"m {i}") for i in range(1000)])
+    fast = schemas._load_batch_fast(copy.deepcopy(body), 65_536)
+    assert fast is not None
+    assert fast == load_batch_reference(body, 65_536)
+
+
+def test_random_mixtures_agree():
+    rng = random.Random(20261123)
+    fields = {
+        "level": LEVELS,
+        "event_at": TIMES,
+        "msg": MSGS,
+        "p_description": DESCRIPTIONS,
+    }
+    for _ in range(300):
+        logs = []
+        for _ in range(rng.randint(0, 6)):
+            # Mostly valid records, sometimes one odd field.
+            odd = {k: rng.choice(v) for k, v in fields.items() if rng.random() < 0.2}
+            logs.append(record(**odd))
+        top = {}
+        if rng.random() < 0.2:
+            top["pid"] = rng.choice(PIDS)
+        if rng.random() < 0.2:
+            top["p_name"] = rng.choice(NAMES)
+        if rng.random() < 0.1:
+            top["post_time"] = rng.choice(TIMES)
+        assert_agree(data(logs, **top), limit=rng.choice([3, 65_536]))
