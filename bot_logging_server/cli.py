@@ -349,6 +349,18 @@ def _with_storage(config: Config, work: Callable[[Storage], Awaitable[T]]) -> T:
         raise click.ClickException(f"storage: {exc}") from None
 
 
+def _existing_name(ctx: click.Context, param: click.Parameter, name: str) -> str:
+    """A NAME that some user could have; anything else is a usage error.
+
+    On MySQL the name column ignores trailing spaces in comparisons: without this check
+    ``users disable "alice "`` would disable alice.
+    """
+    try:
+        return user_admin.check_username(name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @main.group()
 def users() -> None:
     """Manage users: add, list, disable, enable, rotate, remove."""
@@ -387,7 +399,7 @@ def users_list(config: Config) -> None:
 
 
 @users.command("disable")
-@click.argument("name")
+@click.argument("name", callback=_existing_name)
 @click.pass_obj
 def users_disable(config: Config, name: str) -> None:
     """Disable NAME: its token is refused (within 5 s in a running server)."""
@@ -396,7 +408,7 @@ def users_disable(config: Config, name: str) -> None:
 
 
 @users.command("enable")
-@click.argument("name")
+@click.argument("name", callback=_existing_name)
 @click.pass_obj
 def users_enable(config: Config, name: str) -> None:
     """Enable NAME again."""
@@ -405,7 +417,7 @@ def users_enable(config: Config, name: str) -> None:
 
 
 @users.command("rotate")
-@click.argument("name")
+@click.argument("name", callback=_existing_name)
 @click.pass_obj
 def users_rotate(config: Config, name: str) -> None:
     """Give NAME a new random token and print it once; the old one stops working."""
@@ -415,7 +427,7 @@ def users_rotate(config: Config, name: str) -> None:
 
 
 @users.command("remove")
-@click.argument("name")
+@click.argument("name", callback=_existing_name)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (asked only on a terminal).")
 @click.pass_obj
 def users_remove(config: Config, name: str, yes: bool) -> None:

@@ -111,7 +111,12 @@ def parse_level(value: object) -> int:
     if isinstance(value, str):
         text = value.strip()
         if text.isascii() and text.isdigit():
-            value = int(text)
+            # Leading zeros are still that number; more than 3 digits left is out of range
+            # (and never handed to int(), which refuses thousands of digits).
+            digits = text.lstrip("0") or "0"
+            if len(digits) > 3:
+                raise ValueError("must be between 0 and 100")
+            value = int(digits)
         elif text.lower() in LEVEL_NAMES:
             return LEVEL_NAMES[text.lower()]
         else:
@@ -127,6 +132,8 @@ def parse_timestamp(value: object) -> datetime:
     """A wire timestamp as a naive UTC datetime; raise `ValueError` with the rule when invalid."""
     if not isinstance(value, str) or len(value) > 64:
         raise ValueError("not a valid timestamp")
+    if "t" in value or "z" in value:
+        value = value.upper()  # RFC 3339 allows lower-case "t" and "z"
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:

@@ -118,3 +118,13 @@ def test_unreachable_database_is_a_clear_error_not_a_traceback():
     assert result.exit_code == 1
     assert "storage: cannot connect to the database server" in result.stderr
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", ["disable", "enable", "rotate", "remove"])
+def test_a_name_with_a_trailing_space_never_changes_the_user_without_it(
+    cli, database_url, command
+):
+    cli("users", "add", f"pad_{command}")
+    result = cli("users", command, f"pad_{command} ")
+    assert result.exit_code == 2 and "no whitespace" in result.stderr
+    assert _user(database_url, f"pad_{command}").disabled is False

@@ -45,6 +45,12 @@ BAD_FIELDS = [
     ("level-bool", {"logs": [client_record(level=True)]}, "data.logs[0].level:"),
     ("level-null", {"logs": [client_record(level=None)]}, "data.logs[0].level:"),
     ("level-float", {"logs": [client_record(level=30.5)]}, "data.logs[0].level:"),
+    ("level-digits-101", {"logs": [client_record(level="101")]}, "data.logs[0].level:"),
+    (
+        "level-5000-digits",
+        {"logs": [client_record(level="9" * 5000)]},
+        "data.logs[0].level: must be between 0 and 100",
+    ),
     (
         "level-missing",
         {"logs": [{"msg": "m", "event_at": "2020-05-05T12:22:22"}]},
