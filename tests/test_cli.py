@@ -121,9 +121,7 @@ def test_unreachable_database_is_a_clear_error_not_a_traceback():
 
 
 @pytest.mark.parametrize("command", ["disable", "enable", "rotate", "remove"])
-def test_a_name_with_a_trailing_space_never_changes_the_user_without_it(
-    cli, database_url, command
-):
+def test_a_name_with_a_trailing_space_never_changes_the_user_without_it(cli, database_url, command):
     cli("users", "add", f"pad_{command}")
     result = cli("users", command, f"pad_{command} ")
     assert result.exit_code == 2 and "no whitespace" in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import datetime
 
@@ -9,7 +10,13 @@ import pymysql
 import pytest
 
 from bot_logging_server.config import DatabaseURL, build_config
-from bot_logging_server.storage import LogRow, UserExists, UserNotFound, make_storage
+from bot_logging_server.storage import (
+    LogRow,
+    StorageError,
+    UserExists,
+    UserNotFound,
+    make_storage,
+)
 from bot_logging_server.storage.mysql import MIGRATIONS as MYSQL_MIGRATIONS
 from bot_logging_server.storage.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
 
@@ -163,3 +170,25 @@ async def test_mysql_creates_a_missing_database_with_utf8mb4(mysql_server):
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
         conn.close()
     assert charset == ("utf8mb4",)
+
+
+async def test_a_foreign_users_table_stops_start_up_with_a_clear_error(fresh_database_url):
+    """A table of the same name made by something else (e.g. the original server)."""
+    url = DatabaseURL.parse(fresh_database_url)
+    foreign = "CREATE TABLE users (id INTEGER PRIMARY KEY, username TEXT, user_token TEXT)"
+    if url.scheme == "sqlite":
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(url.path)) as db:
+            db.execute(foreign)
+    else:
+        conn = pymysql.connect(host=url.host, port=url.port, user=url.user, password=url.password)
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{url.name}`")
+            cur.execute(f"CREATE TABLE `{url.name}`.users {foreign[len('CREATE TABLE users') :]}")
+        conn.close()
+    storage = make_storage(build_config({"database_url": fresh_database_url}, environ={}))
+    with pytest.raises(StorageError) as caught:
+        await storage.open()
+    assert "table users lacks created_at, disabled, tel_id, token_hash" in str(caught.value)
+    await storage.close()

@@ -19,6 +19,7 @@ __all__ = [
     "BUCKETS",
     "MAX_PAGE",
     "MAX_STAT_ROWS",
+    "REQUIRED_COLUMNS",
     "LevelCount",
     "LogQuery",
     "LogRow",
@@ -30,6 +31,7 @@ __all__ = [
     "User",
     "UserExists",
     "UserNotFound",
+    "check_columns",
     "like_pattern",
     "utc_now",
 ]
@@ -159,6 +161,47 @@ def like_pattern(text: str) -> str:
     """``%text%`` for ``LIKE ... ESCAPE '|'``, with ``|``, ``%`` and ``_`` in `text` escaped."""
     escaped = text.replace("|", "||").replace("%", "|%").replace("_", "|_")
     return f"%{escaped}%"
+
+
+#: The columns the server reads and writes, per table. Checked at start-up after the
+#: migrations: a table of the same name made by something else (say, the original server)
+#: would otherwise fail every request with a 500.
+REQUIRED_COLUMNS: dict[str, frozenset[str]] = {
+    "users": frozenset({"id", "username", "token_hash", "tel_id", "disabled", "created_at"}),
+    "user_logs": frozenset(
+        {
+            "id",
+            "user_id",
+            "pid",
+            "p_name",
+            "p_description",
+            "level",
+            "msg",
+            "truncated",
+            "msg_length",
+            "event_at",
+            "post_time",
+            "received_at",
+        }
+    ),
+}
+
+
+def check_columns(found: dict[str, set[str]]) -> None:
+    """Raise `StorageError` naming what is missing when `found` lacks a required column.
+
+    `found` maps each table name to the columns it has (a missing table has none).
+    """
+    problems = []
+    for table, needed in REQUIRED_COLUMNS.items():
+        missing = sorted(needed - found.get(table, set()))
+        if missing:
+            problems.append(f"table {table} lacks {', '.join(missing)}")
+    if problems:
+        raise StorageError(
+            "; ".join(problems) + ": these tables were not created by this server; point it "
+            "at another database (--db-name) or rename them"
+        )
 
 
 @dataclass(frozen=True)

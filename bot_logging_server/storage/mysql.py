@@ -35,6 +35,7 @@ from bot_logging_server.storage.base import (
     User,
     UserExists,
     UserNotFound,
+    check_columns,
     like_pattern,
     utc_now,
 )
@@ -297,9 +298,20 @@ class MySQLStorage(Storage):
                         (migration.version, migration.name),
                     )
                     await conn.commit()
+                await cur.execute(
+                    "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS "
+                    "WHERE TABLE_SCHEMA = DATABASE()"
+                )
+                found: dict[str, set[str]] = {}
+                for table, column in await cur.fetchall():
+                    found.setdefault(table, set()).add(column)
+                check_columns(found)
             finally:
                 await cur.execute("SELECT RELEASE_LOCK('bot_logging_server.migrate')")
                 await cur.execute("SET SESSION sql_notes = 1")
+                # End the transaction the statements above opened: the connection goes
+                # back to the pool clean (and is not closed for being mid-transaction).
+                await conn.commit()
 
     async def close(self) -> None:
         """Finish pending group commits, close the pool and wait for its connections to close."""

@@ -19,6 +19,7 @@ import aiosqlite
 
 from bot_logging_server.storage.base import (
     MAX_STAT_ROWS,
+    REQUIRED_COLUMNS,
     LevelCount,
     LogQuery,
     LogRow,
@@ -30,6 +31,7 @@ from bot_logging_server.storage.base import (
     User,
     UserExists,
     UserNotFound,
+    check_columns,
     utc_now,
 )
 from bot_logging_server.storage.group_commit import GroupCommit
@@ -183,6 +185,11 @@ class SQLiteStorage(Storage):
                     "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
                     (migration.version, migration.name, _text(utc_now())),
                 )
+            found: dict[str, set[str]] = {}
+            for table in REQUIRED_COLUMNS:
+                async with conn.execute(f"PRAGMA table_info({table})") as c:
+                    found[table] = {row[1] for row in await c.fetchall()}
+            check_columns(found)
 
     async def close(self) -> None:
         """Finish pending group commits, then close both connections."""
