@@ -192,3 +192,29 @@ async def test_a_foreign_users_table_stops_start_up_with_a_clear_error(fresh_dat
         await storage.open()
     assert "table users lacks created_at, disabled, tel_id, token_hash" in str(caught.value)
     await storage.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_write_cancelled_while_waiting_for_the_lock_leaves_no_transaction_open(
+    storage, database_url, user
+):
+    """A client that disconnects while its write waits for SQLite's lock (review finding)."""
+    import asyncio
+    import sqlite3
+
+    other = sqlite3.connect(DatabaseURL.parse(database_url).path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        waiting = asyncio.create_task(storage.set_disabled(user.name, True))
+        await asyncio.sleep(0.3)  # BEGIN IMMEDIATE is now waiting in aiosqlite's thread
+        waiting.cancel()
+        await asyncio.sleep(0.1)
+    finally:
+        other.execute("COMMIT")  # the lock is free: the pending BEGIN can now run
+        other.close()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    # The next writes work, and the cancelled change did not happen.
+    assert await storage.insert_logs(user.id, [_row()], datetime(2026, 1, 1)) == 1
+    await storage.set_token_hash(user.name, "h2")
+    assert (await storage.get_user(user.name)).disabled is False

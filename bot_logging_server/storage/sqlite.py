@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from datetime import datetime
 
 import aiosqlite
@@ -118,6 +118,22 @@ def _user(row: Sequence) -> User:
     )
 
 
+async def _to_the_end(statement: Awaitable[object]) -> None:
+    """Await `statement` to its end even when the caller is cancelled meanwhile.
+
+    aiosqlite runs the statement in its own thread whatever happens to the awaiting task; a
+    cancelled await would leave us not knowing whether BEGIN or COMMIT ran. The cancellation
+    is raised once the statement has finished.
+    """
+    task = asyncio.ensure_future(statement)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await task
+        raise
+
+
 def _translate(exc: BaseException) -> StorageError:
     """Map a sqlite3 error to ours: a locked or unopenable file is worth a retry."""
     if isinstance(exc, sqlite3.OperationalError):
@@ -209,18 +225,25 @@ class SQLiteStorage(Storage):
         async with self._write_lock:
             conn = self._writer
             try:
-                await conn.execute("BEGIN IMMEDIATE")
+                await _to_the_end(conn.execute("BEGIN IMMEDIATE"))
                 try:
                     yield conn
                 except BaseException:
-                    await conn.execute("ROLLBACK")
+                    await _to_the_end(conn.execute("ROLLBACK"))
                     raise
-                await conn.execute("COMMIT")
+                await _to_the_end(conn.execute("COMMIT"))
             except sqlite3.Error as exc:
                 if conn.in_transaction:
                     with contextlib.suppress(sqlite3.Error):
                         await conn.execute("ROLLBACK")
                 raise _translate(exc) from exc
+            except asyncio.CancelledError:
+                # The caller went away (a client that disconnected) after BEGIN ran: undo it
+                # before the lock is released, or the next writer finds a transaction open.
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        await _to_the_end(conn.execute("ROLLBACK"))
+                raise
 
     async def _read(self, sql: str, args: Sequence = ()) -> list[sqlite3.Row]:
         if self._reader is None:
