@@ -282,9 +282,9 @@ class Storage(abc.ABC):
     async def count_logs(self, user_id: int) -> int:
         """How many log rows this user has."""
 
-    @abc.abstractmethod
     async def recent_logs(self, user_id: int, limit: int = 100) -> list[StoredLog]:
-        """This user's newest rows, newest (highest id) first."""
+        """This user's newest rows, newest (highest id) first (at most `MAX_PAGE`)."""
+        return await self.query_logs(user_id, LogQuery(limit=limit))
 
     # -- reading -------------------------------------------------------------------------
 

@@ -502,34 +502,6 @@ class MySQLStorage(Storage):
             await conn.commit()
         return int(count)
 
-    async def recent_logs(self, user_id: int, limit: int = 100) -> list[StoredLog]:
-        """This user's newest rows first."""
-        async with self._connection() as conn, conn.cursor() as cur:
-            await cur.execute(
-                f"SELECT {_LOG_COLUMNS} FROM user_logs WHERE user_id = %s ORDER BY id DESC "
-                "LIMIT %s",
-                (user_id, limit),
-            )
-            rows = await cur.fetchall()
-            await conn.commit()
-        return [
-            StoredLog(
-                id=r[0],
-                user_id=r[1],
-                pid=r[2],
-                p_name=r[3],
-                p_description=r[4],
-                level=r[5],
-                msg=r[6],
-                truncated=bool(r[7]),
-                msg_length=r[8],
-                event_at=r[9],
-                post_time=r[10],
-                received_at=r[11],
-            )
-            for r in rows
-        ]
-
     async def _write_log_rows(self, params: list[tuple]) -> None:
         """Insert a group's rows with one multi-row INSERT and commit (the group's transaction)."""
         async with self._connection() as conn, conn.cursor(_BatchCursor) as cur:

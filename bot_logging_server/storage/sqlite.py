@@ -363,30 +363,6 @@ class SQLiteStorage(Storage):
         rows = await self._read("SELECT COUNT(*) FROM user_logs WHERE user_id = ?", (user_id,))
         return int(rows[0][0])
 
-    async def recent_logs(self, user_id: int, limit: int = 100) -> list[StoredLog]:
-        """This user's newest rows first."""
-        rows = await self._read(
-            f"SELECT {_LOG_COLUMNS} FROM user_logs WHERE user_id = ? ORDER BY id DESC LIMIT ?",
-            (user_id, limit),
-        )
-        return [
-            StoredLog(
-                id=r[0],
-                user_id=r[1],
-                pid=r[2],
-                p_name=r[3],
-                p_description=r[4],
-                level=r[5],
-                msg=r[6],
-                truncated=bool(r[7]),
-                msg_length=r[8],
-                event_at=_time(r[9]),
-                post_time=_time(r[10]),
-                received_at=_time(r[11]),
-            )
-            for r in rows
-        ]
-
     async def _write_log_rows(self, params: list[tuple]) -> None:
         """Insert a group's rows in one transaction: 64-row INSERTs, the rest one by one."""
         full = len(params) - len(params) % _CHUNK_ROWS
