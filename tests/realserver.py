@@ -187,7 +187,8 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while self.proc.poll() is None:
             if time.monotonic() > deadline:
-                raise AssertionError(f"server still running after {timeout} s")
+                tail = self.output()[-3000:]
+                raise AssertionError(f"server still running after {timeout} s; it printed:\n{tail}")
             await asyncio.sleep(0.05)
         return self.proc.returncode
 

@@ -56,7 +56,9 @@ async def test_workers_start_on_a_fresh_database_serve_and_stop_cleanly(
             server.signal(signal.SIGTERM)
         await asyncio.sleep(0.5)
         slow_reply = parse_reply(await finish())
-        code = await server.wait_exit(timeout=20)
+        # Bounded by hypercorn's graceful timeout (10 s) plus a write still waiting for the
+        # database (--db-timeout, 10 s): three SQLite workers share one write lock.
+        code = await server.wait_exit(timeout=45)
         await load.stop()
         output = server.output()
     assert code == 0, output[-3000:]
