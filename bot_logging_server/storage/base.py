@@ -11,9 +11,10 @@ All times crossing this interface are naive `datetime` objects in UTC.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 __all__ = [
     "BUCKETS",
@@ -105,6 +106,11 @@ class StoredLog:
     event_at: datetime
     post_time: datetime
     received_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Sequence, time: Callable[[Any], datetime] = lambda t: t) -> StoredLog:
+        """A row of ``SELECT`` in column order; `time` turns a stored time into a datetime."""
+        return cls(*row[:7], bool(row[7]), row[8], time(row[9]), time(row[10]), time(row[11]))
 
 
 #: The most records one page (``limit``) may hold.

@@ -611,17 +611,4 @@ def _where(user_id: int, query: LogQuery, with_cursor: bool = True) -> tuple[str
 
 
 def _stored_log(r: Sequence) -> StoredLog:
-    return StoredLog(
-        id=r[0],
-        user_id=r[1],
-        pid=r[2],
-        p_name=r[3],
-        p_description=r[4],
-        level=r[5],
-        msg=r[6],
-        truncated=bool(r[7]),
-        msg_length=r[8],
-        event_at=r[9],
-        post_time=r[10],
-        received_at=r[11],
-    )
+    return StoredLog.from_row(r)
