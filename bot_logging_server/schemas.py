@@ -59,6 +59,7 @@ __all__ = [
     "load_batch_reference",
     "load_create_user",
     "load_query",
+    "log_row",
     "message_text",
     "parse_bigint",
     "parse_level",
@@ -327,23 +328,45 @@ def load_batch_reference(data: Mapping[str, Any], max_msg_chars: int) -> Batch:
     pid, p_name, post_time = loaded["pid"], loaded["p_name"], loaded["post_time"]
     rows = []
     for record in loaded["logs"]:
-        msg: str = record["msg"]
-        length = len(msg)
-        truncated = length > max_msg_chars
         rows.append(
-            LogRow(
-                pid=pid,
-                p_name=p_name,
-                p_description=record["p_description"],
-                level=record["level"],
-                msg=msg[:max_msg_chars] if truncated else msg,
-                truncated=truncated,
-                msg_length=length,
-                event_at=record["event_at"],
-                post_time=post_time,
+            log_row(
+                pid,
+                p_name,
+                record["p_description"],
+                record["level"],
+                record["msg"],
+                record["event_at"],
+                post_time,
+                max_msg_chars,
             )
         )
     return Batch(user=clean_text(loaded["user"]), rows=rows)
+
+
+def log_row(
+    pid: int,
+    p_name: str,
+    p_description: str,
+    level: int,
+    msg: str,
+    event_at: datetime,
+    post_time: datetime,
+    max_msg_chars: int,
+) -> LogRow:
+    """A validated record as a `LogRow`; a message over `max_msg_chars` is cut and flagged."""
+    length = len(msg)
+    truncated = length > max_msg_chars
+    return LogRow(
+        pid=pid,
+        p_name=p_name,
+        p_description=p_description,
+        level=level,
+        msg=msg[:max_msg_chars] if truncated else msg,
+        truncated=truncated,
+        msg_length=length,
+        event_at=event_at,
+        post_time=post_time,
+    )
 
 
 _MISSING: Any = object()
@@ -391,20 +414,8 @@ def _load_batch_fast(data: Mapping[str, Any], max_msg_chars: int) -> Batch | Non
                 description = ""
             else:
                 description = cut_name(description)
-            length = len(msg)
-            truncated = length > max_msg_chars
             rows.append(
-                LogRow(
-                    pid=pid,
-                    p_name=p_name,
-                    p_description=description,
-                    level=level,
-                    msg=msg[:max_msg_chars] if truncated else msg,
-                    truncated=truncated,
-                    msg_length=length,
-                    event_at=event_at,
-                    post_time=post_time,
-                )
+                log_row(pid, p_name, description, level, msg, event_at, post_time, max_msg_chars)
             )
     except (KeyError, ValueError, TypeError, RecursionError):
         return None

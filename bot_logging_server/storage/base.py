@@ -33,6 +33,7 @@ __all__ = [
     "UserExists",
     "UserNotFound",
     "check_columns",
+    "join_filters",
     "like_pattern",
     "utc_now",
 ]
@@ -191,6 +192,15 @@ REQUIRED_COLUMNS: dict[str, frozenset[str]] = {
         }
     ),
 }
+
+
+def join_filters(
+    required: tuple[str, object], optional: Sequence[tuple[str, object]]
+) -> tuple[str, list]:
+    """A WHERE clause and its arguments: `required`, AND each optional clause whose value is
+    not None (each clause holds one placeholder, in the backend's own style)."""
+    chosen = [required, *((clause, value) for clause, value in optional if value is not None)]
+    return " AND ".join(clause for clause, _ in chosen), [value for _, value in chosen]
 
 
 def check_columns(found: dict[str, set[str]]) -> None:

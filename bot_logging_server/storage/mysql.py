@@ -36,6 +36,7 @@ from bot_logging_server.storage.base import (
     UserExists,
     UserNotFound,
     check_columns,
+    join_filters,
     like_pattern,
     utc_now,
 )
@@ -586,7 +587,6 @@ _SMALL_RANGE = 50_000
 
 def _where(user_id: int, query: LogQuery, with_cursor: bool = True) -> tuple[str, list]:
     """The WHERE clause and its arguments for `query`, always scoped to `user_id`."""
-    clauses, args = ["user_id = %s"], [user_id]
     optional = [
         ("level >= %s", query.min_level),
         ("event_at >= %s", query.since),
@@ -603,11 +603,7 @@ def _where(user_id: int, query: LogQuery, with_cursor: bool = True) -> tuple[str
     ]
     if with_cursor:
         optional += [("id < %s", query.before_id), ("id > %s", query.after_id)]
-    for clause, value in optional:
-        if value is not None:
-            clauses.append(clause)
-            args.append(value)
-    return " AND ".join(clauses), args
+    return join_filters(("user_id = %s", user_id), optional)
 
 
 def _stored_log(r: Sequence) -> StoredLog:

@@ -32,6 +32,7 @@ from bot_logging_server.storage.base import (
     UserExists,
     UserNotFound,
     check_columns,
+    join_filters,
     utc_now,
 )
 from bot_logging_server.storage.group_commit import GroupCommit
@@ -428,7 +429,6 @@ def _fold(text: str | None) -> str | None:
 
 def _where(user_id: int, query: LogQuery, with_cursor: bool = True) -> tuple[str, list]:
     """The WHERE clause and its arguments for `query`, always scoped to `user_id`."""
-    clauses, args = ["user_id = ?"], [user_id]
     optional = [
         ("level >= ?", query.min_level),
         ("event_at >= ?", None if query.since is None else _text(query.since)),
@@ -440,11 +440,7 @@ def _where(user_id: int, query: LogQuery, with_cursor: bool = True) -> tuple[str
     ]
     if with_cursor:
         optional += [("id < ?", query.before_id), ("id > ?", query.after_id)]
-    for clause, value in optional:
-        if value is not None:
-            clauses.append(clause)
-            args.append(value)
-    return " AND ".join(clauses), args
+    return join_filters(("user_id = ?", user_id), optional)
 
 
 def _stored_log(r: Sequence) -> StoredLog:
