@@ -24,8 +24,7 @@ from typing import Any, TypeVar
 import click
 
 from bot_logging_server import users as user_admin
-from bot_logging_server.config import Config, ConfigError, build_config
-from bot_logging_server.config.quart_config import DEFAULTS, ENVIRONMENT
+from bot_logging_server.config import SETTINGS, Config, ConfigError, Setting, build_config
 from bot_logging_server.storage import (
     Storage,
     StorageError,
@@ -43,149 +42,20 @@ T = TypeVar("T")
 log = logging.getLogger("bot_logging_server")
 
 
-def _help(text: str, name: str, secret: bool = False) -> str:
-    env = ENVIRONMENT.get(name)
-    parts = [text]
-    if env:
-        parts.append(f"[env {env}")
-        default = DEFAULTS.get(name)
-        if default is not None and not secret:
-            parts[-1] += f"; default {default}"
-        parts[-1] += "]"
-    return " ".join(parts)
+def _option(setting: Setting) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The click option of `setting`: its flag, kind or choices, and help from the table."""
+    kind: Any = setting.kind
+    if setting.choices is not None:
+        kind = click.Choice(setting.choices, case_sensitive=False)
+    elif setting.kind is str:
+        kind = None
+    return click.option(setting.flag, setting.name, type=kind, help=setting.option_help())
 
 
-_OPTIONS = [
-    click.option("--host", help=_help("Address to listen on.", "host")),
-    click.option("--port", type=int, help=_help("Port to listen on.", "port")),
-    click.option(
-        "--workers", type=int, help=_help("Server processes (hypercorn workers).", "workers")
-    ),
-    click.option(
-        "--user",
-        "db_user",
-        help=_help("MySQL/MariaDB user: with it the server runs on MySQL.", "db_user"),
-    ),
-    click.option(
-        "--password",
-        "db_password",
-        help=_help("MySQL/MariaDB password (never printed).", "db_password", secret=True),
-    ),
-    click.option("--db-host", help=_help("MySQL/MariaDB host.", "db_host")),
-    click.option("--db-port", type=int, help=_help("MySQL/MariaDB port.", "db_port")),
-    click.option(
-        "--db-name",
-        help=_help("MySQL/MariaDB database (created when missing, if allowed).", "db_name"),
-    ),
-    click.option(
-        "--database-url",
-        help=_help(
-            "mysql://USER:PASSWORD@HOST:PORT/DB or sqlite:///path/to/file.db; wins over the "
-            "other database options. Without it and without --user: SQLite in "
-            "./bot_logging.db.",
-            "database_url",
-            secret=True,
-        ),
-    ),
-    click.option("--pool-size", type=int, help=_help("MySQL connections per worker.", "pool_size")),
-    click.option(
-        "--max-body-bytes",
-        type=int,
-        help=_help("Largest request body; larger is refused with 413.", "max_body_bytes"),
-    ),
-    click.option(
-        "--max-records",
-        type=int,
-        help=_help("Most records in one batch; more is refused with 413.", "max_records"),
-    ),
-    click.option(
-        "--max-msg-chars",
-        type=int,
-        help=_help("Longer messages are stored cut and flagged truncated.", "max_msg_chars"),
-    ),
-    click.option(
-        "--auth-cache-seconds",
-        type=float,
-        help=_help(
-            "Seconds a verified token is trusted before re-reading the user (0-5).",
-            "auth_cache_seconds",
-        ),
-    ),
-    click.option(
-        "--api-key",
-        help=_help(
-            "Enables POST /create_user with this X-Api-Key (prefer the env).",
-            "api_key",
-            secret=True,
-        ),
-    ),
-    click.option(
-        "--log-level",
-        type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
-        help=_help("The server's own log level.", "log_level"),
-    ),
-    click.option(
-        "--db-timeout",
-        type=float,
-        help=_help(
-            "Seconds to wait for a database connection, statement or SQLite lock; then 503.",
-            "db_timeout",
-        ),
-    ),
-    click.option(
-        "--body-timeout",
-        type=float,
-        help=_help("Seconds a client has to send a whole request body; then 408.", "body_timeout"),
-    ),
-    click.option(
-        "--read-timeout",
-        type=int,
-        help=_help("Seconds without any data before a connection is closed.", "read_timeout"),
-    ),
-    click.option(
-        "--keep-alive-timeout",
-        type=float,
-        help=_help(
-            "Seconds an idle connection, or one still sending its headers, is kept open.",
-            "keep_alive_timeout",
-        ),
-    ),
-    click.option(
-        "--rate-limit-requests",
-        type=int,
-        help=_help(
-            "Requests per second per user (per process); over it 429. 0: no limit.",
-            "rate_limit_requests",
-        ),
-    ),
-    click.option(
-        "--rate-limit-records",
-        type=int,
-        help=_help(
-            "Log records per second per user (per process); over it 429. 0: no limit.",
-            "rate_limit_records",
-        ),
-    ),
-    click.option(
-        "--event-loop",
-        type=click.Choice(["auto", "asyncio", "uvloop"], case_sensitive=False),
-        help=_help("Event loop: auto uses uvloop when it is installed.", "event_loop"),
-    ),
-    click.option(
-        "--http-server",
-        type=click.Choice(["hypercorn", "uvicorn"], case_sensitive=False),
-        help=_help(
-            "HTTP server: hypercorn, or uvicorn (optional dependency; faster, see "
-            "bench/RESULTS.md).",
-            "http_server",
-        ),
-    ),
-]
-
-
-def _with_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed(_OPTIONS):
-        func = option(func)
+def _with_settings(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Give `func` one option per setting, in the table's order."""
+    for setting in reversed(SETTINGS):
+        func = _option(setting)(func)
     return func
 
 
@@ -193,7 +63,7 @@ def _with_options(func: Callable[..., Any]) -> Callable[..., Any]:
     invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
-@_with_options
+@_with_settings
 @click.pass_context
 def main(ctx: click.Context, **flags: Any) -> None:
     """Run the bot-logging-server (no subcommand), or manage its users.

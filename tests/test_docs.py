@@ -12,9 +12,11 @@ from pathlib import Path
 
 import click
 import click.testing
+import pytest
 
 import bot_logging_server
 from bot_logging_server.cli import main
+from bot_logging_server.config import SECRETS, SETTINGS, Setting
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,24 +66,68 @@ def _commands(command: click.Command, path: str = ""):
             yield from _commands(sub, f"{path} {name}".strip())
 
 
-def test_every_cli_option_has_help_and_every_server_flag_is_in_the_readme():
-    readme = (ROOT / "README.md").read_text()
+def test_every_cli_option_has_help():
     for path, command in _commands(main):
         assert (command.help or "").strip(), f"command {path!r} has no help"
         for param in command.params:
             if isinstance(param, click.Option):
                 assert (param.help or "").strip(), f"{path} {param.opts} has no help"
-                if command is main:
-                    for opt in param.opts:
-                        assert f"`{opt}`" in readme, f"{opt} is not in the README"
+
+
+def test_the_server_options_are_exactly_the_settings_table_in_its_order():
+    flags = [param.opts[0] for param in main.params if isinstance(param, click.Option)]
+    assert flags == [s.flag for s in SETTINGS]
+
+
+def _readme_flag_table() -> dict[str, list[str]]:
+    """The README's flag table: flag -> [environment, default, meaning] (cells as written)."""
+    rows = {}
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if re.match(r"\| `--[a-z-]+` \|", line):
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            rows[cells[0].strip("`")] = cells[1:]
+    return rows
+
+
+def _readme_default(setting: Setting) -> str:
+    """How the README writes a default: ``2`` for 2.0, nothing when unset."""
+    if setting.default is None:
+        return ""
+    if isinstance(setting.default, float):
+        return f"`{setting.default:g}`"
+    return f"`{setting.default}`"
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.flag)
+def test_the_readme_flag_table_has_every_setting_with_its_env_and_default(setting):
+    rows = _readme_flag_table()
+    assert setting.flag in rows, f"{setting.flag} is not in the README's flag table"
+    env, default, meaning = rows[setting.flag]
+    assert env == f"`{setting.env}`"
+    if setting.default is None:
+        assert default == ""
+    else:
+        assert default.split(" ")[0] == _readme_default(setting)
+    assert meaning
+
+
+def test_the_readme_flag_table_has_no_flag_the_server_does_not_have():
+    assert sorted(_readme_flag_table()) == sorted(s.flag for s in SETTINGS)
 
 
 def test_help_shows_no_secret_defaults(monkeypatch):
-    monkeypatch.setenv("LOGGER_DB_PASSWORD", "envsecretpw")
-    monkeypatch.setenv("LOGGER_API_KEY", "envsecretkey")
+    for setting in SETTINGS:
+        if setting.name in SECRETS:
+            monkeypatch.setenv(setting.env, f"envsecret-{setting.name}")
     result = click.testing.CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
     assert "envsecret" not in result.output
+
+
+def test_secrets_are_the_password_the_api_key_and_the_database_url():
+    assert frozenset({"db_password", "api_key", "database_url"}) == SECRETS
+    secret = Setting("x_token", "LOGGER_X_TOKEN", "shown-nowhere", str, None, "A token.", True)
+    assert "shown-nowhere" not in secret.option_help()
 
 
 def test_readme_first_screen_has_the_run_and_test_commands():
