@@ -8,7 +8,9 @@ transaction, on MySQL/MariaDB (aiomysql) or on an embedded SQLite file (aiosqlit
 Where things are:
 
 * `bot_logging_server.cli`: the command line (``python3 app.py``): serve, and ``users ...``;
-* `bot_logging_server.config`: the `Config` built from flags, environment and defaults;
+* `bot_logging_server.server`: serving (hypercorn or uvicorn, workers, signals);
+* `bot_logging_server.config`: the `Config` built from flags, environment and defaults, by
+  one table of settings (`bot_logging_server.config.settings`);
 * `bot_logging_server.blueprints`: the HTTP endpoints, one module per capability;
 * `bot_logging_server.schemas`: every request schema (marshmallow);
 * `bot_logging_server.auth` and `bot_logging_server.tokens`: who is asking;

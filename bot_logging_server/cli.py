@@ -14,8 +14,6 @@ Every option has an environment fallback (see ``--help``); flags win over the en
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -23,6 +21,7 @@ from typing import Any, TypeVar
 
 import click
 
+from bot_logging_server import server
 from bot_logging_server import users as user_admin
 from bot_logging_server.config import SETTINGS, Config, ConfigError, Setting, build_config
 from bot_logging_server.storage import (
@@ -33,13 +32,9 @@ from bot_logging_server.storage import (
     make_storage,
 )
 
-__all__ = ["CONFIG_ENV", "main"]
-
-#: The environment variable through which worker processes receive the parent's flags.
-CONFIG_ENV = "BOT_LOGGING_SERVER_FLAGS"
+__all__ = ["main"]
 
 T = TypeVar("T")
-log = logging.getLogger("bot_logging_server")
 
 
 def _option(setting: Setting) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -73,131 +68,11 @@ def main(ctx: click.Context, **flags: Any) -> None:
     """
     try:
         config = build_config(flags, os.environ)
+        ctx.obj = config
+        if ctx.invoked_subcommand is None:
+            server.serve(config, flags)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    ctx.obj = config
-    if ctx.invoked_subcommand is None:
-        serve(config, flags)
-
-
-def serve(config: Config, flags: dict[str, Any]) -> None:
-    """Serve the app (hypercorn, or uvicorn) until SIGINT/SIGTERM; exit 1 if start-up fails."""
-    import hypercorn.asyncio
-    import hypercorn.config
-    import hypercorn.run
-    from hypercorn.utils import LifespanFailureError
-
-    from bot_logging_server import create_app
-    from bot_logging_server.tail import shutdown_trigger
-
-    logging.basicConfig(
-        level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    hc = hypercorn.config.Config()
-    host = f"[{config.host}]" if ":" in config.host else config.host
-    hc.bind = [f"{host}:{config.port}"]
-    hc.graceful_timeout = 10.0
-    # Slow clients: headers must arrive within keep_alive_timeout of the connection opening
-    # (or of the previous answer), no read may wait longer than read_timeout, and the body
-    # must be complete within body_timeout (Quart's BODY_TIMEOUT, set in create_app).
-    hc.keep_alive_timeout = config.keep_alive_timeout
-    hc.read_timeout = config.read_timeout
-    # Route hypercorn's own messages through our logging set-up (no second handler).
-    hc.errorlog = logging.getLogger("hypercorn.error")
-    click.echo(config.describe(), err=False)
-    use_uvloop = _wants_uvloop(config.event_loop)
-    if config.http_server == "uvicorn":
-        _serve_uvicorn(config, flags, use_uvloop)
-        return
-    try:
-        if config.workers == 1:
-            app = create_app(config)
-            # The trigger also ends live tails at once (workers: at the graceful timeout).
-            serving = hypercorn.asyncio.serve(app, hc, shutdown_trigger=shutdown_trigger(app))
-            if use_uvloop:
-                import uvloop
-
-                uvloop.run(serving)
-            else:
-                asyncio.run(serving)
-        else:
-            hc.worker_class = "uvloop" if use_uvloop else "asyncio"
-            # Workers are separate processes: hand them the same flags to rebuild the config.
-            os.environ[CONFIG_ENV] = json.dumps(flags)
-            hc.workers = config.workers
-            hc.application_path = "bot_logging_server.asgi:app_from_environment()"
-            sys.exit(hypercorn.run.run(hc))
-    except LifespanFailureError as exc:
-        # The database is not waited for: exit 1 at once, so that a supervisor (systemd,
-        # docker) restarts the server, and say where it tried (never the password).
-        log.error(
-            "start-up failed (storage %s): %s", config.database.masked(), exc.__cause__ or exc
-        )
-        raise SystemExit(1) from None
-    except StorageError as exc:
-        log.error("start-up failed (storage %s): %s", config.database.masked(), exc)
-        raise SystemExit(1) from None
-    log.info("stopped")
-
-
-def _serve_uvicorn(config: Config, flags: dict[str, Any], use_uvloop: bool) -> None:
-    """Serve the same app with uvicorn (httptools when installed); exit 1 if start-up fails."""
-    try:
-        import uvicorn
-    except ImportError:
-        raise click.UsageError("--http-server uvicorn: uvicorn is not installed") from None
-    from bot_logging_server import create_app
-
-    try:
-        import httptools  # noqa: F401
-
-        http = "httptools"
-    except ImportError:
-        http = "h11"
-    options: dict[str, Any] = {
-        "host": config.host,
-        "port": config.port,
-        "loop": "uvloop" if use_uvloop else "asyncio",
-        "http": http,
-        "lifespan": "on",
-        "access_log": False,
-        # Keep our logging set-up (uvicorn's default config would replace it).
-        "log_config": None,
-        "log_level": config.log_level.lower(),
-        "timeout_graceful_shutdown": 10,
-        "timeout_keep_alive": max(1, round(config.keep_alive_timeout)),
-    }
-    try:
-        if config.workers == 1:
-            uvicorn.run(create_app(config), **options)
-        else:
-            # Workers are separate processes: hand them the same flags to rebuild the config.
-            os.environ[CONFIG_ENV] = json.dumps(flags)
-            uvicorn.run(
-                "bot_logging_server.asgi:app_from_environment",
-                factory=True,
-                workers=config.workers,
-                **options,
-            )
-    except SystemExit as exc:
-        if exc.code not in (0, None):
-            # uvicorn exits 3 when the app's start-up (storage open) failed; it logged why.
-            log.error("start-up failed (see the messages above)")
-            raise SystemExit(1) from None
-        raise
-
-
-def _wants_uvloop(choice: str) -> bool:
-    """Whether to run on uvloop: ``uvloop`` demands it, ``auto`` takes it when installed."""
-    if choice == "asyncio":
-        return False
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        if choice == "uvloop":
-            raise click.UsageError("--event-loop uvloop: uvloop is not installed") from None
-        return False
-    return True
 
 
 def _with_storage(config: Config, work: Callable[[Storage], Awaitable[T]]) -> T:
