@@ -28,13 +28,12 @@ from __future__ import annotations
 from quart import Quart
 
 from bot_logging_server import auth, ratelimit, storage, tail
+from bot_logging_server._version import __version__
 from bot_logging_server.blueprints import register_blueprints
 from bot_logging_server.config import APP_CONFIG_KEY, Config
 from bot_logging_server.errors import register_error_handlers
 
 __all__ = ["__version__", "create_app"]
-
-__version__ = "1.0.0"
 
 
 def create_app(config: Config) -> Quart:

@@ -141,3 +141,15 @@ def test_ci_runs_the_readmes_test_command():
     readme = (ROOT / "README.md").read_text()
     command = re.search(r"```sh\n(.*pytest.*)\n```", readme).group(1)
     assert command in (ROOT / ".ci" / "run").read_text()
+
+
+def test_setup_py_takes_the_version_from_the_package():
+    result = subprocess.run(
+        [sys.executable, "setup.py", "--version"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == bot_logging_server.__version__
