@@ -28,8 +28,8 @@ from typing import Any
 
 from quart import current_app, request
 
-from bot_logging_server.bodies import read_json
 from bot_logging_server.errors import BadRequest, Forbidden, ServiceUnavailable
+from bot_logging_server.json_body import read_json
 from bot_logging_server.schemas import USERNAME_RE, clean_text
 from bot_logging_server.storage import Storage, User
 from bot_logging_server.tokens import DUMMY_HASH, is_token_shaped, verify_token

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import click
 
-from bot_logging_server import users as user_admin
+from bot_logging_server import accounts as user_admin
 from bot_logging_server.config import Config, ConfigError, build_config
 from bot_logging_server.config.quart_config import DEFAULTS, ENVIRONMENT
 from bot_logging_server.storage import (
