@@ -17,7 +17,8 @@ from bot_logging_server import accounts
 from bot_logging_server.config import get_config
 from bot_logging_server.errors import BadRequest, Conflict, Forbidden, json_response
 from bot_logging_server.json_body import read_json
-from bot_logging_server.schemas import ValidationFailed, load_create_user
+from bot_logging_server.schemas.accounts import load_create_user
+from bot_logging_server.schemas.base import ValidationFailed
 from bot_logging_server.storage import UserExists, get_storage
 
 __all__ = ["bp", "post_create_user"]
