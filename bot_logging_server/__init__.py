@@ -12,7 +12,7 @@ Where things are:
 * `bot_logging_server.config`: the `Config` built from flags, environment and defaults, by
   one table of settings (`bot_logging_server.config.settings`);
 * `bot_logging_server.blueprints`: the HTTP endpoints, one module per capability;
-* `bot_logging_server.schemas`: every request schema (marshmallow);
+* `bot_logging_server.schemas`: the request schemas (marshmallow), one module per concern;
 * `bot_logging_server.auth` and `bot_logging_server.tokens`: who is asking;
 * `bot_logging_server.storage`: the storage interface and its MySQL and SQLite backends;
 * `bot_logging_server.errors`: the contract's JSON error shape, rendered in one place.

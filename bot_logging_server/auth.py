@@ -28,9 +28,9 @@ from typing import Any
 
 from quart import current_app, request
 
-from bot_logging_server.bodies import read_json
-from bot_logging_server.errors import BadRequest, Forbidden, ServiceUnavailable
-from bot_logging_server.schemas import USERNAME_RE, clean_text
+from bot_logging_server.errors import Forbidden, ServiceUnavailable
+from bot_logging_server.schemas.accounts import USERNAME_RE
+from bot_logging_server.schemas.values import clean_text
 from bot_logging_server.storage import Storage, User
 from bot_logging_server.tokens import DUMMY_HASH, is_token_shaped, verify_token
 
@@ -38,7 +38,7 @@ __all__ = [
     "Authenticator",
     "get_authenticator",
     "header_credentials",
-    "requires_batch_user",
+    "header_token",
     "requires_header_user",
 ]
 
@@ -148,30 +148,7 @@ def get_authenticator() -> Authenticator:
 Handler = Callable[..., Awaitable[Any]]
 
 
-def requires_batch_user(handler: Handler) -> Handler:
-    """Decorate a handler of a ``{"data": {"user": ...}}`` body with the contract's checks.
-
-    In the contract's order: the body must be a JSON object whose ``data`` is an object with
-    a string ``user`` (else 400); then (``data.user``, ``X-User-Token``) must match an active
-    user (else 403). The handler is called as ``handler(user, data, ...)``.
-    """
-
-    @functools.wraps(handler)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        body = await read_json()
-        data = body.get("data") if isinstance(body, dict) else None
-        if not isinstance(data, dict):
-            raise BadRequest("data: must be a JSON object")
-        username = data.get("user")
-        if not isinstance(username, str):
-            raise BadRequest("data.user: must be a string")
-        user = await get_authenticator().authenticate(clean_text(username), _header_token())
-        return await handler(user, data, *args, **kwargs)
-
-    return wrapper
-
-
-def _header_token() -> str | None:
+def header_token() -> str | None:
     """``X-User-Token``; None when missing, or when sent twice with different values."""
     values = set(request.headers.getlist("X-User-Token"))
     return values.pop() if len(values) == 1 else None
@@ -187,7 +164,7 @@ def header_credentials() -> tuple[str, str | None]:
     username = request.headers.get("X-User", "")
     with contextlib.suppress(UnicodeError):
         username = username.encode("latin-1").decode("utf-8")
-    token = _header_token()
+    token = header_token()
     if token is None:
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and value.strip():

@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 
 import click
 
+from bot_logging_server import accounts as user_admin
 from bot_logging_server import server
-from bot_logging_server import users as user_admin
 from bot_logging_server.config import SETTINGS, Config, ConfigError, Setting, build_config
 from bot_logging_server.storage import (
     Storage,

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from bot_logging_server.accounts import create_user
 from bot_logging_server.storage import Storage
-from bot_logging_server.users import create_user
 
 
 @dataclass(frozen=True)

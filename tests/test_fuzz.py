@@ -29,9 +29,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot_logging_server import create_app
+from bot_logging_server.accounts import create_user
 from bot_logging_server.config import build_config
 from bot_logging_server.storage import Storage, get_storage
-from bot_logging_server.users import create_user
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 MAX_RECORDS = 20

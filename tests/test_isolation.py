@@ -18,7 +18,7 @@ import pytest
 from helpers import assert_added, assert_error, client_body, post_logs
 from realserver import ROOT
 
-from bot_logging_server.users import rotate_token
+from bot_logging_server.accounts import rotate_token
 
 
 async def test_a_token_never_works_with_another_users_name(client, storage, make_user):

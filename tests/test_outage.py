@@ -172,9 +172,9 @@ async def test_sqlite_locked_by_another_process_answers_503_then_recovers(
 ):
     url = f"sqlite:///{tmp_path / 'locked.db'}"
     from bot_logging_server import create_app
+    from bot_logging_server.accounts import create_user
     from bot_logging_server.config import build_config
     from bot_logging_server.storage import get_storage
-    from bot_logging_server.users import create_user
 
     app = create_app(build_config({"database_url": url, "db_timeout": 0.3}, environ={}))
     async with app.test_app() as test_app:

@@ -13,9 +13,9 @@ from types import SimpleNamespace
 
 from helpers import assert_added, assert_error, client_body, post_logs
 
+from bot_logging_server.accounts import create_user
 from bot_logging_server.config import build_config
 from bot_logging_server.storage import Storage, get_storage
-from bot_logging_server.users import create_user
 
 
 async def _account(storage: Storage) -> SimpleNamespace:

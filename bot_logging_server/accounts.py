@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from bot_logging_server.schemas import USERNAME_RE, USERNAME_RULE
+from bot_logging_server.schemas.accounts import USERNAME_RE, USERNAME_RULE
 from bot_logging_server.storage import Storage, User
 from bot_logging_server.tokens import hash_token, password_token, random_token
 
