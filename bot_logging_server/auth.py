@@ -7,8 +7,8 @@ wrong token.
 
 A verified pair is cached for ``auth_cache_seconds`` (at most 5 s, the contract's limit for
 a change made by another process); after that the user's row is read again, and the slow
-hash is recomputed only if the stored hash changed. A change made through this process's
-storage (disable, rotate, remove: `Storage.users_changed`) drops the cache at once.
+hash is recomputed only if the stored hash changed. A change made in this process through
+`bot_logging_server.accounts` (disable, rotate, remove: `accounts.changes`) drops the cache at once.
 Concurrent checks of the same pair share one computation, so a burst of requests after
 start-up costs one scrypt, not one each.
 """
@@ -28,6 +28,7 @@ from typing import Any
 
 from quart import current_app, request
 
+from bot_logging_server import accounts
 from bot_logging_server.errors import Forbidden, ServiceUnavailable
 from bot_logging_server.schemas.accounts import USERNAME_RE
 from bot_logging_server.schemas.values import clean_text
@@ -56,7 +57,8 @@ _HASHING_QUEUE = 64
 class _Verified:
     user: User
     checked_at: float
-    users_changed: int
+    #: `accounts.changes` before the row was read.
+    changes: int
 
 
 class Authenticator:
@@ -83,8 +85,8 @@ class Authenticator:
         if (
             entry is not None
             and time.monotonic() - entry.checked_at < self._ttl
-            # A user changed through this process's storage: re-read at once.
-            and entry.users_changed == self._storage.users_changed
+            # A user changed in this process since: re-read at once.
+            and entry.changes == accounts.changes()
         ):
             return entry.user
         task = self._pending.get(key)
@@ -101,7 +103,7 @@ class Authenticator:
         return user
 
     async def _check(self, key: tuple[str, bytes], username: str, token: str) -> User | None:
-        version = self._storage.users_changed
+        version = accounts.changes()
         # The row's age counts from before it was read, so a change is never trusted longer
         # than the cache time.
         read_at = time.monotonic()

@@ -148,7 +148,7 @@ def users_list(config: Config) -> None:
 @click.pass_obj
 def users_disable(config: Config, name: str) -> None:
     """Disable NAME: its token is refused (within 5 s in a running server)."""
-    _with_storage(config, lambda storage: storage.set_disabled(name, True))
+    _with_storage(config, lambda storage: user_admin.set_disabled(storage, name, True))
     click.echo(f"disabled user {name!r}")
 
 
@@ -157,7 +157,7 @@ def users_disable(config: Config, name: str) -> None:
 @click.pass_obj
 def users_enable(config: Config, name: str) -> None:
     """Enable NAME again."""
-    _with_storage(config, lambda storage: storage.set_disabled(name, False))
+    _with_storage(config, lambda storage: user_admin.set_disabled(storage, name, False))
     click.echo(f"enabled user {name!r}")
 
 
@@ -179,5 +179,5 @@ def users_remove(config: Config, name: str, yes: bool) -> None:
     """Remove NAME and all of its logs."""
     if not yes and sys.stdin.isatty():
         click.confirm(f"remove user {name!r} and all its logs?", abort=True)
-    deleted = _with_storage(config, lambda storage: storage.remove_user(name))
+    deleted = _with_storage(config, lambda storage: user_admin.remove_user(storage, name))
     click.echo(f"removed user {name!r} and {deleted} log records")

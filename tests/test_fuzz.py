@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from helpers import CLIENT_PATH, client_body, client_headers
+from helpers import CLIENT_PATH, client_body, client_headers, recent_logs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -349,7 +349,7 @@ def test_every_string_field_keeps_metacharacters_nul_emoji_and_rtl_verbatim(targ
         record["p_description"] = p_description
         body = client_body(target.name, [record], p_name=p_name)
         assert target.send(json.dumps(body).encode(), logs=1) == 200
-        (row,) = target.run(target.storage.recent_logs(target.user_id, 1))
+        (row,) = target.run(recent_logs(target.storage, target.user_id, 1))
         assert (row.msg, row.p_name, row.p_description) == (msg, p_name, p_description)
 
     check()

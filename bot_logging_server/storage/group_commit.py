@@ -16,8 +16,8 @@ the commit succeeded"):
 * a member that is cancelled before its group is taken is dropped from the queue, so its
   rows are not written.
 
-Backends build their own row tuples and give `GroupCommit` a ``write`` coroutine that inserts
-a list of them in one transaction.
+A table family (`storage.logs`) builds the row tuples and gives `GroupCommit` a ``write``
+coroutine that inserts a list of them in one transaction (`Database.insert_many`).
 """
 
 from __future__ import annotations
