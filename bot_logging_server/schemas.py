@@ -1,6 +1,6 @@
 """Every request schema, in one place: marshmallow fields and schemas, instantiated once.
 
-The wire rules come from ``CONTRACT.md``:
+The wire rules are those of ``docs/API.md`` ("Field rules"):
 
 * levels: an integer 0-100, a string of digits, or a name (``notset debug info warning warn
   error critical fatal``, any case); stored as the number;
@@ -622,7 +622,7 @@ class StatsSchema(_Open):
 
 
 class ErrorSchema(_Open):
-    """Every answer that is not a success (CONTRACT.md)."""
+    """Every answer that is not a success (docs/API.md, "Conventions")."""
 
     code = fields.Integer(required=True, metadata={"example": 403})
     message = fields.String(required=True, metadata={"example": "Forbidden"})

@@ -1,4 +1,4 @@
-"""``POST /send_logs``: the log receiver of ``CONTRACT.md``.
+"""``POST /send_logs``: the log receiver (its contract: ``docs/API.md``).
 
 The real client requests ``//send_logs`` (it joins host, ``/`` and ``/send_logs``), so
 ``/send_logs``, ``//send_logs`` and ``/send_logs/`` all reach this handler. The checks run in
