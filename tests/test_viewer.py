@@ -1,4 +1,6 @@
-"""The web log viewer (issue 6), driven in a real headless Chromium against the real server.
+"""The web log viewer, driven in a real headless Chromium against the real server.
+
+docs/API.md, "The viewer".
 
 ``python3 app.py`` runs as a process on both backends; records are sent through
 ``//send_logs`` as the real client does; the browser signs in, reads, filters, opens a
