@@ -1,18 +1,11 @@
 """A standard-library `logging.Handler` that ships records to a bot-logging-server.
 
-::
-
-    import logging
-    from bot_logging_server.handler import Handler
-
-    handler = Handler("http://127.0.0.1:5000", user="alice", token="c4e3...")
-    logging.getLogger().addHandler(handler)
-    logging.getLogger("billing").warning("sku %s", "A-17")  # stored as "sku A-17"
-
-It speaks the wire format of ``POST /send_logs`` (``docs/API.md``): one request per batch,
-``{"data": {"user", "pid", "p_name", "post_time", "logs": [{"level", "msg", "event_at",
-"p_description"}]}}`` with the user's token in ``X-User-Token``. Compared with the
-LoggerBotLogging client (``bot_logging.RemoteLogger``) it loses nothing it does not have to:
+``logging.getLogger().addHandler(Handler("http://127.0.0.1:5000", "alice", token))``; then
+``log.warning("sku %s", "A-17")`` is stored as ``sku A-17``. It speaks the wire format of
+``POST /send_logs`` (``docs/API.md``): one request per batch, ``{"data": {"user", "pid",
+"p_name", "post_time", "logs": [{"level", "msg", "event_at", "p_description"}]}}`` with the
+user's token in ``X-User-Token``. Compared with the LoggerBotLogging client
+(``bot_logging.RemoteLogger``) it loses nothing it does not have to:
 
 * ``msg`` is the record as the handler's formatter renders it (default ``%(message)s``): the
   arguments are applied and a traceback (``log.exception``) or stack (``stack_info``) follows
@@ -27,8 +20,9 @@ LoggerBotLogging client (``bot_logging.RemoteLogger``) it loses nothing it does 
   splits the batch in two. A 400 (or another answer no retry can fix) drops the batch, counts
   it and keeps the thread alive.
 * At exit ``logging.shutdown()`` calls `flush` and `close`: the queued records are sent, but
-  `close` waits at most `close_timeout` seconds (each request's timeout is cut to what is
-  left), so a process whose server is down still exits promptly.
+  each waits at most `close_timeout` seconds (`flush` returns as soon as a delivery fails;
+  requests `close` starts are cut to its deadline), so a process whose server is down still
+  exits promptly.
 * Nothing here raises into the application or blocks it: `emit`, `flush` and `close` swallow
   every error; problems go to `stats` and, like ``logging``'s own errors, one line to stderr
   (when ``logging.raiseExceptions`` is true).
@@ -356,7 +350,7 @@ class Handler(logging.Handler):
         """Wait for a full batch, the oldest record's interval, a flush or close; None: stop."""
         with self._cond:
             while True:
-                if self._past_deadline():
+                if self._closing and time.monotonic() >= self._deadline:
                     left = len(self._pending)
                     self._pending.clear()
                     if left:
@@ -459,10 +453,7 @@ class Handler(logging.Handler):
         except (OSError, http.client.HTTPException, ValueError) as exc:
             return None, None, f"{type(exc).__name__}: {exc}"
 
-    # -- bookkeeping (all under the condition's lock) ---------------------------------------
-
-    def _past_deadline(self) -> bool:
-        return self._closing and time.monotonic() >= self._deadline
+    # -- bookkeeping ------------------------------------------------------------------------
 
     def _request_timeout(self) -> float | None:
         """`timeout`, cut to what is left before close's deadline; None once it has passed."""

@@ -191,6 +191,22 @@ def test_a_process_that_logs_and_exits_delivers_its_queued_records(live):
     assert sorted(row["msg"] for row in rows) == sorted(f"at exit {i}" for i in range(30))
 
 
+def test_the_readme_snippet_stores_what_it_says(live):
+    readme = (ROOT / "README.md").read_text()
+    snippet = readme.split("**From Python's logging**", 1)[1].split("```python\n", 1)[1]
+    snippet = snippet.split("```", 1)[0]
+    snippet = snippet.replace("http://127.0.0.1:5000", live.url)
+    snippet = snippet.replace('"alice"', repr(live.user.name))
+    snippet = snippet.replace('"c4e31313222cf05fcdd1fc068af5570e"', repr(live.user.token))
+    result = subprocess.run(
+        [sys.executable, "-c", snippet], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    first, second = live.rows("billing")[-2:]
+    assert first["msg"] == "sku A-17 out of stock"
+    assert second["msg"].startswith("charge failed\nTraceback (most recent call last):")
+
+
 # -- a scripted fake server ---------------------------------------------------------------
 
 
@@ -368,11 +384,48 @@ def test_the_application_never_waits_or_sees_an_error_when_the_server_is_silent(
         started = time.monotonic()
         handler.close()
         assert time.monotonic() - started < 3  # close_timeout 1 s (+1 s grace), not timeout 30
+        stats = handler.stats  # the sender is still stuck in its request: close counted it
+        assert stats.sent == 0 and stats.queued == 0
+        assert stats.dropped_full + stats.dropped_unsent == 2000
     finally:
         sock.close()
-    stats = handler.stats
-    assert stats.sent == 0 and stats.queued == 0
-    assert stats.dropped_full + stats.dropped_unsent == 2000
+
+
+def test_close_alone_delivers_what_is_queued_before_it_returns(attach):
+    def slowly(body: dict[str, Any]) -> int:
+        time.sleep(0.5)
+        return 200
+
+    with FakeServer() as fake:
+        fake.always = slowly
+        handler, log = attach(fake.url, "alice", TOKEN, flush_interval=300)
+        for i in range(3):
+            log.warning("closing %d", i)
+        handler.close()
+        assert handler.stats.sent == 3
+        assert fake.msgs() == ["closing 0", "closing 1", "closing 2"]
+
+
+def test_close_cuts_a_request_to_what_is_left_of_close_timeout(attach):
+    sock, port = silent_port()
+    try:
+        handler, log = attach(
+            f"http://127.0.0.1:{port}",
+            "alice",
+            TOKEN,
+            flush_interval=300,
+            timeout=30,
+            close_timeout=1.5,
+        )
+        log.warning("never answered")
+        started = time.monotonic()
+        handler.close()  # the batch's request starts now, with 1.5 s left, not 30
+        took = time.monotonic() - started
+    finally:
+        sock.close()
+    assert "timed out" in handler.stats.last_error  # the request's own timeout, cut to 1.5 s
+    assert took < 2.4  # the deadline, not the deadline plus close's 1 s grace
+    assert handler.stats.dropped_unsent == 1
 
 
 def test_the_queue_never_holds_more_than_max_queue_records(attach):
