@@ -34,8 +34,6 @@ from realserver import ROOT, RemoteUser, ServerProcess, add_user, free_port
 
 from bot_logging_server.handler import Handler
 
-HANDLER_FILE = ROOT / "bot_logging_server" / "handler.py"
-
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
     """Poll `predicate` until it is truthy; fail after `timeout` seconds."""
@@ -493,17 +491,17 @@ def test_a_forked_child_sends_its_own_records_and_not_the_parents():
 
 
 STDLIB_ONLY_SCRIPT = """
-import importlib.util, logging, sys
+import logging, sys
 
-spec = importlib.util.spec_from_file_location("handler", sys.argv[1])
-module = sys.modules["handler"] = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-handler = module.Handler(sys.argv[2], "alice", "0" * 32)
+sys.path.insert(0, sys.argv[1])  # the repository root, and nothing else besides the stdlib
+from bot_logging_server.handler import Handler
+
+handler = Handler(sys.argv[2], "alice", "0" * 32)
 logging.getLogger("plain").addHandler(handler)
 logging.getLogger("plain").warning("no %s needed", "dependencies")
 handler.close()
 outside = {name.split(".")[0] for name in sys.modules} - set(sys.stdlib_module_names)
-print(handler.stats.sent, sorted(outside - {"handler", "__main__"}))
+print(handler.stats.sent, sorted(outside - {"bot_logging_server", "__main__"}))
 """
 
 
@@ -511,7 +509,7 @@ def test_the_handler_needs_only_the_standard_library():
     with FakeServer() as fake:
         result = subprocess.run(
             # -I -S: no site-packages, no current directory: only the standard library
-            [sys.executable, "-I", "-S", "-c", STDLIB_ONLY_SCRIPT, str(HANDLER_FILE), fake.url],
+            [sys.executable, "-I", "-S", "-c", STDLIB_ONLY_SCRIPT, str(ROOT), fake.url],
             capture_output=True,
             text=True,
             timeout=60,
