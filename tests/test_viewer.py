@@ -407,6 +407,19 @@ def hover_text(page, iso: str) -> str:
     return page.inner_text("#chart-tip")
 
 
+def drawn_at(page, iso: str) -> bool:
+    """Whether the chart has a bar at time `iso` (a painted pixel just above its baseline)."""
+    box = page.locator("#histogram").bounding_box()
+    x = round(chart_x(page, iso) - box["x"])
+    script = """([x]) => {
+        const canvas = document.getElementById("histogram");
+        const ratio = window.devicePixelRatio || 1;
+        const y = Math.floor((canvas.clientHeight - 20) * ratio);
+        return canvas.getContext("2d").getImageData(Math.floor(x * ratio), y, 1, 1).data[3];
+    }"""
+    return page.evaluate(script, [x]) > 0
+
+
 def test_the_time_axis_is_linear_with_empty_buckets_as_gaps(page, live_server, account):
     account.send(
         client_record(0, msg="a", level=40, event_at="2021-03-01T10:15:00"),
@@ -429,7 +442,16 @@ def test_the_time_axis_is_linear_with_empty_buckets_as_gaps(page, live_server, a
         "error",
         "critical",
     ]
-    # Hover counts: each bar at its own time, and the empty days between them are gaps.
+    # Each bar is drawn at its own time, and the empty days between them are gaps.
+    drawn = {iso: drawn_at(page, iso) for iso in ("2021-03-01T10:30", "2021-03-01T11:30")}
+    drawn |= {iso: drawn_at(page, iso) for iso in ("2021-03-02T20:30", "2021-03-04T09:30")}
+    assert drawn == {
+        "2021-03-01T10:30": True,
+        "2021-03-01T11:30": True,
+        "2021-03-02T20:30": False,
+        "2021-03-04T09:30": True,
+    }
+    # Hovering shows the counts of the bucket under the pointer (0 in a gap).
     assert hover_text(page, "2021-03-01T10:30:00").startswith("1 record\n2021-03-01 10:00 \u2013 ")
     assert hover_text(page, "2021-03-01T11:30:00") == (
         "2 records\n2021-03-01 11:00 \u2013 2021-03-01 12:00\ninfo 1, warning 1"
@@ -511,7 +533,8 @@ def test_every_filter_lives_in_the_url_and_back_and_forward_restore_it(page, liv
     expect(page.locator("#logs tbody tr")).to_have_count(3)
     page.select_option("#filter-level", "40")
     expect(page.locator("#logs tbody tr")).to_have_count(2)
-    page.locator("#filter-q").press_sequentially("disk", delay=30)  # one history entry
+    # Typed slower than the 300 ms pause that sends it, and still one history entry.
+    page.locator("#filter-q").press_sequentially("disk", delay=400)
     expect(page.locator("#logs tbody td.msg")).to_have_text(["disk full"])
     for field, value in [
         ("p_name", "worker"),

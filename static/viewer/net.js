@@ -127,6 +127,7 @@ export function reportUp() {
 
 /** Resolves at once when the server is up, else once a probe succeeds; rejects on abort. */
 export function ready(signal) {
+  if (signal?.aborted) return Promise.reject(signal.reason);
   if (!gate.down) return Promise.resolve();
   return new Promise((resolve, reject) => {
     const done = () => { signal?.removeEventListener("abort", abort); resolve(); };

@@ -66,7 +66,8 @@ export function fillForm(view, inputs = true) {
     for (const key of TEXT) check(key, "");
   }
   for (const button of document.querySelectorAll("#ranges button")) {
-    button.setAttribute("aria-pressed", String(button.dataset.range === view.range));
+    const typed = Boolean(view.since || view.until); // then no quick range is on, not even "All"
+    button.setAttribute("aria-pressed", String(!typed && button.dataset.range === view.range));
   }
   labelTimes(view);
 }
