@@ -13,7 +13,7 @@ and raises `GaleraError` with the tail of each node's error log; `stop()` always
 process the cluster started (by process group id) and checks that none is left.
 
 If the test process itself dies (``kill -9``, a CI timeout), a small reaper process that
-watches it kills the nodes and removes the directory. The pytest fixtures are in
+watches it (`galera_reaper`) kills the nodes and removes the directory. The pytest fixtures are in
 `galera_fixtures`.
 """
 
@@ -53,28 +53,7 @@ FAILURE_DETECTION = {
 }
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 15.0
-# Reads process group ids (``-id`` withdraws one) until "done"; at EOF without "done" (the
-# test process died) it kills every group still listed and removes the cluster directory.
-_REAPER = """
-import os, shutil, signal, sys
-groups, done = set(), False
-for line in sys.stdin:
-    word = line.strip()
-    if word == "done":
-        done = True
-        break
-    if word.startswith("-"):
-        groups.discard(int(word[1:]))
-    elif word:
-        groups.add(int(word))
-if not done:
-    for pgid in groups:
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except OSError:
-            pass
-    shutil.rmtree(sys.argv[1], ignore_errors=True)
-"""
+REAPER = Path(__file__).with_name("galera_reaper.py")
 
 
 class GaleraError(RuntimeError):
@@ -381,7 +360,7 @@ class GaleraCluster:
         """Make the directory, pick the ports, install one datadir and copy it to each node."""
         self.base = Path(tempfile.mkdtemp(prefix="blst-galera-", dir="/tmp"))
         self._reaper = subprocess.Popen(
-            [sys.executable, "-c", _REAPER, str(self.base)],
+            [sys.executable, str(REAPER), str(self.base)],
             stdin=subprocess.PIPE,
             start_new_session=True,
         )
