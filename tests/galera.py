@@ -13,8 +13,8 @@ and raises `GaleraError` with the tail of each node's error log; `stop()` always
 process the cluster started (by process group id) and checks that none is left.
 
 If the test process itself dies (``kill -9``, a CI timeout), a small reaper process that
-watches it (`galera_reaper`) kills the nodes and removes the directory. The pytest fixtures are in
-`galera_fixtures`.
+watches it (`galera_reaper`) kills the nodes and removes the directory. The pytest fixtures
+are in `galera_fixtures`.
 """
 
 from __future__ import annotations
