@@ -161,10 +161,10 @@ def test_auto_increment_ids_interleave_across_nodes_without_collisions(galera, d
         assert {step for step, _ in settings.values()} == {3}
         assert sorted(offset for _, offset in settings.values()) == [1, 2, 3]
         ids: list[tuple[int, int]] = []
-        for _round in range(4):
+        for round_no in range(4):
             for index, conn in conns.items():
                 with conn.cursor() as cur:
-                    cur.execute("INSERT INTO t (node, n) VALUES (%s, %s)", (index, _round))
+                    cur.execute("INSERT INTO t (node, n) VALUES (%s, %s)", (index, round_no))
                     ids.append((cur.lastrowid, index))
         for row_id, index in ids:
             step, offset = settings[index]
@@ -179,8 +179,11 @@ def test_auto_increment_ids_interleave_across_nodes_without_collisions(galera, d
             (first,), (second,) = cur.fetchall()
         assert second - first == 3
         ids += [(first, 1), (second, 1)]
-        stored = query(causal(galera, 2, db), "SELECT id, node FROM t ORDER BY id")
-        assert stored == sorted(ids)
+        reader = causal(galera, 2, db)
+        try:
+            assert query(reader, "SELECT id, node FROM t ORDER BY id") == sorted(ids)
+        finally:
+            reader.close()
     finally:
         for conn in conns.values():
             conn.close()
