@@ -26,7 +26,7 @@ import hypercorn.run
 from hypercorn.utils import LifespanFailureError
 from quart import Quart
 
-from bot_logging_server import create_app
+from bot_logging_server import create_app, metrics
 from bot_logging_server.config import Config, ConfigError, build_config
 from bot_logging_server.storage import StorageError
 from bot_logging_server.tail import stop_streams
@@ -140,6 +140,8 @@ def serve(config: Config, flags: Mapping[str, Any]) -> None:
     """
     configure_logging(config.log_level)
     print(config.describe(), flush=True)
+    # --metrics-port with --workers: the parent serves every worker's numbers, summed.
+    metrics.start_worker_exporter(config)
     use_uvloop = wants_uvloop(config.event_loop)
     if config.http_server == "uvicorn":
         _serve_uvicorn(config, flags, use_uvloop)

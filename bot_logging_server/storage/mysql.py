@@ -387,3 +387,8 @@ class MySQLDatabase(Database):
         async with self._connection() as conn, conn.cursor(_BatchCursor) as cur:
             await cur.executemany(_insert(table, tuple(columns), "%s"), rows)
             await conn.commit()
+
+    def connections_in_use(self) -> int:
+        """Pooled connections checked out right now."""
+        pool = self._pool
+        return 0 if pool is None else pool.size - pool.freesize

@@ -260,3 +260,7 @@ class SQLiteDatabase(Database):
                 await conn.execute(chunk, [value for row in part for value in row])
             if full < len(rows):
                 await conn.executemany(one, rows[full:])
+
+    def connections_in_use(self) -> int:
+        """1 while the write connection holds a transaction, else 0."""
+        return int(self._write_lock.locked())
