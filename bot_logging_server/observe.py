@@ -37,6 +37,8 @@ __all__ = ["ACCESS_LOGGER", "RequestNote", "init_app", "masked_target", "note"]
 ACCESS_LOGGER = "bot_logging_server.access"
 #: Query parameters whose values are never printed.
 _SECRET_PARAM = re.compile(r"token|key|pass|secret|auth|sig", re.IGNORECASE)
+#: A token's shape (and longer hex runs): masked wherever it appears in a printed target.
+_TOKEN_SHAPED = re.compile(r"[0-9a-fA-F]{32,}")
 #: The route label of a request no route matched (404, 405).
 _UNMATCHED = "unmatched"
 
@@ -79,15 +81,20 @@ def note(*, user: str | None = None, records: int | None = None) -> None:
 
 
 def masked_target(path: str, query_string: bytes) -> str:
-    """`path` and its query, the value of every secret-looking parameter replaced by ``***``."""
-    if not query_string:
-        return path
-    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
-    shown = "&".join(
-        f"{quote(name, safe='')}={'***' if _SECRET_PARAM.search(name) else quote(value, safe='')}"
-        for name, value in pairs
-    )
-    return f"{path}?{shown}"
+    """`path` and its query as the access log prints them, secrets replaced by ``***``.
+
+    The value of every secret-looking parameter is masked, and so is any run of 32 or more
+    hex digits anywhere (a token's shape: say, one pasted into a path by mistake).
+    """
+    target = path
+    if query_string:
+        pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+        target += "?" + "&".join(
+            f"{quote(name, safe='')}="
+            + ("***" if _SECRET_PARAM.search(name) else quote(value, safe=""))
+            for name, value in pairs
+        )
+    return _TOKEN_SHAPED.sub("***", target)
 
 
 def _route_label(rule: str) -> str:
