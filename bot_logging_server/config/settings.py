@@ -306,7 +306,7 @@ SETTINGS: tuple[Setting, ...] = (
         "LOGGER_PURGE_BATCH",
         1000,
         int,
-        (1, 100_000),
+        (1, 10_000),
         "Records deleted per transaction when purging (small: ingest never waits long).",
     ),
 )
