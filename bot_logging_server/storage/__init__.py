@@ -1,10 +1,11 @@
 """Storage: the `Storage` object, its backends, and how the app holds one.
 
 Layout: `base` (records, exceptions, the `Dialect` and `Database` seams), one module per table
-family whose SQL is written once (`users`, `logs`), one module per backend holding only what
-differs (`mysql`, `sqlite`: dialect, connections, error mapping), `migrations` (the schema,
-both backends side by side) and `group_commit`. A new table family is a new module beside
-`users` and `logs`, a class `Storage` inherits, and a step in `migrations`.
+family whose SQL is written once (`users`, `logs`, `retention`), one module per backend
+holding only what differs (`mysql`, `sqlite`: dialect, connections, error mapping),
+`migrations` (the schema, both backends side by side) and `group_commit`. A new table family
+is a new module beside `users` and `logs`, a class `Storage` inherits, and a step in
+`migrations`.
 
 `make_storage(config)` picks the backend from the database URL's scheme (the one place that
 does). `init_app(app, storage)` opens it in ``before_serving`` and closes it in
@@ -32,6 +33,7 @@ from bot_logging_server.storage.base import (
     utc_now,
 )
 from bot_logging_server.storage.logs import LogTable
+from bot_logging_server.storage.retention import RetentionRule, RetentionTable
 from bot_logging_server.storage.users import UserTable
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "LevelCount",
     "LogQuery",
     "LogRow",
+    "RetentionRule",
     "Storage",
     "StorageError",
     "StorageUnavailable",
@@ -56,7 +59,7 @@ __all__ = [
 _EXTENSION = "bot_logging_server.storage"
 
 
-class Storage(UserTable, LogTable):
+class Storage(UserTable, LogTable, RetentionTable):
     """What the server needs from a database: every table family, on one `Database`.
 
     One instance per process, shared by requests. `open` is awaited once at start-up (it

@@ -305,6 +305,19 @@ class Database(abc.ABC):
         """Insert `rows` (values in `columns` order) in one transaction, as fast as the
         backend can: a group commit's write."""
 
+    def connections_in_use(self) -> int:
+        """How many of this process's connections are busy right now (for the metrics)."""
+        return 0
+
+    @abc.abstractmethod
+    def named_lock(
+        self, name: str, wait: float = 0.0
+    ) -> contextlib.AbstractAsyncContextManager[bool]:
+        """``async with db.named_lock("purge") as got``: `got` is True when this process
+        holds the lock `name` (for this database, across processes) for the block, False
+        when another holder kept it for `wait` seconds. The lock is released at the block's
+        end, and by the database or the OS if the process dies."""
+
 
 class Table:
     """Base of a table family: that table's queries, written once against any `Database`.

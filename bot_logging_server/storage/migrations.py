@@ -119,6 +119,29 @@ _STEPS: tuple[tuple[int, str, dict[str, tuple[str, ...]]], ...] = (
             ),
         },
     ),
+    (
+        3,
+        "retention: per-user maximum age and rows",
+        {
+            # One row per user with its own retention; NULL: the server's default, 0: none.
+            "mysql": (
+                """CREATE TABLE IF NOT EXISTS retention (
+                    user_id INT UNSIGNED NOT NULL PRIMARY KEY,
+                    max_age_seconds BIGINT NULL,
+                    max_rows BIGINT NULL,
+                    updated_at DATETIME(6) NOT NULL
+                ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
+            ),
+            "sqlite": (
+                """CREATE TABLE IF NOT EXISTS retention (
+                    user_id INTEGER NOT NULL PRIMARY KEY,
+                    max_age_seconds INTEGER NULL,
+                    max_rows INTEGER NULL,
+                    updated_at TEXT NOT NULL
+                )""",
+            ),
+        },
+    ),
 )
 
 
@@ -148,6 +171,7 @@ REQUIRED_COLUMNS: dict[str, frozenset[str]] = {
             "received_at",
         }
     ),
+    "retention": frozenset({"user_id", "max_age_seconds", "max_rows", "updated_at"}),
 }
 
 

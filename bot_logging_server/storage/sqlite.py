@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -260,3 +262,36 @@ class SQLiteDatabase(Database):
                 await conn.execute(chunk, [value for row in part for value in row])
             if full < len(rows):
                 await conn.executemany(one, rows[full:])
+
+    def connections_in_use(self) -> int:
+        """1 while the write connection holds a transaction, else 0."""
+        return int(self._write_lock.locked())
+
+    @contextlib.asynccontextmanager
+    async def named_lock(self, name: str, wait: float = 0.0) -> AsyncIterator[bool]:
+        """An exclusive ``flock`` on the file ``<database>-<name>.lock`` beside the database,
+        held for the block; the OS frees it if the process dies."""
+        path = f"{self._path}-{name}.lock"
+        try:
+            handle = await asyncio.to_thread(open, path, "a")
+        except OSError as exc:
+            raise StorageError(f"cannot open the lock file: {exc.strerror}") from exc
+        try:
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    got = True
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        got = False
+                        break
+                    await asyncio.sleep(0.05)
+            try:
+                yield got
+            finally:
+                if got:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        finally:
+            handle.close()

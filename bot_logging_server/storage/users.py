@@ -84,5 +84,6 @@ class UserTable(Table):
             if not rows:
                 raise UserNotFound(username)
             deleted = await tx.execute("DELETE FROM user_logs WHERE user_id = ?", (rows[0][0],))
+            await tx.execute("DELETE FROM retention WHERE user_id = ?", (rows[0][0],))
             await tx.execute("DELETE FROM users WHERE id = ?", (rows[0][0],))
         return deleted.rowcount
