@@ -135,6 +135,7 @@ class Config:
     rate_limit_records: int
     event_loop: str
     http_server: str
+    keyless_events_user: str | None
 
     def describe(self) -> str:
         """One start-up line: backend, where it is, and the listening URL; never a secret."""
