@@ -258,8 +258,8 @@ async def track() -> Response:
     event = _event(load_track(body))
     try:
         await record_events(owner, [event])
-    except ValidationFailed as exc:  # a common-model limit, e.g. a huge meta
+    except ValidationFailed as exc:  # a common-model limit: a huge meta, or document
         field, _, rule = exc.detail.removeprefix("events[0].").partition(": ")
-        wire = {"data_raw": "meta", "data": "meta", "name": "action"}.get(field, field)
-        raise TrackError([_problem(["body", wire], rule, "value_error")]) from None
+        loc = {"data_raw": ["body", "meta"], "data": ["body"]}.get(field, ["body", field])
+        raise TrackError([_problem(loc, rule, "value_error")]) from None
     return json_response(None)
