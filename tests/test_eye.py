@@ -8,9 +8,11 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from helpers import new_account
 from wire_support import count_rows, new_key, no_leak, stored_events
 
 from bot_logging_server.events import Event, SessionQuery, record_events
+from bot_logging_server.storage import get_storage
 
 # What The Eye's client sends, byte for byte (json.dumps of its dict, DRF token header).
 CLIENT_BODY = (
@@ -413,3 +415,30 @@ async def test_preflight_and_answers_allow_any_origin(client, storage, user):
     assert response.headers["Access-Control-Allow-Headers"] == "authorization, content-type"
     refused = await client.post("/eye/collector", data=CLIENT_BODY)
     assert refused.headers["Access-Control-Allow-Origin"] == "*"
+
+
+async def test_a_key_disabled_elsewhere_stops_writing_after_the_auth_cache_time(make_app):
+    async with make_app(auth_cache_seconds=0.2) as app:
+        storage = get_storage(app.app)
+        client = app.test_client()
+        user = await new_account(storage)
+        key = await new_key(storage, user.id)
+        assert (await collect(client, key)).status_code == 200
+        (stored,) = await storage.list_keys(user.id)
+        # Another process (the CLI) disables it: this one's cache is not told.
+        await storage.set_key_disabled(stored.name, True)
+        await asyncio.sleep(0.3)
+        response = await collect(client, key)
+        assert response.status_code == 401
+        assert await answer(response) == {"detail": "User inactive or deleted."}
+
+
+async def test_a_key_sent_with_another_users_name_writes_nothing_for_either(
+    client, storage, make_user
+):
+    alice, bob = await make_user(), await make_user()
+    alice_key = await new_key(storage, alice.id)
+    response = await collect(client, alice_key, **{"X-User": bob.name})
+    assert response.status_code == 401 and await answer(response) == INVALID
+    assert await count_rows(storage, "events", alice.id) == 0
+    assert await count_rows(storage, "events", bob.id) == 0
