@@ -442,3 +442,35 @@ async def test_a_key_sent_with_another_users_name_writes_nothing_for_either(
     assert response.status_code == 401 and await answer(response) == INVALID
     assert await count_rows(storage, "events", alice.id) == 0
     assert await count_rows(storage, "events", bob.id) == 0
+
+
+ODD_VALUES = [
+    None,
+    True,
+    0,
+    -1,
+    1.5,
+    1e308,
+    -(2**70),
+    "",
+    " ",
+    "x" * 300,
+    "\x00",
+    "\ud800",
+    "naïve 😀",
+    [],
+    {},
+    [1, {"a": None}],
+    {"path": 7},
+    "2022-02-30 25:61:61",
+]
+
+
+@pytest.mark.parametrize("field", ["session_id", "category", "name", "data", "timestamp", "extra"])
+async def test_no_value_of_any_field_gives_a_500(client, storage, user, field):
+    key = await new_key(storage, user.id)
+    for value in ODD_VALUES:
+        body = json.dumps({**event(f"odd-{field}"), field: value}).encode()
+        response = await collect(client, key, body)
+        assert response.status_code in (200, 400), (field, value)
+        await answer(response)

@@ -396,3 +396,38 @@ async def test_preflight_and_answers_allow_any_origin(client, path):
     refused = await post(client, path, b"")
     assert refused.status_code == 400
     assert refused.headers["Access-Control-Allow-Origin"] == "*"
+
+
+ODD_TEXTS = [
+    "",
+    " ",
+    "x" * 300,
+    "\x00",
+    "naïve 😀",
+    "%FF",
+    "null",
+    "[]",
+    "{",
+    "9" * 40,
+    "2017-02-30T25:61:61Z",
+]
+
+
+@pytest.mark.parametrize("field", ["token", "action", "data", "ts", "consumer_key"])
+async def test_no_value_of_any_field_gives_a_500(client, storage, user, field):
+    key = await new_key(storage, user.id)
+    token = await start(client, key)
+    good = {"consumer_key": key, "token": token, "action": "click", "data": "{}", "ts": TS}
+    for value in ODD_TEXTS:
+        fields = {**good, field: value}
+        for path in ("/sessions", "/events", "/sessions/stop"):
+            response = await post(client, path, encode(**fields))
+            assert response.status_code in (200, 400), (field, value, path)
+            await answer(response)
+        token = await start(client, key)  # the stop above may have stopped it
+        good["token"] = token
+    # Bytes that are not UTF-8 in a form value.
+    response = await post(
+        client, "/events", b"token=" + token.encode() + b"&action=%FF%FE&data=x&ts=1"
+    )
+    assert response.status_code == 200

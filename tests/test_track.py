@@ -368,3 +368,46 @@ async def test_preflight_and_answers_allow_any_origin(client):
     refused = await send(client, None)
     assert refused.status_code == 401
     assert refused.headers["Access-Control-Allow-Origin"] == "*"
+
+
+ODD_VALUES = [
+    None,
+    True,
+    0,
+    -1,
+    1.5,
+    1e308,
+    -(2**70),
+    "",
+    " ",
+    "x" * 3000,
+    "\x00",
+    "\ud800",
+    "naïve 😀",
+    [],
+    {},
+    [1, {"a": None}],
+    {"referer": 7},
+    "2023-02-30T25:61:61Z",
+]
+FIELDS = [
+    "_v",
+    "timestamp",
+    "order",
+    "session_id",
+    "page",
+    "action",
+    "meta",
+    "client_context",
+    "server_context",
+    "unknown",
+]
+
+
+@pytest.mark.parametrize("field", FIELDS)
+async def test_no_value_of_any_field_gives_a_500(client, storage, user, field):
+    key = await new_key(storage, user.id)
+    for value in ODD_VALUES:
+        response = await send(client, key, body(**{field: value}))
+        assert response.status_code in (200, 422), (field, value)
+        await answer(response)

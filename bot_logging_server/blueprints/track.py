@@ -53,7 +53,7 @@ from bot_logging_server.events import (
 from bot_logging_server.ingest_auth import find_ingest_key, keyless_user
 from bot_logging_server.json_body import parse_json
 from bot_logging_server.records import iso
-from bot_logging_server.schemas.values import BIGINT
+from bot_logging_server.schemas.values import BIGINT, clean_text
 from bot_logging_server.storage import utc_now
 
 __all__ = ["ACTIONS", "TrackError", "bp", "load_track", "track"]
@@ -84,7 +84,9 @@ class TrackError(APIError):
 def _problem(loc: list[Any], msg: str, type_: str, **ctx: Any) -> Problem:
     problem: Problem = {"loc": loc, "msg": msg, "type": type_}
     if ctx:
-        problem["ctx"] = ctx
+        # ctx may echo what the client sent: lone surrogates (legal in JSON escapes) are
+        # made storable and printable first.
+        problem["ctx"] = json.loads(clean_text(json.dumps(ctx, ensure_ascii=False)))
     return problem
 
 
