@@ -6,7 +6,7 @@ Run from the repository root (hand-run, never collected by pytest)::
 
     python3 bench/events.py                 # 3 rounds x 10 s per interface, 64 connections
     python3 bench/events.py --quick         # 1 round x 3 s: a smoke run
-    python3 bench/events.py --out bench/RESULTS-EVENTS.md
+    python3 bench/events.py --out bench/events-results.md
 
 It creates a scratch MariaDB database (dropped at the end), starts ``python3 app.py`` on it,
 creates a user with the CLI and an ingest key for it, and drives ``bench/events.lua`` with
