@@ -143,6 +143,7 @@ class Config:
     retention_rows: int
     purge_interval: float
     purge_batch: int
+    keyless_events_user: str | None
 
     def describe(self) -> str:
         """One start-up line: backend, where it is, and the listening URL; never a secret."""

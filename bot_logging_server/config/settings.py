@@ -309,6 +309,17 @@ SETTINGS: tuple[Setting, ...] = (
         (1, 10_000),
         "Records deleted per transaction when purging (small: ingest never waits long).",
     ),
+    # Usage events from a web page may come without an ingest key (the tracker demo had no
+    # auth at all); off by default: such events are refused.
+    Setting(
+        "keyless_events_user",
+        "LOGGER_KEYLESS_EVENTS_USER",
+        None,
+        str,
+        None,
+        "User that usage events sent without an ingest key (POST /track) are stored for; "
+        "unset: they are refused with 401.",
+    ),
 )
 
 #: Settings whose values are never printed, logged or echoed in an error.

@@ -94,11 +94,14 @@ class MySQLDialect(Dialect):
         """``FORCE INDEX (index)``."""
         return f"FORCE INDEX ({index})"
 
-    def upsert(self, table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
-        """``INSERT ... ON DUPLICATE KEY UPDATE col = VALUES(col)`` (MariaDB's spelling;
-        MySQL 8.0.20+ accepts it with a deprecation note)."""
-        updates = ", ".join(f"{c} = VALUES({c})" for c in columns if c not in keys)
-        return f"{_insert(table, tuple(columns), '?')} ON DUPLICATE KEY UPDATE {updates}"
+    def on_conflict(self, keys: Sequence[str]) -> str:
+        """``ON DUPLICATE KEY UPDATE`` (any unique key: the table's own)."""
+        return "ON DUPLICATE KEY UPDATE"
+
+    def new_value(self, column: str) -> str:
+        """``VALUES(column)`` (MariaDB's spelling; MySQL 8.0.20+ accepts it with a
+        deprecation note)."""
+        return f"VALUES({column})"
 
 
 @functools.lru_cache(maxsize=1024)

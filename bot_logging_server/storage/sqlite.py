@@ -72,13 +72,13 @@ class SQLiteDialect(Dialect):
         chars, suffix = _BUCKET_PREFIX[width]
         return f"substr({column}, 1, {chars})", lambda value: datetime.fromisoformat(value + suffix)
 
-    def upsert(self, table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
-        """``INSERT ... ON CONFLICT (keys) DO UPDATE SET col = excluded.col``."""
-        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
-        return (
-            f"{_insert(table, tuple(columns), 1)} ON CONFLICT ({', '.join(keys)}) "
-            f"DO UPDATE SET {updates}"
-        )
+    def on_conflict(self, keys: Sequence[str]) -> str:
+        """``ON CONFLICT (keys) DO UPDATE SET``."""
+        return f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET"
+
+    def new_value(self, column: str) -> str:
+        """``excluded.column``."""
+        return f"excluded.{column}"
 
 
 @functools.lru_cache(maxsize=64)
