@@ -12,7 +12,9 @@ Whatever HTTP server runs the app (hypercorn or uvicorn), the same rules hold:
 * **Stalled readers** (`HTTPGuard`): a response (an export, a live tail) runs as long as the
   client keeps reading it. When the client takes nothing for ``--read-timeout`` seconds, the
   response is cut: the connection is closed without the chunked body's final empty chunk, so
-  the client knows the body is incomplete (HTTP/1.1 clients report it as an error).
+  the client knows the body is incomplete (HTTP/1.1 clients report it as an error). A
+  streamed body that cannot go on (the database went away) raises `ResponseAborted` for
+  the same ending.
 
 `HTTPGuard` is ASGI middleware and applies to both servers. hypercorn answers
 ``100 Continue`` by itself as soon as it has parsed a request head, before the app runs;
@@ -38,6 +40,7 @@ __all__ = [
     "MAX_HEADER_BYTES",
     "HTTPGuard",
     "Refusal",
+    "ResponseAborted",
     "head_refusal",
     "install_hypercorn_guard",
     "refusal_response",
@@ -112,7 +115,15 @@ def refusal_response(refusal: Refusal) -> tuple[int, list[tuple[bytes, bytes]], 
     return status, headers, body
 
 
-class _ClientStalled(Exception):
+class ResponseAborted(Exception):
+    """Raise it from a streamed body to end the response so that the client sees it is cut.
+
+    `HTTPGuard` ends the response without its final chunk and logs the reason (the
+    exception's text) on one line, without a traceback.
+    """
+
+
+class _ClientStalled(ResponseAborted):
     """The client took no part of the response for the send timeout."""
 
 
@@ -176,15 +187,14 @@ class HTTPGuard:
 
         try:
             await self.app(scope, receive, guarded_send)
-        except _ClientStalled:
+        except ResponseAborted as exc:
             # Returning without the final body message makes the server close the
             # connection with the chunked body unterminated: the client sees it is cut.
-            log.info(
-                "%s %s: response cut, the client read nothing for %g s",
-                scope["method"],
-                scope["path"],
-                self.send_timeout,
-            )
+            if isinstance(exc, _ClientStalled):
+                reason = f"the client read nothing for {self.send_timeout:g} s"
+            else:
+                reason = str(exc)
+            log.info("%s %s: response cut, %s", scope["method"], scope["path"], reason)
 
     async def _sweep(self) -> None:
         """Cancel every send that has waited `send_timeout` seconds (runs until cancelled)."""

@@ -211,3 +211,29 @@ async def test_a_tail_outlives_the_read_timeout_with_keep_alive_comments(tmp_pat
     assert text.count("data:") == 1 and '"0 x' in text
     assert ": keep-alive" in text
     assert not reader.terminated
+
+
+async def test_an_export_whose_database_goes_away_ends_visibly_cut(
+    mysql_database, mysql_proxy, tmp_path
+):
+    from bot_logging_server.config import DatabaseURL
+
+    real = DatabaseURL.parse(mysql_database)
+    url = f"mysql://{real.user}@127.0.0.1:{mysql_proxy.port}/{real.name}"
+    with ServerProcess(url, tmp_path, "--read-timeout", "30", "--db-timeout", "2") as server:
+        await server.wait_ready()
+        user = await add_user(url)
+        await _fill(server.port, user, EXPORT_RECORDS)
+        with _reader(server.port, "/api/logs/export?format=ndjson", user) as reader:
+            await asyncio.to_thread(reader.read_some)
+            assert reader.status == 200
+            await asyncio.sleep(1.0)  # the server is blocked mid-export on the full buffers
+            await mysql_proxy.cut()
+            await asyncio.to_thread(reader.read_to_end)
+        output = server.output()
+    lines = bytes(reader.body).splitlines()
+    print(f"\nexport with the database cut: {len(lines)} of {EXPORT_RECORDS} records, then closed")
+    assert reader.closed and not reader.terminated, "a cut body must not look complete"
+    assert 0 < len(lines) < EXPORT_RECORDS
+    assert "export cut after" in output and "response cut" in output
+    assert "Traceback" not in output, output[-3000:]
