@@ -25,13 +25,14 @@ Where things are:
 
 from __future__ import annotations
 
-from quart import Quart
+from typing import TYPE_CHECKING
 
-from bot_logging_server import auth, ratelimit, storage, tail
 from bot_logging_server._version import __version__
-from bot_logging_server.blueprints import register_blueprints
-from bot_logging_server.config import APP_CONFIG_KEY, Config
-from bot_logging_server.errors import register_error_handlers
+
+if TYPE_CHECKING:
+    from quart import Quart
+
+    from bot_logging_server.config import Config
 
 __all__ = ["__version__", "create_app"]
 
@@ -42,6 +43,15 @@ def create_app(config: Config) -> Quart:
     The returned app is an ASGI application; serve it with hypercorn (the CLI does), or enter
     ``app.test_app()`` in tests so that start-up and shutdown run.
     """
+    # Imported here, not at the top, so that `bot_logging_server.handler` (a logging handler
+    # for applications) imports with the standard library alone.
+    from quart import Quart
+
+    from bot_logging_server import auth, ratelimit, storage, tail
+    from bot_logging_server.blueprints import register_blueprints
+    from bot_logging_server.config import APP_CONFIG_KEY
+    from bot_logging_server.errors import register_error_handlers
+
     app = Quart(__name__, static_folder=None)
     app.config[APP_CONFIG_KEY] = config
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes

@@ -153,3 +153,48 @@ def test_setup_py_takes_the_version_from_the_package():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == bot_logging_server.__version__
+
+
+API_DOC = ROOT / "docs" / "API.md"
+
+
+def _routes() -> list[str]:
+    """Every ``METHOD /path`` the app serves, /create_user on, werkzeug's ``<x>`` as ``{x}``."""
+    from bot_logging_server import create_app
+    from bot_logging_server.config import build_config
+
+    config = build_config({"database_url": "sqlite:///unused.db", "api_key": "k"}, environ={})
+    app = create_app(config)  # builds the URL map; opens nothing
+    routes = []
+    for rule in app.url_map.iter_rules():
+        path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
+        routes += [f"{method} {path}" for method in rule.methods - {"HEAD", "OPTIONS"}]
+    return sorted(routes)
+
+
+def test_the_api_document_names_every_route_of_the_app():
+    text = API_DOC.read_text()
+    routes = _routes()
+    assert "POST /create_user" in routes and "POST //send_logs" in routes
+    # "GET /api/logs" must be named on its own, not only as the start of "/api/logs/export".
+    missing = [r for r in routes if not re.search(re.escape(r) + r"(?![\w/{}.-])", text)]
+    assert missing == [], f"docs/API.md does not document {missing}"
+
+
+def test_no_file_points_at_documents_outside_the_repository_or_at_issue_numbers():
+    outside = re.compile("(CONTRACT|EVENTS)" + r"\.md|[Ii]ssue \d+")
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    ).stdout.splitlines()
+    offenders = []
+    for path in (ROOT / name for name in listed):
+        if path.suffix not in {".py", ".md", ".js", ".html"} or not path.is_file():
+            continue
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if outside.search(line):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}")
+    assert offenders == [], f"point these at docs/API.md: {offenders}"

@@ -295,7 +295,7 @@ def test_huge_values_are_cut_refused_or_stored_never_a_500(target):
             data[field] = "y" * size
         status = target.send(_dumps(body))
         if field in ("msg", "p_description", "p_name"):
-            assert status == 200  # long text is cut, never refused (CONTRACT.md)
+            assert status == 200  # long text is cut, never refused (docs/API.md)
         if field == "logs":
             assert status == (200 if min(size, MAX_RECORDS * 3) <= MAX_RECORDS else 413)
 

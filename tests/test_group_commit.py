@@ -1,7 +1,7 @@
 """Group commit: concurrent batches share transactions, and each keeps the contract's rules.
 
-CONTRACT, "Order of checks" 4: the whole batch is written in one transaction and 200 is sent
-only after the commit; a batch that fails validation never fails another batch.
+docs/API.md, "Order of checks", step 7: the whole batch is written in one transaction and 200
+is sent only after the commit; a batch that fails validation never fails another batch.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """One user never reaches another's logs; changes to a user take effect at once.
 
-CONTRACT.md, Users and tokens: a token works only with its own user name; a disabled,
+docs/API.md, "Users and tokens": a token works only with its own user name; a disabled,
 rotated or removed user is refused (at once when changed through this process, within 5 s
 when changed from another process, e.g. the ``users`` CLI); a 403 never says whether the user
 exists, not even through its timing.

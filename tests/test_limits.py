@@ -1,4 +1,7 @@
-"""Size limits (CONTRACT.md): body over the limit and too many records are 413, write nothing."""
+"""Size limits: body over the limit and too many records are 413, write nothing.
+
+docs/API.md, "Order of checks" and "Limits and their flags".
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``/openapi.json`` and ``/docs`` (issue 6): every endpoint documented, from the schemas.
+"""``/openapi.json`` and ``/docs`` (docs/API.md): every endpoint documented, from the schemas.
 
 The document is a valid OpenAPI 3.0 document, it names every route of the app, the query
 parameters it lists are the ones the server reads, real answers load through the schemas it

@@ -1,4 +1,4 @@
-"""The fast validation path agrees with marshmallow on every input (CONTRACT, Request rules).
+"""The fast validation path agrees with marshmallow on every input (docs/API.md, "Field rules").
 
 `load_batch` tries a plain loop first and hands anything unusual to marshmallow
 (`load_batch_reference`). These tests feed both the same tricky inputs: wherever marshmallow

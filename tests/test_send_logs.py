@@ -1,4 +1,4 @@
-"""``POST /send_logs`` accepts exactly what the real client sends (CONTRACT.md, Request)."""
+"""``POST /send_logs`` accepts exactly what the real client sends (docs/API.md, Request)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Validation (CONTRACT.md, Order of checks): shape 400, then auth 403, then fields 400.
+"""Validation (docs/API.md, "Order of checks"): shape 400, then auth 403, then fields 400.
 
 Every failure answers the contract's JSON, names the field in ``detail``, and writes nothing.
 """
