@@ -25,6 +25,13 @@ def eye(session: str | None = "s1", name: str = "submit", **fields) -> Event:
     return Event("eye", name, session=session, category="form interaction", **fields)
 
 
+def nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 async def all_events(storage, user_id: int, **query) -> list:
     return await storage.query_events(user_id, EventQuery(limit=1000, **query))
 
@@ -262,6 +269,8 @@ async def test_a_failed_shared_commit_stores_none_of_its_events_or_sessions(stor
         (Event("eye", "x", page=3), "events[1].page: must be a string"),
         (Event("eye", "x", data={"x": object()}), "events[1].data: not a JSON value"),
         (Event("eye", "x", data="d" * 300_000), "events[1].data: longer than"),
+        (Event("eye", "x", data={"n": 2**70}), "events[1].data: integers must fit in 64 bits"),
+        (Event("eye", "x", data=nested(300)), "events[1].data: nested too deeply"),
         (Event("eye", "x", data_raw=5), "events[1].data_raw: must be a string"),
         (Event("eye", "x", sequence=2**63), "events[1].sequence: must be a 64-bit"),
         (Event("eye", "x", sequence=True), "events[1].sequence: must be a 64-bit"),

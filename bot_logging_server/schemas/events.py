@@ -12,8 +12,8 @@ Event rules (`check_event`), each failure a `ValidationFailed` naming the field:
 
 * ``source`` one of `SOURCES`; ``name`` a string of at most 255 characters; ``category``
   null or the same; ``session`` null or 1-64 characters (a key is an identity: never cut);
-* ``data`` any JSON value (integers within 64 bits) whose text is at most `MAX_DATA_CHARS`
-  characters; ``data_raw``
+* ``data`` any JSON value (integers within 64 bits, at most 255 levels deep) whose text is at
+  most `MAX_DATA_CHARS` characters; ``data_raw``
   null or a string as long; ``sequence`` null or a 64-bit integer;
 * cut, never refused (descriptive text from headers and URLs): ``page`` to 2048 characters,
   ``ip`` to 64, ``user_agent`` to 1024, the raw client time to 255;
@@ -173,13 +173,20 @@ def _data(value: Any, field: str) -> Any:
         raise ValidationFailed(f"{field}: not a JSON value") from None
     if len(text) > MAX_DATA_CHARS:
         raise ValidationFailed(f"{field}: longer than {MAX_DATA_CHARS} characters as JSON")
-    try:
-        # The answers are written by orjson, which refuses integers past 64 bits.
-        orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
-    except TypeError:
-        raise ValidationFailed(f"{field}: integers must fit in 64 bits") from None
     cleaned = clean_text(text)
-    return value if cleaned is text else json.loads(cleaned)
+    if cleaned is not text:
+        value = json.loads(cleaned)
+    try:
+        # The answers are written by orjson, which refuses integers past 64 bits and more
+        # than 255 levels of nesting: such data could be stored but never read back.
+        orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError as exc:
+        if "ecursion" in str(exc):
+            raise ValidationFailed(f"{field}: nested too deeply") from None
+        if "Integer" in str(exc):
+            raise ValidationFailed(f"{field}: integers must fit in 64 bits") from None
+        raise ValidationFailed(f"{field}: not a JSON value") from None
+    return value
 
 
 def check_event(event: Event, where: str = "event") -> Event:
