@@ -228,6 +228,18 @@ async def test_fifty_concurrent_posts_to_one_session_keep_every_event_and_open_i
     assert await session_count(storage, user.id) == 1
 
 
+async def test_concurrent_batches_share_transactions(storage, user):
+    owner = await storage.get_user(user.name)
+    results = await asyncio.gather(
+        *(ev.record_events(owner, [eye(f"s{k}"), eye()], storage=storage) for k in range(40))
+    )
+    assert [r.added for r in results] == [2] * 40
+    stats = storage._event_group.stats
+    assert stats.requests == 40 and stats.rows == 80
+    assert stats.transactions < 40  # requests that waited were written together
+    assert await storage.count_events(user.id) == 80
+
+
 async def test_concurrent_single_events_each_get_their_own_id(storage, user):
     owner = await storage.get_user(user.name)
     results = await asyncio.gather(
