@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pymysql
 import pytest
-from helpers import Account, new_account
+from support import Account, new_account
 
 from bot_logging_server import create_app
 from bot_logging_server.config import Config, DatabaseURL, build_config
@@ -177,8 +177,8 @@ def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterato
 
 @pytest.fixture
 async def mysql_proxy(mysql_server: DatabaseURL) -> AsyncIterator[Any]:
-    """A `faults.TCPProxy` in front of the MariaDB server, which the test can cut and restore."""
-    from faults import TCPProxy
+    """A `support.TCPProxy` in front of the MariaDB server, which the test can cut and restore."""
+    from support import TCPProxy
 
     proxy = await TCPProxy(mysql_server.host, mysql_server.port).start()
     try:

@@ -6,7 +6,7 @@ import hashlib
 import json
 
 import pytest
-from helpers import assert_added, assert_error, post_logs
+from support import assert_added, assert_error, post_logs
 
 from bot_logging_server.storage import get_storage
 

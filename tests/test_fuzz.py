@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from helpers import CLIENT_PATH, client_body, client_headers
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import CLIENT_PATH, client_body, client_headers
 
 from bot_logging_server import create_app
 from bot_logging_server.config import build_config

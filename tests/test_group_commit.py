@@ -10,7 +10,7 @@ import asyncio
 from datetime import datetime
 
 import pytest
-from helpers import assert_added, assert_error, client_body, client_record, post_logs
+from support import assert_added, assert_error, client_body, client_record, post_logs
 
 from bot_logging_server.storage import LogRow, StorageError, utc_now
 from bot_logging_server.storage.group_commit import GroupCommit

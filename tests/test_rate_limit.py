@@ -11,7 +11,7 @@ import asyncio
 import uuid
 from types import SimpleNamespace
 
-from helpers import assert_added, assert_error, client_body, post_logs
+from support import assert_added, assert_error, client_body, post_logs
 
 from bot_logging_server.config import build_config
 from bot_logging_server.storage import Storage, get_storage

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import assert_added, client_body, client_record, new_account, post_logs
+from support import assert_added, client_body, client_record, new_account, post_logs
 
 from bot_logging_server.storage import get_storage
 

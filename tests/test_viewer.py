@@ -19,8 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers import client_body, client_record
-from test_process import server
+from support import ServerProcess, client_body, client_record
 
 CHROMIUM = os.environ.get("LOGGER_TEST_CHROMIUM", "/usr/bin/chromium")
 ARGS = [
@@ -64,8 +63,8 @@ def live_server(request, tmp_path_factory):
         url = f"sqlite:///{cwd / 'viewer.db'}"
     else:
         url = request.getfixturevalue("mysql_database")
-    with server("--database-url", url, "--api-key", API_KEY, cwd=cwd) as (port, _proc):
-        yield f"http://127.0.0.1:{port}"
+    with ServerProcess(url, cwd, "--api-key", API_KEY, cwd=cwd) as server:
+        yield server.wait_ready_blocking().base_url
 
 
 def http(base: str, path: str, body: object, headers: dict[str, str]) -> dict:
