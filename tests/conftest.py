@@ -7,11 +7,16 @@
   the reason, elsewhere.
 * `app` is entered with ``app.test_app()`` so before/after-serving (storage open/close) run;
   `client` is its test client; `make_user` creates a fresh user and returns its token.
+* A test that hangs fails: pytest-timeout (``timeout`` in pyproject.toml) fails it with
+  SIGALRM and the run goes on; a hang that survives that (a task that ignores cancellation
+  keeps the event loop from closing) ends the run after twice the timeout, with every
+  thread's stack printed, instead of stopping the suite forever.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -19,6 +24,7 @@ from urllib.parse import urlsplit
 
 import pymysql
 import pytest
+import pytest_timeout
 from support import Account, new_account
 
 from bot_logging_server import create_app
@@ -27,6 +33,48 @@ from bot_logging_server.storage import Storage, get_storage
 
 MYSQL_SERVER_URL = os.environ.get("LOGGER_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 BACKENDS = ["sqlite", "mysql"]
+_BACKSTOP = pytest.StashKey[threading.Timer]()
+
+
+def _end_the_run(item: pytest.Item, settings: Any) -> None:
+    """Say which test still hangs, then let pytest-timeout print every stack and exit 1."""
+    capture = item.config.pluginmanager.getplugin("capturemanager")
+    if capture is not None:
+        capture.suspend_global_capture()
+    item.config.get_terminal_writer().line(
+        f"\n{item.nodeid} still hangs {2 * settings.timeout:g} s after it started "
+        "(a task that ignores cancellation?): ending the run"
+    )
+    pytest_timeout.timeout_timer(item, settings)
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> None:
+    """Before pytest-timeout arms its timer: arm a backstop at twice the timeout.
+
+    pytest-timeout's SIGALRM fails the test once; if the test still does not end (its
+    teardown hangs too), the backstop prints every stack and ends the run (exit code 1).
+    Returns None, so pytest-timeout's own timer is set as usual.
+    """
+    backstop = threading.Timer(2 * settings.timeout, _end_the_run, (item, settings))
+    backstop.daemon = True
+    backstop.start()
+    item.stash[_BACKSTOP] = backstop
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Any:
+    """Disarm the backstop once the test is over, its teardown included.
+
+    (Not in ``pytest_timeout_cancel_timer``: pytest-timeout calls that as soon as the test
+    fails, before the teardown that may hang.)
+    """
+    try:
+        return (yield)
+    finally:
+        backstop = item.stash.get(_BACKSTOP, None)
+        if backstop is not None:
+            backstop.cancel()
 
 
 def _mysql_connect(url: DatabaseURL, **kwargs: Any) -> pymysql.connections.Connection:
