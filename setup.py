@@ -5,11 +5,15 @@ them as ``bot_logging_server/static`` (the app looks there first), so an install
 needs nothing from the source tree.
 """
 
+import runpy
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
+# The version is written once, in the package; read it without importing the package (and
+# so without needing its dependencies installed).
+VERSION = runpy.run_path(str(HERE / "bot_logging_server" / "_version.py"))["__version__"]
 
 
 def requirements() -> list[str]:
@@ -28,7 +32,7 @@ if any(p.is_file() for p in (HERE / "static").rglob("*")):
 
 setup(
     name="bot-logging-server",
-    version="1.0.0",
+    version=VERSION,
     description="Self-hosted async collector for log batches (LoggerBotLogging's server)",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",

@@ -10,7 +10,7 @@ The records are loaded straight into MariaDB with multi-row INSERTs (not through
 server is the real one (``python3 app.py`` on a free port) and every figure is the time of a
 full HTTP request to it, measured from this process over a kept-alive connection. Each query
 is run once cold and then `--repeat` times; the median and the worst warm run are printed.
-Target (issue 6): every query under 200 ms.
+Target: every query under 200 ms.
 """
 
 from __future__ import annotations

@@ -8,9 +8,11 @@ transaction, on MySQL/MariaDB (aiomysql) or on an embedded SQLite file (aiosqlit
 Where things are:
 
 * `bot_logging_server.cli`: the command line (``python3 app.py``): serve, and ``users ...``;
-* `bot_logging_server.config`: the `Config` built from flags, environment and defaults;
+* `bot_logging_server.server`: serving (hypercorn or uvicorn, workers, signals);
+* `bot_logging_server.config`: the `Config` built from flags, environment and defaults, by
+  one table of settings (`bot_logging_server.config.settings`);
 * `bot_logging_server.blueprints`: the HTTP endpoints, one module per capability;
-* `bot_logging_server.schemas`: every request schema (marshmallow);
+* `bot_logging_server.schemas`: the request schemas (marshmallow), one module per concern;
 * `bot_logging_server.auth` and `bot_logging_server.tokens`: who is asking;
 * `bot_logging_server.storage`: the storage interface and its MySQL and SQLite backends;
 * `bot_logging_server.errors`: the contract's JSON error shape, rendered in one place.
@@ -23,16 +25,16 @@ Where things are:
 
 from __future__ import annotations
 
-from quart import Quart
+from typing import TYPE_CHECKING
 
-from bot_logging_server import auth, ratelimit, storage, tail
-from bot_logging_server.blueprints import register_blueprints
-from bot_logging_server.config import APP_CONFIG_KEY, Config
-from bot_logging_server.errors import register_error_handlers
+from bot_logging_server._version import __version__
+
+if TYPE_CHECKING:
+    from quart import Quart
+
+    from bot_logging_server.config import Config
 
 __all__ = ["__version__", "create_app"]
-
-__version__ = "1.0.0"
 
 
 def create_app(config: Config) -> Quart:
@@ -41,6 +43,15 @@ def create_app(config: Config) -> Quart:
     The returned app is an ASGI application; serve it with hypercorn (the CLI does), or enter
     ``app.test_app()`` in tests so that start-up and shutdown run.
     """
+    # Imported here, not at the top, so that `bot_logging_server.handler` (a logging handler
+    # for applications) imports with the standard library alone.
+    from quart import Quart
+
+    from bot_logging_server import auth, ratelimit, storage, tail
+    from bot_logging_server.blueprints import register_blueprints
+    from bot_logging_server.config import APP_CONFIG_KEY
+    from bot_logging_server.errors import register_error_handlers
+
     app = Quart(__name__, static_folder=None)
     app.config[APP_CONFIG_KEY] = config
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes

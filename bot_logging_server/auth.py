@@ -7,8 +7,8 @@ wrong token.
 
 A verified pair is cached for ``auth_cache_seconds`` (at most 5 s, the contract's limit for
 a change made by another process); after that the user's row is read again, and the slow
-hash is recomputed only if the stored hash changed. A change made through this process's
-storage (disable, rotate, remove: `Storage.users_changed`) drops the cache at once.
+hash is recomputed only if the stored hash changed. A change made in this process through
+`bot_logging_server.accounts` (disable, rotate, remove: `accounts.changes`) drops the cache at once.
 Concurrent checks of the same pair share one computation, so a burst of requests after
 start-up costs one scrypt, not one each.
 """
@@ -28,9 +28,10 @@ from typing import Any
 
 from quart import current_app, request
 
-from bot_logging_server.bodies import read_json
-from bot_logging_server.errors import BadRequest, Forbidden, ServiceUnavailable
-from bot_logging_server.schemas import USERNAME_RE, clean_text
+from bot_logging_server import accounts
+from bot_logging_server.errors import Forbidden, ServiceUnavailable
+from bot_logging_server.schemas.accounts import USERNAME_RE
+from bot_logging_server.schemas.values import clean_text
 from bot_logging_server.storage import Storage, User
 from bot_logging_server.tokens import DUMMY_HASH, is_token_shaped, verify_token
 
@@ -38,7 +39,7 @@ __all__ = [
     "Authenticator",
     "get_authenticator",
     "header_credentials",
-    "requires_batch_user",
+    "header_token",
     "requires_header_user",
 ]
 
@@ -56,7 +57,8 @@ _HASHING_QUEUE = 64
 class _Verified:
     user: User
     checked_at: float
-    users_changed: int
+    #: `accounts.changes` before the row was read.
+    changes: int
 
 
 class Authenticator:
@@ -83,8 +85,8 @@ class Authenticator:
         if (
             entry is not None
             and time.monotonic() - entry.checked_at < self._ttl
-            # A user changed through this process's storage: re-read at once.
-            and entry.users_changed == self._storage.users_changed
+            # A user changed in this process since: re-read at once.
+            and entry.changes == accounts.changes()
         ):
             return entry.user
         task = self._pending.get(key)
@@ -101,7 +103,7 @@ class Authenticator:
         return user
 
     async def _check(self, key: tuple[str, bytes], username: str, token: str) -> User | None:
-        version = self._storage.users_changed
+        version = accounts.changes()
         # The row's age counts from before it was read, so a change is never trusted longer
         # than the cache time.
         read_at = time.monotonic()
@@ -148,30 +150,7 @@ def get_authenticator() -> Authenticator:
 Handler = Callable[..., Awaitable[Any]]
 
 
-def requires_batch_user(handler: Handler) -> Handler:
-    """Decorate a handler of a ``{"data": {"user": ...}}`` body with the contract's checks.
-
-    In the contract's order: the body must be a JSON object whose ``data`` is an object with
-    a string ``user`` (else 400); then (``data.user``, ``X-User-Token``) must match an active
-    user (else 403). The handler is called as ``handler(user, data, ...)``.
-    """
-
-    @functools.wraps(handler)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        body = await read_json()
-        data = body.get("data") if isinstance(body, dict) else None
-        if not isinstance(data, dict):
-            raise BadRequest("data: must be a JSON object")
-        username = data.get("user")
-        if not isinstance(username, str):
-            raise BadRequest("data.user: must be a string")
-        user = await get_authenticator().authenticate(clean_text(username), _header_token())
-        return await handler(user, data, *args, **kwargs)
-
-    return wrapper
-
-
-def _header_token() -> str | None:
+def header_token() -> str | None:
     """``X-User-Token``; None when missing, or when sent twice with different values."""
     values = set(request.headers.getlist("X-User-Token"))
     return values.pop() if len(values) == 1 else None
@@ -187,7 +166,7 @@ def header_credentials() -> tuple[str, str | None]:
     username = request.headers.get("X-User", "")
     with contextlib.suppress(UnicodeError):
         username = username.encode("latin-1").decode("utf-8")
-    token = _header_token()
+    token = header_token()
     if token is None:
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and value.strip():

@@ -14,8 +14,6 @@ Every option has an environment fallback (see ``--help``); flags win over the en
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -23,9 +21,9 @@ from typing import Any, TypeVar
 
 import click
 
-from bot_logging_server import users as user_admin
-from bot_logging_server.config import Config, ConfigError, build_config
-from bot_logging_server.config.quart_config import DEFAULTS, ENVIRONMENT
+from bot_logging_server import accounts as user_admin
+from bot_logging_server import server
+from bot_logging_server.config import SETTINGS, Config, ConfigError, Setting, build_config
 from bot_logging_server.storage import (
     Storage,
     StorageError,
@@ -34,158 +32,25 @@ from bot_logging_server.storage import (
     make_storage,
 )
 
-__all__ = ["CONFIG_ENV", "main"]
-
-#: The environment variable through which worker processes receive the parent's flags.
-CONFIG_ENV = "BOT_LOGGING_SERVER_FLAGS"
+__all__ = ["main"]
 
 T = TypeVar("T")
-log = logging.getLogger("bot_logging_server")
 
 
-def _help(text: str, name: str, secret: bool = False) -> str:
-    env = ENVIRONMENT.get(name)
-    parts = [text]
-    if env:
-        parts.append(f"[env {env}")
-        default = DEFAULTS.get(name)
-        if default is not None and not secret:
-            parts[-1] += f"; default {default}"
-        parts[-1] += "]"
-    return " ".join(parts)
+def _option(setting: Setting) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The click option of `setting`: its flag, kind or choices, and help from the table."""
+    kind: Any = setting.kind
+    if setting.choices is not None:
+        kind = click.Choice(setting.choices, case_sensitive=False)
+    elif setting.kind is str:
+        kind = None
+    return click.option(setting.flag, setting.name, type=kind, help=setting.option_help())
 
 
-_OPTIONS = [
-    click.option("--host", help=_help("Address to listen on.", "host")),
-    click.option("--port", type=int, help=_help("Port to listen on.", "port")),
-    click.option(
-        "--workers", type=int, help=_help("Server processes (hypercorn workers).", "workers")
-    ),
-    click.option(
-        "--user",
-        "db_user",
-        help=_help("MySQL/MariaDB user: with it the server runs on MySQL.", "db_user"),
-    ),
-    click.option(
-        "--password",
-        "db_password",
-        help=_help("MySQL/MariaDB password (never printed).", "db_password", secret=True),
-    ),
-    click.option("--db-host", help=_help("MySQL/MariaDB host.", "db_host")),
-    click.option("--db-port", type=int, help=_help("MySQL/MariaDB port.", "db_port")),
-    click.option(
-        "--db-name",
-        help=_help("MySQL/MariaDB database (created when missing, if allowed).", "db_name"),
-    ),
-    click.option(
-        "--database-url",
-        help=_help(
-            "mysql://USER:PASSWORD@HOST:PORT/DB or sqlite:///path/to/file.db; wins over the "
-            "other database options. Without it and without --user: SQLite in "
-            "./bot_logging.db.",
-            "database_url",
-            secret=True,
-        ),
-    ),
-    click.option("--pool-size", type=int, help=_help("MySQL connections per worker.", "pool_size")),
-    click.option(
-        "--max-body-bytes",
-        type=int,
-        help=_help("Largest request body; larger is refused with 413.", "max_body_bytes"),
-    ),
-    click.option(
-        "--max-records",
-        type=int,
-        help=_help("Most records in one batch; more is refused with 413.", "max_records"),
-    ),
-    click.option(
-        "--max-msg-chars",
-        type=int,
-        help=_help("Longer messages are stored cut and flagged truncated.", "max_msg_chars"),
-    ),
-    click.option(
-        "--auth-cache-seconds",
-        type=float,
-        help=_help(
-            "Seconds a verified token is trusted before re-reading the user (0-5).",
-            "auth_cache_seconds",
-        ),
-    ),
-    click.option(
-        "--api-key",
-        help=_help(
-            "Enables POST /create_user with this X-Api-Key (prefer the env).",
-            "api_key",
-            secret=True,
-        ),
-    ),
-    click.option(
-        "--log-level",
-        type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
-        help=_help("The server's own log level.", "log_level"),
-    ),
-    click.option(
-        "--db-timeout",
-        type=float,
-        help=_help(
-            "Seconds to wait for a database connection, statement or SQLite lock; then 503.",
-            "db_timeout",
-        ),
-    ),
-    click.option(
-        "--body-timeout",
-        type=float,
-        help=_help("Seconds a client has to send a whole request body; then 408.", "body_timeout"),
-    ),
-    click.option(
-        "--read-timeout",
-        type=int,
-        help=_help("Seconds without any data before a connection is closed.", "read_timeout"),
-    ),
-    click.option(
-        "--keep-alive-timeout",
-        type=float,
-        help=_help(
-            "Seconds an idle connection, or one still sending its headers, is kept open.",
-            "keep_alive_timeout",
-        ),
-    ),
-    click.option(
-        "--rate-limit-requests",
-        type=int,
-        help=_help(
-            "Requests per second per user (per process); over it 429. 0: no limit.",
-            "rate_limit_requests",
-        ),
-    ),
-    click.option(
-        "--rate-limit-records",
-        type=int,
-        help=_help(
-            "Log records per second per user (per process); over it 429. 0: no limit.",
-            "rate_limit_records",
-        ),
-    ),
-    click.option(
-        "--event-loop",
-        type=click.Choice(["auto", "asyncio", "uvloop"], case_sensitive=False),
-        help=_help("Event loop: auto uses uvloop when it is installed.", "event_loop"),
-    ),
-    click.option(
-        "--http-server",
-        type=click.Choice(["hypercorn", "uvicorn"], case_sensitive=False),
-        help=_help(
-            "HTTP server: hypercorn, or uvicorn (optional dependency; faster, see "
-            "bench/RESULTS.md).",
-            "http_server",
-        ),
-    ),
-]
-
-
-def _with_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed(_OPTIONS):
-        func = option(func)
+def _with_settings(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Give `func` one option per setting, in the table's order."""
+    for setting in reversed(SETTINGS):
+        func = _option(setting)(func)
     return func
 
 
@@ -193,7 +58,7 @@ def _with_options(func: Callable[..., Any]) -> Callable[..., Any]:
     invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
-@_with_options
+@_with_settings
 @click.pass_context
 def main(ctx: click.Context, **flags: Any) -> None:
     """Run the bot-logging-server (no subcommand), or manage its users.
@@ -203,131 +68,11 @@ def main(ctx: click.Context, **flags: Any) -> None:
     """
     try:
         config = build_config(flags, os.environ)
+        ctx.obj = config
+        if ctx.invoked_subcommand is None:
+            server.serve(config, flags)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    ctx.obj = config
-    if ctx.invoked_subcommand is None:
-        serve(config, flags)
-
-
-def serve(config: Config, flags: dict[str, Any]) -> None:
-    """Serve the app (hypercorn, or uvicorn) until SIGINT/SIGTERM; exit 1 if start-up fails."""
-    import hypercorn.asyncio
-    import hypercorn.config
-    import hypercorn.run
-    from hypercorn.utils import LifespanFailureError
-
-    from bot_logging_server import create_app
-    from bot_logging_server.tail import shutdown_trigger
-
-    logging.basicConfig(
-        level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    hc = hypercorn.config.Config()
-    host = f"[{config.host}]" if ":" in config.host else config.host
-    hc.bind = [f"{host}:{config.port}"]
-    hc.graceful_timeout = 10.0
-    # Slow clients: headers must arrive within keep_alive_timeout of the connection opening
-    # (or of the previous answer), no read may wait longer than read_timeout, and the body
-    # must be complete within body_timeout (Quart's BODY_TIMEOUT, set in create_app).
-    hc.keep_alive_timeout = config.keep_alive_timeout
-    hc.read_timeout = config.read_timeout
-    # Route hypercorn's own messages through our logging set-up (no second handler).
-    hc.errorlog = logging.getLogger("hypercorn.error")
-    click.echo(config.describe(), err=False)
-    use_uvloop = _wants_uvloop(config.event_loop)
-    if config.http_server == "uvicorn":
-        _serve_uvicorn(config, flags, use_uvloop)
-        return
-    try:
-        if config.workers == 1:
-            app = create_app(config)
-            # The trigger also ends live tails at once (workers: at the graceful timeout).
-            serving = hypercorn.asyncio.serve(app, hc, shutdown_trigger=shutdown_trigger(app))
-            if use_uvloop:
-                import uvloop
-
-                uvloop.run(serving)
-            else:
-                asyncio.run(serving)
-        else:
-            hc.worker_class = "uvloop" if use_uvloop else "asyncio"
-            # Workers are separate processes: hand them the same flags to rebuild the config.
-            os.environ[CONFIG_ENV] = json.dumps(flags)
-            hc.workers = config.workers
-            hc.application_path = "bot_logging_server.asgi:app_from_environment()"
-            sys.exit(hypercorn.run.run(hc))
-    except LifespanFailureError as exc:
-        # The database is not waited for: exit 1 at once, so that a supervisor (systemd,
-        # docker) restarts the server, and say where it tried (never the password).
-        log.error(
-            "start-up failed (storage %s): %s", config.database.masked(), exc.__cause__ or exc
-        )
-        raise SystemExit(1) from None
-    except StorageError as exc:
-        log.error("start-up failed (storage %s): %s", config.database.masked(), exc)
-        raise SystemExit(1) from None
-    log.info("stopped")
-
-
-def _serve_uvicorn(config: Config, flags: dict[str, Any], use_uvloop: bool) -> None:
-    """Serve the same app with uvicorn (httptools when installed); exit 1 if start-up fails."""
-    try:
-        import uvicorn
-    except ImportError:
-        raise click.UsageError("--http-server uvicorn: uvicorn is not installed") from None
-    from bot_logging_server import create_app
-
-    try:
-        import httptools  # noqa: F401
-
-        http = "httptools"
-    except ImportError:
-        http = "h11"
-    options: dict[str, Any] = {
-        "host": config.host,
-        "port": config.port,
-        "loop": "uvloop" if use_uvloop else "asyncio",
-        "http": http,
-        "lifespan": "on",
-        "access_log": False,
-        # Keep our logging set-up (uvicorn's default config would replace it).
-        "log_config": None,
-        "log_level": config.log_level.lower(),
-        "timeout_graceful_shutdown": 10,
-        "timeout_keep_alive": max(1, round(config.keep_alive_timeout)),
-    }
-    try:
-        if config.workers == 1:
-            uvicorn.run(create_app(config), **options)
-        else:
-            # Workers are separate processes: hand them the same flags to rebuild the config.
-            os.environ[CONFIG_ENV] = json.dumps(flags)
-            uvicorn.run(
-                "bot_logging_server.asgi:app_from_environment",
-                factory=True,
-                workers=config.workers,
-                **options,
-            )
-    except SystemExit as exc:
-        if exc.code not in (0, None):
-            # uvicorn exits 3 when the app's start-up (storage open) failed; it logged why.
-            log.error("start-up failed (see the messages above)")
-            raise SystemExit(1) from None
-        raise
-
-
-def _wants_uvloop(choice: str) -> bool:
-    """Whether to run on uvloop: ``uvloop`` demands it, ``auto`` takes it when installed."""
-    if choice == "asyncio":
-        return False
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        if choice == "uvloop":
-            raise click.UsageError("--event-loop uvloop: uvloop is not installed") from None
-        return False
-    return True
 
 
 def _with_storage(config: Config, work: Callable[[Storage], Awaitable[T]]) -> T:
@@ -403,7 +148,7 @@ def users_list(config: Config) -> None:
 @click.pass_obj
 def users_disable(config: Config, name: str) -> None:
     """Disable NAME: its token is refused (within 5 s in a running server)."""
-    _with_storage(config, lambda storage: storage.set_disabled(name, True))
+    _with_storage(config, lambda storage: user_admin.set_disabled(storage, name, True))
     click.echo(f"disabled user {name!r}")
 
 
@@ -412,7 +157,7 @@ def users_disable(config: Config, name: str) -> None:
 @click.pass_obj
 def users_enable(config: Config, name: str) -> None:
     """Enable NAME again."""
-    _with_storage(config, lambda storage: storage.set_disabled(name, False))
+    _with_storage(config, lambda storage: user_admin.set_disabled(storage, name, False))
     click.echo(f"enabled user {name!r}")
 
 
@@ -434,5 +179,5 @@ def users_remove(config: Config, name: str, yes: bool) -> None:
     """Remove NAME and all of its logs."""
     if not yes and sys.stdin.isatty():
         click.confirm(f"remove user {name!r} and all its logs?", abort=True)
-    deleted = _with_storage(config, lambda storage: storage.remove_user(name))
+    deleted = _with_storage(config, lambda storage: user_admin.remove_user(storage, name))
     click.echo(f"removed user {name!r} and {deleted} log records")

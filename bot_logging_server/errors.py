@@ -9,7 +9,6 @@ any unexpected exception (logged with its traceback, answered 500), into that sh
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from http import HTTPStatus
 
@@ -153,25 +152,8 @@ class TooManyRequests(APIError):
         super().__init__(detail, headers={"Retry-After": str(max(1, int(retry_after)))})
 
 
-def _loop_exception_handler(loop: asyncio.AbstractEventLoop, context: dict) -> None:
-    """asyncio's handler for errors no task awaited, minus connections cancelled at shutdown.
-
-    When hypercorn stops it cancels the connections still open; asyncio's stream callback
-    then reports the cancellation as an "Exception in callback" with a traceback, although
-    nothing failed. Everything else is reported as asyncio would.
-    """
-    if isinstance(context.get("exception"), asyncio.CancelledError):
-        log.debug("connection cancelled at shutdown: %s", context.get("message"))
-        return
-    loop.default_exception_handler(context)
-
-
 def register_error_handlers(app: Quart) -> None:
     """Render every error `app` can raise in the contract's JSON shape."""
-
-    @app.before_serving
-    async def _quiet_shutdown_cancellations() -> None:
-        asyncio.get_running_loop().set_exception_handler(_loop_exception_handler)
 
     @app.errorhandler(APIError)
     async def _api_error(error: APIError) -> Response:

@@ -12,20 +12,17 @@ the window is empty) instead of being refused forever.
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
 
 from quart import Quart, current_app
 
 from bot_logging_server.config import Config
 from bot_logging_server.errors import TooManyRequests
-from bot_logging_server.storage import User
 
-__all__ = ["WINDOW_SECONDS", "RateLimiter", "get_rate_limiter", "init_app", "rate_limited"]
+__all__ = ["WINDOW_SECONDS", "RateLimiter", "check_rate_limit", "get_rate_limiter", "init_app"]
 
 _EXTENSION = "bot_logging_server.ratelimit"
 
@@ -128,21 +125,12 @@ def get_rate_limiter() -> RateLimiter | None:
     return current_app.extensions.get(_EXTENSION)
 
 
-Handler = Callable[..., Awaitable[Any]]
+async def check_rate_limit(user_id: int, records: int) -> None:
+    """Count one request of `records` records for `user_id` against the app's limits.
 
-
-def rate_limited(handler: Handler) -> Handler:
-    """Decorate a ``handler(user, data, ...)`` (after `auth.requires_batch_user`) with the limits.
-
-    The record count is the length of ``data.logs`` when it is a list (validation comes later).
+    Raises `TooManyRequests` (with ``Retry-After``) when over a limit; does nothing when no
+    limit is configured.
     """
-
-    @functools.wraps(handler)
-    async def wrapper(user: User, data: dict, *args: Any, **kwargs: Any) -> Any:
-        limiter = get_rate_limiter()
-        if limiter is not None:
-            logs = data.get("logs")
-            await limiter.check(user.id, len(logs) if isinstance(logs, list) else 0)
-        return await handler(user, data, *args, **kwargs)
-
-    return wrapper
+    limiter = get_rate_limiter()
+    if limiter is not None:
+        await limiter.check(user_id, records)

@@ -15,10 +15,18 @@ from typing import Any
 
 import orjson
 
-from bot_logging_server.schemas import level_name
 from bot_logging_server.storage import StoredLog
 
-__all__ = ["CSV_COLUMNS", "csv_header", "csv_rows", "iso", "ndjson_lines", "record_json", "sse"]
+__all__ = [
+    "CSV_COLUMNS",
+    "csv_header",
+    "csv_rows",
+    "iso",
+    "level_name",
+    "ndjson_lines",
+    "record_json",
+    "sse",
+]
 
 #: The columns of a CSV export, in order (the keys of `record_json`).
 CSV_COLUMNS = (
@@ -36,6 +44,12 @@ CSV_COLUMNS = (
     "post_time",
     "received_at",
 )
+_LEVEL_LABELS = {0: "NOTSET", 10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
+
+
+def level_name(level: int) -> str:
+    """The name Python's logging gives `level`: ``ERROR`` for 40, ``Level 35`` for 35."""
+    return _LEVEL_LABELS.get(level, f"Level {level}")
 
 
 def iso(moment: datetime) -> str:
@@ -44,7 +58,7 @@ def iso(moment: datetime) -> str:
 
 
 def record_json(log: StoredLog) -> dict[str, Any]:
-    """`log` as the JSON object the read endpoints answer (`schemas.StoredLogSchema`)."""
+    """`log` as the JSON object the read endpoints answer (`openapi.responses.StoredLogSchema`)."""
     return {
         "id": log.id,
         "user_id": log.user_id,

@@ -19,9 +19,8 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from quart import Quart
@@ -38,7 +37,6 @@ __all__ = [
     "Follower",
     "event_stream",
     "init_app",
-    "shutdown_trigger",
     "stop_streams",
 ]
 
@@ -113,26 +111,6 @@ def init_app(app: Quart) -> None:
 def stop_streams(app: Quart) -> None:
     """End every live tail of `app` at its next poll (call it when shutdown begins)."""
     app.extensions[_EXTENSION].set()
-
-
-def shutdown_trigger(app: Quart) -> Callable[[], Awaitable[None]]:
-    """A hypercorn ``shutdown_trigger``: wait for SIGINT/SIGTERM, then `stop_streams`.
-
-    hypercorn waits (up to its graceful timeout) for open responses before it stops; a live
-    tail never finishes by itself, so without this every shutdown would wait that long.
-    """
-
-    async def trigger() -> None:
-        loop = asyncio.get_running_loop()
-        received = asyncio.Event()
-        for name in ("SIGINT", "SIGTERM", "SIGBREAK"):
-            if hasattr(signal, name):
-                with contextlib.suppress(NotImplementedError):
-                    loop.add_signal_handler(getattr(signal, name), received.set)
-        await received.wait()
-        stop_streams(app)
-
-    return trigger
 
 
 async def event_stream(

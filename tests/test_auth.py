@@ -1,4 +1,4 @@
-"""Authentication (CONTRACT.md, Order of checks, step 2): the (user, token) pair or 403.
+"""Authentication (docs/API.md, "Order of checks", step 3): the (user, token) pair or 403.
 
 Isolation between users and changes to users (disable, rotate, remove) are in
 ``test_isolation.py``.

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
+from support import ROOT
 
 from bot_logging_server.cli import main
 from bot_logging_server.config import build_config
@@ -126,3 +129,12 @@ def test_a_name_with_a_trailing_space_never_changes_the_user_without_it(cli, dat
     result = cli("users", command, f"pad_{command} ")
     assert result.exit_code == 2 and "no whitespace" in result.stderr
     assert _user(database_url, f"pad_{command}").disabled is False
+
+
+def test_the_worker_entry_point_does_not_load_the_command_line():
+    code = "import sys, bot_logging_server.asgi; print('bot_logging_server.cli' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -1,4 +1,7 @@
-"""Configuration: flags, then environment, then defaults; errors name the setting, not secrets."""
+"""Configuration: flags, then environment, then defaults; errors name the setting, not secrets.
+
+The table-driven tests walk `SETTINGS`, so a new setting is checked without a new test.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,16 @@ import os
 
 import pytest
 
-from bot_logging_server.config import ConfigError, DatabaseURL, build_config
+from bot_logging_server.config import SETTINGS, ConfigError, DatabaseURL, Setting, build_config
+
+#: The settings that make up the database URL, and the `DatabaseURL` part each fills.
+DATABASE_PARTS = {
+    "db_user": "user",
+    "db_password": "password",
+    "db_host": "host",
+    "db_port": "port",
+    "db_name": "name",
+}
 
 
 def test_no_credentials_means_sqlite_in_the_working_directory():
@@ -97,3 +109,89 @@ def test_a_bad_database_url_error_never_repeats_the_url():
     with pytest.raises(ConfigError) as caught:
         build_config({"database_url": "mysql://user:topsecret@:notaport/db"}, environ={})
     assert "topsecret" not in str(caught.value)
+
+
+def _two_values(setting: Setting) -> tuple[object, object]:
+    """Two valid values of `setting`, both different from its default."""
+    if setting.name == "database_url":
+        return "mysql://envu:envpw@envhost:1111/envdb", "sqlite:////tmp/flag.db"
+    if setting.choices:
+        others = [c for c in setting.choices if c != setting.default]
+        return others[0], others[-1]
+    if setting.range_or_choices:
+        low, high = setting.range_or_choices
+        values = [v for v in (low, high, (low + high) // 2) if v != setting.default]
+        return setting.kind(values[0]), setting.kind(values[1])
+    return f"env-{setting.name}", f"flag-{setting.name}"
+
+
+def _read_back(setting: Setting, config) -> object:
+    if setting.name == "database_url":
+        return config.database
+    if setting.name in DATABASE_PARTS:
+        return getattr(config.database, DATABASE_PARTS[setting.name])
+    return getattr(config, setting.name)
+
+
+def _expected(setting: Setting, value: object) -> object:
+    if setting.name == "database_url":
+        return DatabaseURL.parse(str(value))
+    return value
+
+
+def _base(setting: Setting) -> dict[str, object]:
+    """Flags under which `setting` is read: a database user for the MySQL parts."""
+    return {"db_user": "u"} if setting.name in DATABASE_PARTS.keys() - {"db_user"} else {}
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.name)
+def test_every_setting_has_its_default(setting):
+    value = _read_back(setting, build_config(_base(setting), {}))
+    if setting.name in ("database_url", "db_user"):
+        assert build_config({}, {}).database.scheme == "sqlite"  # neither: SQLite
+    elif setting.name == "db_password":
+        assert value == ""
+    else:
+        assert value == setting.default and type(value) is type(setting.default)
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.name)
+def test_every_setting_is_read_from_its_environment_and_its_flag_wins(setting):
+    from_env, from_flag = _two_values(setting)
+    environ = {setting.env: str(from_env).upper() if setting.choices else str(from_env)}
+    config = build_config(_base(setting), environ)
+    assert _read_back(setting, config) == _expected(setting, from_env)
+    config = build_config({**_base(setting), setting.name: from_flag}, environ)
+    assert _read_back(setting, config) == _expected(setting, from_flag)
+
+
+RANGED = [s for s in SETTINGS if s.kind is not str and s.range_or_choices]
+
+
+@pytest.mark.parametrize("setting", RANGED, ids=lambda s: s.name)
+def test_every_number_outside_its_range_is_an_error_naming_flag_and_environment(setting):
+    low, high = setting.range_or_choices
+    for bad in (low - 1, high + 1, "many"):
+        with pytest.raises(ConfigError) as caught:
+            build_config({"db_user": "u", setting.name: bad}, {})
+        assert str(caught.value).startswith(f"{setting.flag} / {setting.env}: ")
+
+
+@pytest.mark.parametrize("setting", [s for s in SETTINGS if s.choices], ids=lambda s: s.name)
+def test_every_choice_setting_refuses_anything_else_naming_flag_and_environment(setting):
+    with pytest.raises(ConfigError, match=f"^{setting.flag} / {setting.env}: "):
+        build_config({}, {setting.env: "none-of-these"})
+
+
+def test_database_settings_are_not_read_when_the_database_is_sqlite():
+    config = build_config({}, environ={"LOGGER_DB_PORT": "not-a-port", "LOGGER_DB_NAME": ""})
+    assert config.database.scheme == "sqlite"
+
+
+def test_the_config_repr_never_shows_a_secret():
+    config = build_config(
+        {"api_key": "key-topsecret", "database_url": "mysql://u:pw-topsecret@h:3306/d"}, {}
+    )
+    assert config.api_key == "key-topsecret" and config.database.password == "pw-topsecret"
+    assert "topsecret" not in repr(config) and "api_key=***" in repr(config)
+    assert "topsecret" not in repr(config.database)

@@ -1,4 +1,4 @@
-"""Every answer has the contract's JSON shape (CONTRACT.md, Responses); no route answers HTML."""
+"""Every answer has the contract's JSON shape; no route answers HTML (docs/API.md, Conventions)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """One user never reaches another's logs; changes to a user take effect at once.
 
-CONTRACT.md, Users and tokens: a token works only with its own user name; a disabled,
+docs/API.md, "Users and tokens": a token works only with its own user name; a disabled,
 rotated or removed user is refused (at once when changed through this process, within 5 s
 when changed from another process, e.g. the ``users`` CLI); a 403 never says whether the user
 exists, not even through its timing.
@@ -15,7 +15,7 @@ import time
 import pytest
 from support import assert_added, assert_error, client_body, post_logs, run_app
 
-from bot_logging_server.users import rotate_token
+from bot_logging_server.accounts import remove_user, rotate_token, set_disabled
 
 
 async def test_a_token_never_works_with_another_users_name(client, storage, make_user):
@@ -38,14 +38,14 @@ async def test_a_token_never_works_with_another_users_name(client, storage, make
 async def test_a_user_changed_in_this_process_is_refused_at_once(client, storage, user, change):
     await assert_added(await post_logs(client, user), 1)  # cached as verified
     if change == "disable":
-        await storage.set_disabled(user.name, True)
+        await set_disabled(storage, user.name, True)
     elif change == "rotate":
         new_token = await rotate_token(storage, user.name)
     else:
-        await storage.remove_user(user.name)
+        await remove_user(storage, user.name)
     await assert_error(await post_logs(client, user), 403, "Forbidden")
     if change == "disable":
-        await storage.set_disabled(user.name, False)
+        await set_disabled(storage, user.name, False)
         await assert_added(await post_logs(client, user), 1)
     if change == "rotate":
         await assert_added(await post_logs(client, user, token=new_token), 1)

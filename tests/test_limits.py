@@ -1,4 +1,7 @@
-"""Size limits (CONTRACT.md): body over the limit and too many records are 413, write nothing."""
+"""Size limits: body over the limit and too many records are 413, write nothing.
+
+docs/API.md, "Order of checks" and "Limits and their flags".
+"""
 
 from __future__ import annotations
 
@@ -48,3 +51,14 @@ async def test_default_limits_are_16_mib_and_10000_records(app):
 async def test_too_many_records_with_a_wrong_token_is_403(client, user):
     response = await post_logs(client, user, client_body(user.name, 10_001), token="0" * 32)
     await assert_error(response, 403, "Forbidden")
+
+
+async def test_the_rate_limit_is_checked_before_the_record_cap(make_app):
+    async with make_app(rate_limit_requests=1, max_records=5) as app:
+        storage = get_storage(app.app)
+        account = await new_account(storage)
+        client = app.test_client()
+        await assert_added(await post_logs(client, account, client_body(account.name, 1)), 1)
+        response = await post_logs(client, account, client_body(account.name, 6))
+        await assert_error(response, 429, "TooManyRequests")
+        assert await storage.count_logs(account.id) == 1

@@ -1,4 +1,4 @@
-"""``/openapi.json`` and ``/docs`` (issue 6): every endpoint documented, from the schemas.
+"""``/openapi.json`` and ``/docs`` (docs/API.md): every endpoint documented, from the schemas.
 
 The document is a valid OpenAPI 3.0 document, it names every route of the app, the query
 parameters it lists are the ones the server reads, real answers load through the schemas it
@@ -13,7 +13,7 @@ import pytest
 from openapi_spec_validator import validate
 from support import client_body, post_logs, read_headers
 
-from bot_logging_server import schemas
+from bot_logging_server.openapi import responses
 
 # Aliases of /send_logs that the contract requires; documented in the description.
 ALIASES = {"//send_logs", "/send_logs/", "//send_logs/"}
@@ -71,17 +71,17 @@ async def test_send_logs_documents_the_contracts_body_and_answers(spec):
 async def test_real_answers_load_through_the_documented_schemas(client, user):
     await post_logs(client, user, client_body(user.name, 3))
     logs = await client.get("/api/logs", headers=read_headers(user))
-    page = schemas.LogPageSchema().load(await logs.get_json())
+    page = responses.LogPageSchema().load(await logs.get_json())
     assert len(page["logs"]) == 3
-    assert set(page["logs"][0]) == set(schemas.StoredLogSchema().fields)
+    assert set(page["logs"][0]) == set(responses.StoredLogSchema().fields)
     stats = await client.get("/api/stats", headers=read_headers(user))
     assert (
-        sum(c["count"] for c in schemas.StatsSchema().load(await stats.get_json())["counts"]) == 3
+        sum(c["count"] for c in responses.StatsSchema().load(await stats.get_json())["counts"]) == 3
     )
     refused = await client.get("/api/logs", headers={"X-User": user.name})
-    assert schemas.ErrorSchema().load(await refused.get_json())["code"] == 403
+    assert responses.ErrorSchema().load(await refused.get_json())["code"] == 403
     health = await client.get("/healthz")
-    schemas.HealthSchema().load(await health.get_json())
+    responses.HealthSchema().load(await health.get_json())
 
 
 async def test_docs_page_and_its_assets_are_served_locally(client):

@@ -1,10 +1,11 @@
 """Database outages: 503 with Retry-After while the database is away, recovery without a restart.
 
-CONTRACT.md: 503 ``ServiceUnavailable`` with ``Retry-After`` when the database is unreachable
-(the real client retries anything that is not 200 or 400); 200 only after the commit. The
-MySQL tests put a `faults.TCPProxy` between a real server process and MariaDB, cut it, kill
-the server's connections and freeze the network while a load runs, and check afterwards that
-every batch answered 200 is in the table exactly once and no batch is partial.
+docs/API.md, "Order of checks": 503 ``ServiceUnavailable`` with ``Retry-After`` when the
+database is unreachable (the real client retries anything that is not 200 or 400); 200 only
+after the commit. The MySQL tests put a `faults.TCPProxy` between a real server process and
+MariaDB, cut it, kill the server's connections and freeze the network while a load runs, and
+check afterwards that every batch answered 200 is in the table exactly once and no batch is
+partial.
 """
 
 from __future__ import annotations
@@ -182,9 +183,9 @@ async def test_sqlite_locked_by_another_process_answers_503_then_recovers(
 ):
     url = f"sqlite:///{tmp_path / 'locked.db'}"
     from bot_logging_server import create_app
+    from bot_logging_server.accounts import create_user
     from bot_logging_server.config import build_config
     from bot_logging_server.storage import get_storage
-    from bot_logging_server.users import create_user
 
     app = create_app(build_config({"database_url": url, "db_timeout": 0.3}, environ={}))
     async with app.test_app() as test_app:

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from support import assert_added, assert_error, client_body, post_logs
 
+from bot_logging_server.accounts import create_user
 from bot_logging_server.config import build_config
 from bot_logging_server.errors import TooManyRequests
 from bot_logging_server.ratelimit import RateLimiter, get_rate_limiter
 from bot_logging_server.storage import Storage, get_storage
-from bot_logging_server.users import create_user
 
 
 class Clock:

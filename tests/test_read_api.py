@@ -1,4 +1,6 @@
-"""The read API (issue 6): ``/api/logs``, ``/api/logs/export``, ``/api/stats``, on both backends.
+"""The read API: ``/api/logs``, ``/api/logs/export``, ``/api/stats``, on both backends.
+
+docs/API.md, "Reading logs".
 
 A user reads only their own records, whatever the filter; pages are keyset pages that neither
 skip nor repeat a record while new ones arrive; every record carries every stored field.

@@ -1,4 +1,4 @@
-"""The fast validation path agrees with marshmallow on every input (CONTRACT, Request rules).
+"""The fast validation path agrees with marshmallow on every input (docs/API.md, "Field rules").
 
 `load_batch` tries a plain loop first and hands anything unusual to marshmallow
 (`load_batch_reference`). These tests feed both the same tricky inputs: wherever marshmallow
@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from bot_logging_server import schemas
-from bot_logging_server.schemas import ValidationFailed, load_batch, load_batch_reference
+from bot_logging_server.schemas import ingest
+from bot_logging_server.schemas.base import ValidationFailed
+from bot_logging_server.schemas.ingest import load_batch, load_batch_reference
 
 MISSING = object()
 DEFAULT = object()
@@ -65,7 +66,7 @@ def outcome(loader: Any, body: Any, limit: int = 65_536) -> Any:
 def assert_agree(body: Any, limit: int = 65_536) -> None:
     reference = outcome(load_batch_reference, body, limit)
     assert outcome(load_batch, body, limit) == reference
-    fast = schemas._load_batch_fast(copy.deepcopy(body), limit)
+    fast = ingest._load_batch_fast(copy.deepcopy(body), limit)
     if reference[0] == "400":
         assert fast is None, "the fast path accepted what marshmallow refuses"
     elif fast is not None:
@@ -149,7 +150,7 @@ def test_shapes_agree(body):
 
 def test_the_common_shape_takes_the_fast_path():
     body = data([record(level=(30, 40, 50)[i % 3], msg=f"m {i}") for i in range(1000)])
-    fast = schemas._load_batch_fast(copy.deepcopy(body), 65_536)
+    fast = ingest._load_batch_fast(copy.deepcopy(body), 65_536)
     assert fast is not None
     assert fast == load_batch_reference(body, 65_536)
 

@@ -1,11 +1,18 @@
-"""``POST /send_logs`` accepts exactly what the real client sends (CONTRACT.md, Request)."""
+"""``POST /send_logs`` accepts exactly what the real client sends (docs/API.md, Request)."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from support import assert_added, client_body, client_record, new_account, post_logs
+from support import (
+    assert_added,
+    client_body,
+    client_record,
+    new_account,
+    post_logs,
+    recent_logs,
+)
 
 from bot_logging_server.storage import get_storage
 
@@ -15,7 +22,7 @@ async def test_real_client_batch_of_30_is_stored_with_every_field(client, storag
     body["data"]["logs"][7]["msg"] = {"order": 17, "items": ["a", "b"]}  # a non-string msg
     response = await post_logs(client, user, body)
     await assert_added(response, 30)
-    rows = await storage.recent_logs(user.id, 100)
+    rows = await recent_logs(storage, user.id, 100)
     assert len(rows) == 30
     oldest = rows[-1]
     sent = body["data"]["logs"][0]
@@ -68,7 +75,7 @@ async def test_levels_are_numbers_or_names_and_stored_as_numbers(
 ):
     body = client_body(user.name, [client_record(level=level)])
     await assert_added(await post_logs(client, user, body), 1)
-    (row,) = await storage.recent_logs(user.id)
+    (row,) = await recent_logs(storage, user.id)
     assert row.level == stored
 
 
@@ -95,7 +102,7 @@ async def test_timestamps_are_iso8601_and_stored_as_utc_with_microseconds(
 ):
     body = client_body(user.name, [client_record(event_at=sent)], post_time=sent)
     await assert_added(await post_logs(client, user, body), 1)
-    (row,) = await storage.recent_logs(user.id)
+    (row,) = await recent_logs(storage, user.id)
     assert row.event_at.isoformat(sep=" ", timespec="microseconds") == stored
     assert row.post_time.isoformat(sep=" ", timespec="microseconds") == stored
     assert row.received_at.year >= 2026
@@ -120,7 +127,7 @@ async def test_msg_may_be_any_json_value_and_non_strings_are_stored_as_json(
 ):
     body = client_body(user.name, [client_record(msg=msg)])
     await assert_added(await post_logs(client, user, body), 1)
-    (row,) = await storage.recent_logs(user.id)
+    (row,) = await recent_logs(storage, user.id)
     assert (row.msg, row.truncated, row.msg_length) == (stored, False, len(stored))
 
 
@@ -128,7 +135,7 @@ async def test_nan_message_from_python_json_dumps_is_kept(client, storage, user)
     raw = client_body(user.name, [client_record(msg=0)])
     text = json.dumps(raw).replace('"msg": 0', '"msg": NaN')
     await assert_added(await post_logs(client, user, text), 1)
-    (row,) = await storage.recent_logs(user.id)
+    (row,) = await recent_logs(storage, user.id)
     assert row.msg == "NaN"
 
 
@@ -136,7 +143,7 @@ async def test_lone_surrogate_escape_is_stored_as_replacement_character(client, 
     raw = json.dumps(client_body(user.name, [client_record(msg="a\udcffb")]))
     assert "\\udcff" in raw  # what Python's json.dumps sends for a surrogate-escaped byte
     await assert_added(await post_logs(client, user, raw), 1)
-    (row,) = await storage.recent_logs(user.id)
+    (row,) = await recent_logs(storage, user.id)
     assert row.msg == "a\ufffdb"
 
 
@@ -147,7 +154,7 @@ async def test_message_over_the_limit_is_cut_flagged_and_keeps_its_length(make_a
         long_msg = "é" * 9 + "😀" * 6  # 15 characters, some of them 4 bytes in UTF-8
         body = client_body(account.name, [client_record(msg=long_msg), client_record(msg="short")])
         await assert_added(await post_logs(app.test_client(), account, body), 2)
-        short, cut = await storage.recent_logs(account.id)
+        short, cut = await recent_logs(storage, account.id)
         assert (cut.msg, cut.truncated, cut.msg_length) == (long_msg[:10], True, 15)
         assert (short.msg, short.truncated, short.msg_length) == ("short", False, 5)
 
@@ -157,7 +164,7 @@ async def test_default_message_limit_is_65536_characters(client, storage, user):
         user.name, [client_record(msg="x" * 65_536), client_record(msg="y" * 70_000)]
     )
     await assert_added(await post_logs(client, user, body), 2)
-    cut, whole = await storage.recent_logs(user.id)
+    cut, whole = await recent_logs(storage, user.id)
     assert (whole.truncated, whole.msg_length, len(whole.msg)) == (False, 65_536, 65_536)
     assert (cut.truncated, cut.msg_length, len(cut.msg)) == (True, 70_000, 65_536)
 
@@ -165,7 +172,7 @@ async def test_default_message_limit_is_65536_characters(client, storage, user):
 async def test_long_process_names_are_cut_to_255_characters(client, storage, user):
     body = client_body(user.name, [client_record(p_description="d" * 300)], p_name="n" * 300)
     await assert_added(await post_logs(client, user, body), 1)
-    (row,) = await storage.recent_logs(user.id)
+    (row,) = await recent_logs(storage, user.id)
     assert (row.p_name, row.p_description) == ("n" * 255, "d" * 255)
 
 
@@ -192,7 +199,7 @@ async def test_text_is_stored_verbatim(client, storage, user):
     ]
     body = client_body(user.name, [client_record(msg=t, p_description=t) for t in texts])
     await assert_added(await post_logs(client, user, body), len(texts))
-    rows = await storage.recent_logs(user.id)
+    rows = await recent_logs(storage, user.id)
     assert [r.msg for r in reversed(rows)] == texts
     assert [r.p_description for r in reversed(rows)] == texts
 

@@ -8,10 +8,12 @@ from datetime import datetime
 
 import pymysql
 import pytest
+from support import recent_logs
 
 from bot_logging_server.config import DatabaseURL, build_config
 from bot_logging_server.storage import (
     LogRow,
+    Storage,
     StorageError,
     StorageUnavailable,
     UserExists,
@@ -53,13 +55,18 @@ def _row(**overrides):
     return LogRow(**values)
 
 
+async def _schema_version(storage: Storage) -> int:
+    rows = await storage.db.fetch("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+    return int(rows[0][0])
+
+
 async def test_schema_is_at_the_latest_version_and_reopening_migrates_nothing(storage, make_config):
     latest = {"mysql": MYSQL_MIGRATIONS, "sqlite": SQLITE_MIGRATIONS}[storage.name][-1].version
-    assert await storage.schema_version() == latest
+    assert await _schema_version(storage) == latest
     again = make_storage(make_config())
     await again.open()  # a second process starting on the same database
     try:
-        assert await again.schema_version() == latest
+        assert await _schema_version(again) == latest
     finally:
         await again.close()
 
@@ -102,22 +109,14 @@ async def test_rows_round_trip_with_microseconds_and_4_byte_characters(storage, 
     rows = [_row(msg="😀 naïve"), _row(msg="x" * 70_000, truncated=True, msg_length=80_000)]
     received = datetime(2026, 1, 2, 3, 4, 5, 678901)
     assert await storage.insert_logs(user.id, rows, received) == 2
-    cut, emoji = await storage.recent_logs(user.id)
+    cut, emoji = await recent_logs(storage, user.id)
     assert emoji.msg == "😀 naïve"
     assert emoji.event_at == datetime(2020, 5, 5, 12, 22, 22, 123456)
     assert emoji.received_at == received
     assert (cut.truncated, cut.msg_length, len(cut.msg)) == (True, 80_000, 70_000)
 
 
-async def test_a_failing_batch_writes_nothing(storage, user, backend, request):
-    if backend == "sqlite":
-        request.applymarker(
-            pytest.mark.xfail(
-                raises=OverflowError,
-                strict=True,
-                reason="the SQLite backend lets the driver's OverflowError escape",
-            )
-        )
+async def test_a_failing_batch_writes_nothing(storage, user):
     rows = [_row(), _row(), _row(pid=2**64)]  # the last row cannot be stored
     with pytest.raises(StorageError) as refused:
         await storage.insert_logs(user.id, rows, datetime(2026, 1, 1))
@@ -228,3 +227,104 @@ async def test_a_write_cancelled_while_waiting_for_the_lock_leaves_no_transactio
     assert await storage.insert_logs(user.id, [_row()], datetime(2026, 1, 1)) == 1
     await storage.set_token_hash(user.name, "h2")
     assert (await storage.get_user(user.name)).disabled is False
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(
+            lambda s, u: s.insert_logs(u.id, [_row(), _row(pid=2**64)], datetime(2026, 1, 1)),
+            id="huge-integer-in-a-group-commit",
+        ),
+        pytest.param(
+            lambda s, u: s.create_user(f"big_{uuid.uuid4().hex[:6]}", "hash", 2**64),
+            id="huge-integer-in-a-transaction",
+        ),
+        pytest.param(lambda s, u: s.get_user("a\ud800"), id="lone-surrogate-in-a-read"),
+    ],
+)
+async def test_a_value_the_driver_refuses_leaves_storage_as_a_storage_error(storage, user, call):
+    # SQLite's driver raises OverflowError / UnicodeEncodeError for these, pymysql raises
+    # DataError / UnicodeEncodeError: none of them may reach the caller as such.
+    with pytest.raises(StorageError) as caught:
+        await call(storage, user)
+    assert type(caught.value) is StorageError  # a retry would not help: 500, not 503
+    assert "INSERT" not in str(caught.value) and "SELECT" not in str(caught.value)
+    assert await storage.count_logs(user.id) == 0
+    assert await storage.insert_logs(user.id, [_row()], datetime(2026, 1, 1)) == 1
+
+
+async def test_an_upsert_inserts_a_new_key_and_updates_the_row_of_an_existing_one(storage):
+    table = f"probe_{uuid.uuid4().hex[:8]}"
+    db = storage.db
+    async with db.transaction() as tx:
+        await tx.execute(
+            f"CREATE TABLE {table} (k VARCHAR(16) NOT NULL PRIMARY KEY, v INT NOT NULL, "
+            "n INT NOT NULL)"
+        )
+    try:
+        upsert = db.dialect.upsert(table, ("k", "v", "n"), ("k",))
+        for args in [("a", 1, 10), ("b", 2, 20), ("a", 3, 30)]:
+            async with db.transaction() as tx:
+                await tx.execute(upsert, args)
+        assert await db.fetch(f"SELECT k, v, n FROM {table} ORDER BY k") == [
+            ("a", 3, 30),
+            ("b", 2, 20),
+        ]
+    finally:
+        async with db.transaction() as tx:
+            await tx.execute(f"DROP TABLE {table}")
+
+
+@pytest.mark.parametrize("database_url", ["mysql"], indirect=True)
+async def test_the_mysql_writer_escapes_each_distinct_value_of_a_group_once(
+    storage, user, monkeypatch
+):
+    """The speed of large batches: aiomysql's escaping, remembered (an override of its
+    private ``Cursor._escape_args``, which requirements.txt pins aiomysql for)."""
+    import aiomysql
+
+    escaped = []
+    escape = aiomysql.Connection.escape
+
+    def counting(self, value):
+        escaped.append(value)
+        return escape(self, value)
+
+    monkeypatch.setattr(aiomysql.Connection, "escape", counting)
+    await storage.insert_logs(
+        user.id, [_row(msg=f"m{i % 3}") for i in range(200)], datetime(2026, 1, 1)
+    )
+    # 11 columns; the distinct values are the user id, 1, 40, 0, "p", "d", three messages
+    # and three times. Escaping every value would be 2200 calls.
+    assert len(escaped) <= 14
+    assert await storage.count_logs(user.id) == 200
+
+
+@pytest.mark.parametrize("database_url", ["mysql"], indirect=True)
+async def test_a_dropped_mysql_connection_wakes_a_request_waiting_for_the_pool(make_config):
+    """aiomysql wakes waiters only when a live connection comes back; the backend wakes one
+    itself (its private ``Pool._wakeup``, which requirements.txt pins aiomysql for)."""
+    import asyncio
+    import time
+
+    storage = make_storage(make_config(pool_size=1, db_timeout=5))
+    await storage.open()
+    holding = asyncio.Event()
+
+    async def fail_while_holding_the_only_connection():
+        async with storage.db.transaction() as tx:
+            holding.set()
+            await asyncio.sleep(0.3)  # meanwhile the ping below waits for the pool
+            await tx.execute("SELECT no_such_column FROM users")
+
+    try:
+        failing = asyncio.create_task(fail_while_holding_the_only_connection())
+        await holding.wait()
+        started = time.monotonic()
+        await storage.ping()  # gets a fresh connection once the failed one is dropped
+        assert time.monotonic() - started < 2  # not the 5 s pool timeout
+        with pytest.raises(StorageError):
+            await failing
+    finally:
+        await storage.close()

@@ -1,4 +1,4 @@
-"""``GET /api/tail`` (issue 6): Server-Sent Events of new records, on both backends.
+"""``GET /api/tail`` (docs/API.md): Server-Sent Events of new records, on both backends.
 
 The tail polls the database, so a record stored by another process (here: another app on the
 same database) arrives too; ``Last-Event-ID`` resumes without loss or repetition; a stream

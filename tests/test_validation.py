@@ -1,4 +1,4 @@
-"""Validation (CONTRACT.md, Order of checks): shape 400, then auth 403, then fields 400.
+"""Validation (docs/API.md, "Order of checks"): shape 400, then auth 403, then fields 400.
 
 Every failure answers the contract's JSON, names the field in ``detail``, and writes nothing.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from support import assert_error, client_body, client_record, post_logs
+from support import assert_error, client_body, client_record, post_logs, recent_logs
 
 
 @pytest.mark.parametrize(
@@ -156,5 +156,5 @@ async def test_nested_message_value_is_stored_as_json(client, storage, user):
     body = client_body(user.name, [client_record(msg=msg)])
     response = await post_logs(client, user, body)
     assert response.status_code == 200
-    (row,) = await storage.recent_logs(user.id)
+    (row,) = await recent_logs(storage, user.id)
     assert json.loads(row.msg) == msg

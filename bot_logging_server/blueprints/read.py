@@ -2,7 +2,7 @@
 
 Every endpoint authenticates with ``X-User`` plus ``X-User-Token`` (or ``Authorization:
 Bearer <token>``) and only ever reads that user's records, whatever the filters. The filters
-are the same everywhere (`schemas.LogQuerySchema`): ``level`` (minimum), ``since``/``until``
+are the same everywhere (`schemas.query.LogQuerySchema`): ``level`` (minimum), ``since``/``until``
 (on ``event_at``), ``q`` (case-insensitive substring of ``msg``), ``p_name``,
 ``p_description``, ``pid``.
 
@@ -22,8 +22,16 @@ from quart import Blueprint, Response, current_app, request
 
 from bot_logging_server.auth import get_authenticator, header_credentials, requires_header_user
 from bot_logging_server.errors import BadRequest, json_response
-from bot_logging_server.records import csv_header, csv_rows, iso, ndjson_lines, record_json
-from bot_logging_server.schemas import ValidationFailed, encode_cursor, level_name, load_query
+from bot_logging_server.records import (
+    csv_header,
+    csv_rows,
+    iso,
+    level_name,
+    ndjson_lines,
+    record_json,
+)
+from bot_logging_server.schemas.base import ValidationFailed
+from bot_logging_server.schemas.query import encode_cursor, load_query
 from bot_logging_server.storage import MAX_PAGE, LogQuery, Storage, User, get_storage
 from bot_logging_server.storage.base import MAX_STAT_ROWS
 from bot_logging_server.tail import Follower, event_stream

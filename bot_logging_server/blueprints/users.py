@@ -13,20 +13,21 @@ import hmac
 
 from quart import Blueprint, Response, request
 
-from bot_logging_server import users
-from bot_logging_server.bodies import read_json
+from bot_logging_server import accounts
 from bot_logging_server.config import get_config
 from bot_logging_server.errors import BadRequest, Conflict, Forbidden, json_response
-from bot_logging_server.schemas import ValidationFailed, load_create_user
+from bot_logging_server.json_body import read_json
+from bot_logging_server.schemas.accounts import load_create_user
+from bot_logging_server.schemas.base import ValidationFailed
 from bot_logging_server.storage import UserExists, get_storage
 
-__all__ = ["bp", "create_user"]
+__all__ = ["bp", "post_create_user"]
 
 bp = Blueprint("users", __name__)
 
 
 @bp.post("/create_user")
-async def create_user() -> Response:
+async def post_create_user() -> Response:
     """Create a user (API key required); answer the token once."""
     api_key = get_config().api_key or ""
     given = request.headers.get("X-Api-Key", "")
@@ -37,7 +38,7 @@ async def create_user() -> Response:
     except ValidationFailed as exc:
         raise BadRequest(exc.detail) from None
     try:
-        new = await users.create_user(
+        new = await accounts.create_user(
             get_storage(), fields["user"], fields["password"], fields["tel_id"]
         )
     except ValueError as exc:

@@ -1,8 +1,10 @@
 """The server's configuration: one frozen `Config`, built by one pure function.
 
+Every setting is declared once, in `bot_logging_server.config.settings.SETTINGS`: its flag,
+environment variable, default, kind, range or choices, help text and whether it is secret.
 `build_config(flags, environ)` takes the command-line flags (``None`` where a flag was not
-given) and an environment mapping, and fills every field from the flag, else the environment
-variable named in `quart_config.ENVIRONMENT`, else the default in `quart_config.DEFAULTS`.
+given) and an environment mapping, and fills every field from the flag, else the setting's
+environment variable, else its default, checked against the setting's range or choices.
 Nothing here reads the process environment by itself, so tests pass their own mapping.
 
 Storage is chosen by one URL: ``--database-url`` when given; otherwise MySQL built from
@@ -14,23 +16,33 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from urllib.parse import quote, unquote, urlsplit
 
 from quart import current_app
 
-from bot_logging_server.config.quart_config import DEFAULTS, ENVIRONMENT
+from bot_logging_server.config.settings import SECRETS, SETTINGS, SQLITE_PATH, Setting, setting
 
-__all__ = ["Config", "ConfigError", "DatabaseURL", "build_config", "get_config"]
+__all__ = [
+    "APP_CONFIG_KEY",
+    "SECRETS",
+    "SETTINGS",
+    "Config",
+    "ConfigError",
+    "DatabaseURL",
+    "Setting",
+    "build_config",
+    "get_config",
+]
 
 #: The key under which the app keeps its `Config` in ``app.config``.
 APP_CONFIG_KEY = "BOT_LOGGING_SERVER"
 
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-#: Event loops the server can run on (``auto``: uvloop when it is installed).
-EVENT_LOOPS = ("auto", "asyncio", "uvloop")
-#: HTTP servers the CLI can serve the app with.
-HTTP_SERVERS = ("hypercorn", "uvicorn")
+#: The settings that only feed `Config.database` (through `DatabaseURL`), not a field of
+#: their own; read only when the URL is built from them.
+_DATABASE_SETTINGS = frozenset(
+    {"database_url", "db_user", "db_password", "db_host", "db_port", "db_name"}
+)
 
 
 class ConfigError(ValueError):
@@ -53,7 +65,7 @@ class DatabaseURL:
     host: str = ""
     port: int = 0
     user: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)
     name: str = ""
     path: str = ""
 
@@ -100,26 +112,8 @@ class DatabaseURL:
 class Config:
     """Every setting of one server process. Build it with `build_config`.
 
-    Attributes:
-        host, port: where the HTTP server listens.
-        workers: hypercorn worker processes.
-        database: the storage URL, parsed.
-        pool_size: connections in the MySQL pool (per worker).
-        max_body_bytes: largest request body; larger answers 413.
-        max_records: most records in one batch; more answers 413.
-        max_msg_chars: longer messages are stored cut to this and flagged ``truncated``.
-        auth_cache_seconds: how long a verified token is trusted before re-reading the user.
-        api_key: enables ``POST /create_user`` when set.
-        log_level: the server's own log level.
-        db_timeout: seconds to wait for a pooled connection, a statement or a SQLite lock;
-            past it the request answers 503.
-        body_timeout: seconds a client has to send a whole request body (408 after).
-        read_timeout: seconds hypercorn waits for any read on a connection.
-        keep_alive_timeout: seconds an idle connection, or one still sending headers, is kept.
-        rate_limit_requests: requests per second per user and process (0: no limit).
-        rate_limit_records: log records per second per user and process (0: no limit).
-        event_loop: ``auto`` (uvloop when installed, else asyncio), ``asyncio`` or ``uvloop``.
-        http_server: ``hypercorn`` (the default) or ``uvicorn`` (an optional dependency).
+    Each field is the setting of the same name in `SETTINGS` (listed below with its help
+    text), except `database`, the storage URL parsed from the database settings.
     """
 
     host: str
@@ -133,14 +127,14 @@ class Config:
     auth_cache_seconds: float
     api_key: str | None
     log_level: str
-    db_timeout: float = 10.0
-    body_timeout: float = 30.0
-    read_timeout: int = 30
-    keep_alive_timeout: float = 5.0
-    rate_limit_requests: int = 0
-    rate_limit_records: int = 0
-    event_loop: str = "auto"
-    http_server: str = "hypercorn"
+    db_timeout: float
+    body_timeout: float
+    read_timeout: int
+    keep_alive_timeout: float
+    rate_limit_requests: int
+    rate_limit_records: int
+    event_loop: str
+    http_server: str
 
     def describe(self) -> str:
         """One start-up line: backend, where it is, and the listening URL; never a secret."""
@@ -150,56 +144,94 @@ class Config:
             + (f" with {self.workers} workers" if self.workers > 1 else "")
         )
 
+    def __repr__(self) -> str:
+        """The fields, every secret (`SECRETS`) shown as ``***`` when it is set."""
+        shown = []
+        for item in fields(self):
+            value = getattr(self, item.name)
+            text = "***" if item.name in SECRETS and value is not None else repr(value)
+            shown.append(f"{item.name}={text}")
+        return f"Config({', '.join(shown)})"
 
-def _pick(name: str, flags: Mapping[str, object | None], environ: Mapping[str, str]) -> object:
-    value = flags.get(name)
+
+#: The settings that are `Config` fields, in the table's order.
+_FIELD_SETTINGS = tuple(s for s in SETTINGS if s.name not in _DATABASE_SETTINGS)
+
+Config.__doc__ = (
+    (Config.__doc__ or "")
+    + "\n    Attributes:\n"
+    + "".join(f"        {s.name}: {s.help}\n" for s in _FIELD_SETTINGS)
+)
+
+
+def _raw(item: Setting, flags: Mapping[str, object | None], environ: Mapping[str, str]) -> object:
+    """The flag if given, else the environment variable if not empty, else the default."""
+    value = flags.get(item.name)
     if value is not None:
         return value
-    env_name = ENVIRONMENT.get(name)
-    if env_name and environ.get(env_name, "") != "":
-        return environ[env_name]
-    return DEFAULTS.get(name)
+    if environ.get(item.env, "") != "":
+        return environ[item.env]
+    return item.default
 
 
-def _where(name: str) -> str:
-    env_name = ENVIRONMENT.get(name)
-    flag = "--" + name.replace("_", "-")
-    return f"{flag} / {env_name}" if env_name else flag
+def _shown(item: Setting, raw: object) -> str:
+    """How an error quotes a value: never a secret's."""
+    return "the value" if item.secret else repr(raw)
 
 
-def _number(
-    name: str,
-    flags: Mapping[str, object | None],
-    environ: Mapping[str, str],
-    kind: type[int] | type[float],
-    low: float,
-    high: float,
-) -> int | float:
-    raw = _pick(name, flags, environ)
+def _value(item: Setting, flags: Mapping[str, object | None], environ: Mapping[str, str]) -> object:
+    """The setting's value, converted to its kind and checked; `ConfigError` names it."""
+    raw = _raw(item, flags, environ)
+    if item.kind is str:
+        return _text(item, raw)
     try:
-        value = kind(raw)  # type: ignore[arg-type]
+        value = item.kind(raw)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ConfigError(f"{_where(name)}: {raw!r} is not a number") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{_where(name)}: {raw!r} is outside {low:g}..{high:g}")
+        raise ConfigError(f"{item.where}: {_shown(item, raw)} is not a number") from None
+    if item.range_or_choices is not None:
+        low, high = item.range_or_choices
+        if not low <= value <= high:  # type: ignore[operator]
+            raise ConfigError(f"{item.where}: {_shown(item, raw)} is outside {low:g}..{high:g}")
     return value
 
 
+def _text(item: Setting, raw: object) -> str | None:
+    """A text setting's value: ``None`` when unset, else one of its choices if it has any."""
+    if raw is None or (raw == "" and item.default is None):
+        return None  # unset (an empty value counts as not given)
+    choices = item.choices
+    if choices is None:
+        return str(raw)
+    # Any case is accepted; the value is stored as the table writes it.
+    text = str(raw)
+    for choice in choices:
+        if text.lower() == choice.lower():
+            return choice
+    # The error quotes the value in the case the choices are written in.
+    shown = text.upper() if choices[0].isupper() else text.lower()
+    raise ConfigError(f"{item.where}: {_shown(item, shown)} is not one of {choices}")
+
+
 def _database(flags: Mapping[str, object | None], environ: Mapping[str, str]) -> DatabaseURL:
-    url = _pick("database_url", flags, environ)
+    """The storage URL: ``--database-url``, else MySQL when a user is given, else SQLite."""
+
+    def get(name: str) -> object:
+        return _value(setting(name), flags, environ)
+
+    url = get("database_url")
     if url:
         return DatabaseURL.parse(str(url))
-    user = _pick("db_user", flags, environ)
+    user = get("db_user")
     if not user:
-        return DatabaseURL(scheme="sqlite", path=os.path.abspath(str(DEFAULTS["sqlite_path"])))
-    password = _pick("db_password", flags, environ) or ""
-    name = str(_pick("db_name", flags, environ))
+        return DatabaseURL(scheme="sqlite", path=os.path.abspath(SQLITE_PATH))
+    password = get("db_password") or ""
+    name = str(get("db_name"))
     if not name:
-        raise ConfigError(f"{_where('db_name')}: the database name is empty")
+        raise ConfigError(f"{setting('db_name').where}: the database name is empty")
     return DatabaseURL(
         scheme="mysql",
-        host=str(_pick("db_host", flags, environ)),
-        port=int(_number("db_port", flags, environ, int, 1, 65535)),
+        host=str(get("db_host")),
+        port=int(get("db_port")),  # type: ignore[call-overload]
         user=str(user),
         password=str(password),
         name=name,
@@ -209,50 +241,17 @@ def _database(flags: Mapping[str, object | None], environ: Mapping[str, str]) ->
 def build_config(
     flags: Mapping[str, object | None] | None = None, environ: Mapping[str, str] | None = None
 ) -> Config:
-    """Build the `Config` from `flags` (flag name -> value or None), then `environ`, then defaults.
+    """Build the `Config` from `flags` (name -> value or None), then `environ`, then defaults.
 
-    `flags` uses the `Config`/`quart_config` names (``port``, ``db_user``, ``database_url``...).
-    Raises `ConfigError` naming the setting when a value is unusable.
+    `flags` uses the names of `SETTINGS` (``port``, ``db_user``, ``database_url``...).
+    Raises `ConfigError` naming the setting (flag and environment variable) when a value is
+    unusable; a secret's value is never repeated. The database settings are read only when
+    the storage URL is built from them.
     """
     flags = flags or {}
     environ = environ if environ is not None else {}
-    log_level = str(_pick("log_level", flags, environ)).upper()
-    if log_level not in _LOG_LEVELS:
-        raise ConfigError(f"{_where('log_level')}: {log_level!r} is not one of {_LOG_LEVELS}")
-    api_key = _pick("api_key", flags, environ)
-    return Config(
-        host=str(_pick("host", flags, environ)),
-        port=int(_number("port", flags, environ, int, 0, 65535)),
-        workers=int(_number("workers", flags, environ, int, 1, 64)),
-        database=_database(flags, environ),
-        pool_size=int(_number("pool_size", flags, environ, int, 1, 1000)),
-        max_body_bytes=int(_number("max_body_bytes", flags, environ, int, 1024, 2**31)),
-        max_records=int(_number("max_records", flags, environ, int, 1, 10_000_000)),
-        max_msg_chars=int(_number("max_msg_chars", flags, environ, int, 1, 2**30)),
-        auth_cache_seconds=float(_number("auth_cache_seconds", flags, environ, float, 0, 5)),
-        api_key=str(api_key) if api_key else None,
-        log_level=log_level,
-        db_timeout=float(_number("db_timeout", flags, environ, float, 0.1, 3600)),
-        body_timeout=float(_number("body_timeout", flags, environ, float, 0.1, 3600)),
-        read_timeout=int(_number("read_timeout", flags, environ, int, 1, 3600)),
-        keep_alive_timeout=float(_number("keep_alive_timeout", flags, environ, float, 0.1, 3600)),
-        rate_limit_requests=int(_number("rate_limit_requests", flags, environ, int, 0, 10**9)),
-        rate_limit_records=int(_number("rate_limit_records", flags, environ, int, 0, 10**12)),
-        event_loop=_choice("event_loop", EVENT_LOOPS, flags, environ),
-        http_server=_choice("http_server", HTTP_SERVERS, flags, environ),
-    )
-
-
-def _choice(
-    name: str,
-    choices: tuple[str, ...],
-    flags: Mapping[str, object | None],
-    environ: Mapping[str, str],
-) -> str:
-    value = str(_pick(name, flags, environ)).lower()
-    if value not in choices:
-        raise ConfigError(f"{_where(name)}: {value!r} is not one of {choices}")
-    return value
+    values = {item.name: _value(item, flags, environ) for item in _FIELD_SETTINGS}
+    return Config(database=_database(flags, environ), **values)  # type: ignore[arg-type]
 
 
 def get_config() -> Config:

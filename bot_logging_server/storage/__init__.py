@@ -1,4 +1,10 @@
-"""Storage: the `Storage` interface, its backends, and how the app holds one.
+"""Storage: the `Storage` object, its backends, and how the app holds one.
+
+Layout: `base` (records, exceptions, the `Dialect` and `Database` seams), one module per table
+family whose SQL is written once (`users`, `logs`), one module per backend holding only what
+differs (`mysql`, `sqlite`: dialect, connections, error mapping), `migrations` (the schema,
+both backends side by side) and `group_commit`. A new table family is a new module beside
+`users` and `logs`, a class `Storage` inherits, and a step in `migrations`.
 
 `make_storage(config)` picks the backend from the database URL's scheme (the one place that
 does). `init_app(app, storage)` opens it in ``before_serving`` and closes it in
@@ -13,10 +19,10 @@ from bot_logging_server.config import Config
 from bot_logging_server.storage.base import (
     BUCKETS,
     MAX_PAGE,
+    Database,
     LevelCount,
     LogQuery,
     LogRow,
-    Storage,
     StorageError,
     StorageUnavailable,
     StoredLog,
@@ -25,6 +31,8 @@ from bot_logging_server.storage.base import (
     UserNotFound,
     utc_now,
 )
+from bot_logging_server.storage.logs import LogTable
+from bot_logging_server.storage.users import UserTable
 
 __all__ = [
     "BUCKETS",
@@ -48,15 +56,46 @@ __all__ = [
 _EXTENSION = "bot_logging_server.storage"
 
 
+class Storage(UserTable, LogTable):
+    """What the server needs from a database: every table family, on one `Database`.
+
+    One instance per process, shared by requests. `open` is awaited once at start-up (it
+    creates the database when allowed, and applies pending migrations under a lock, so
+    several workers may start at once); `close` once at shutdown. Every other method raises
+    only `StorageError`s: `StorageUnavailable` when the database is away.
+    """
+
+    @property
+    def name(self) -> str:
+        """Short backend name: ``"mysql"`` or ``"sqlite"``."""
+        return self.db.dialect.name
+
+    async def open(self) -> None:
+        """Connect (pool or connections), create the database if needed, migrate the schema."""
+        await self.db.open()
+
+    async def close(self) -> None:
+        """Finish pending group commits, then close every connection. Safe to call twice."""
+        await self.drain()
+        await self.db.close()
+
+    async def ping(self) -> None:
+        """Run a trivial query; raise `StorageUnavailable` when the database does not answer."""
+        await self.db.fetch("SELECT 1")
+
+
 def make_storage(config: Config) -> Storage:
     """A not-yet-opened `Storage` for the configured database URL."""
+    db: Database
     if config.database.scheme == "mysql":
-        from bot_logging_server.storage.mysql import MySQLStorage
+        from bot_logging_server.storage.mysql import MySQLDatabase
 
-        return MySQLStorage(config.database, pool_size=config.pool_size, timeout=config.db_timeout)
-    from bot_logging_server.storage.sqlite import SQLiteStorage
+        db = MySQLDatabase(config.database, pool_size=config.pool_size, timeout=config.db_timeout)
+    else:
+        from bot_logging_server.storage.sqlite import SQLiteDatabase
 
-    return SQLiteStorage(config.database.path, timeout=config.db_timeout)
+        db = SQLiteDatabase(config.database.path, timeout=config.db_timeout)
+    return Storage(db)
 
 
 def init_app(app: Quart, storage: Storage) -> None:

@@ -1,16 +1,21 @@
-"""The storage interface every backend implements, its records and its exceptions.
+"""What the storage layer is made of: its records, its exceptions, and the two seams a backend
+fills in.
 
-Handlers and the CLI talk to storage only through `Storage`; each backend module
-(`bot_logging_server.storage.mysql`, `bot_logging_server.storage.sqlite`) owns its SQL and
-turns driver errors into the exceptions below, so nothing above this layer ever sees a driver
-exception or an SQL text.
+* A `Dialect` says how a backend's SQL differs (placeholders, times, the text search, the
+  stats bucket, row locks, upsert, index hints). The table families (`storage.users`,
+  `storage.logs`) write their SQL once, with ``?`` placeholders, and ask the dialect for the
+  rest.
+* A `Database` is a backend's connections: reads, transactions and the bulk insert behind
+  group commit. Every exception leaves it as a `StorageError` (never a driver exception, never
+  SQL text), so nothing above this layer ever sees one.
 
-All times crossing this interface are naive `datetime` objects in UTC.
+All times crossing the storage interface are naive `datetime` objects in UTC.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,21 +25,23 @@ __all__ = [
     "BUCKETS",
     "MAX_PAGE",
     "MAX_STAT_ROWS",
-    "REQUIRED_COLUMNS",
+    "Database",
+    "Dialect",
+    "DuplicateKey",
+    "Executed",
     "LevelCount",
     "LogQuery",
     "LogRow",
-    "Migration",
-    "Storage",
     "StorageError",
     "StorageUnavailable",
     "StoredLog",
+    "Table",
+    "Transaction",
     "User",
     "UserExists",
     "UserNotFound",
-    "check_columns",
     "join_filters",
-    "like_pattern",
+    "time_text",
     "utc_now",
 ]
 
@@ -42,6 +49,14 @@ __all__ = [
 def utc_now() -> datetime:
     """The server's clock: now, in UTC, as a naive datetime with microseconds."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def time_text(moment: datetime) -> str:
+    """`moment` as ``YYYY-MM-DD HH:MM:SS.ffffff``: how both backends are sent a time."""
+    return moment.isoformat(sep=" ", timespec="microseconds")
+
+
+# -- exceptions ---------------------------------------------------------------------------
 
 
 class StorageError(Exception):
@@ -52,12 +67,23 @@ class StorageUnavailable(StorageError):
     """The database cannot be reached or is overloaded right now (answered 503, retry)."""
 
 
+class DuplicateKey(StorageError):
+    """An INSERT met a row with the same unique key (the families turn it into their own)."""
+
+
 class UserExists(StorageError):
     """A user with that name already exists."""
 
 
 class UserNotFound(StorageError):
     """No user has that name."""
+
+
+# -- records ------------------------------------------------------------------------------
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +96,11 @@ class User:
     tel_id: int | None
     disabled: bool
     created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Sequence, time: Callable[[Any], datetime] = _same) -> User:
+        """A row of ``SELECT`` in field order; `time` turns a stored time into a datetime."""
+        return cls(row[0], row[1], row[2], row[3], bool(row[4]), time(row[5]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +140,8 @@ class StoredLog:
     received_at: datetime
 
     @classmethod
-    def from_row(cls, row: Sequence, time: Callable[[Any], datetime] = lambda t: t) -> StoredLog:
-        """A row of ``SELECT`` in column order; `time` turns a stored time into a datetime."""
+    def from_row(cls, row: Sequence, time: Callable[[Any], datetime] = _same) -> StoredLog:
+        """A row of ``SELECT`` in field order; `time` turns a stored time into a datetime."""
         return cls(*row[:7], bool(row[7]), row[8], time(row[9]), time(row[10]), time(row[11]))
 
 
@@ -164,167 +195,127 @@ class LevelCount:
     count: int
 
 
-def like_pattern(text: str) -> str:
-    """``%text%`` for ``LIKE ... ESCAPE '|'``, with ``|``, ``%`` and ``_`` in `text` escaped."""
-    escaped = text.replace("|", "||").replace("%", "|%").replace("_", "|_")
-    return f"%{escaped}%"
-
-
-#: The columns the server reads and writes, per table. Checked at start-up after the
-#: migrations: a table of the same name made by something else (say, the original server)
-#: would otherwise fail every request with a 500.
-REQUIRED_COLUMNS: dict[str, frozenset[str]] = {
-    "users": frozenset({"id", "username", "token_hash", "tel_id", "disabled", "created_at"}),
-    "user_logs": frozenset(
-        {
-            "id",
-            "user_id",
-            "pid",
-            "p_name",
-            "p_description",
-            "level",
-            "msg",
-            "truncated",
-            "msg_length",
-            "event_at",
-            "post_time",
-            "received_at",
-        }
-    ),
-}
-
-
 def join_filters(
     required: tuple[str, object], optional: Sequence[tuple[str, object]]
 ) -> tuple[str, list]:
     """A WHERE clause and its arguments: `required`, AND each optional clause whose value is
-    not None (each clause holds one placeholder, in the backend's own style)."""
+    not None (each clause holds one ``?``)."""
     chosen = [required, *((clause, value) for clause, value in optional if value is not None)]
     return " AND ".join(clause for clause, _ in chosen), [value for _, value in chosen]
 
 
-def check_columns(found: dict[str, set[str]]) -> None:
-    """Raise `StorageError` naming what is missing when `found` lacks a required column.
-
-    `found` maps each table name to the columns it has (a missing table has none).
-    """
-    problems = []
-    for table, needed in REQUIRED_COLUMNS.items():
-        missing = sorted(needed - found.get(table, set()))
-        if missing:
-            problems.append(f"table {table} lacks {', '.join(missing)}")
-    if problems:
-        raise StorageError(
-            "; ".join(problems) + ": these tables were not created by this server; point it "
-            "at another database (--db-name) or rename them"
-        )
+# -- the seams a backend fills in ---------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Migration:
-    """One schema step: applied once, in `version` order, recorded in ``schema_version``."""
+class Dialect(abc.ABC):
+    """How a backend's SQL differs from the SQL the table families write once.
 
-    version: int
-    name: str
-    statements: tuple[str, ...]
-
-
-class Storage(abc.ABC):
-    """What the server needs from a database. One instance per process, shared by requests.
-
-    `open` is awaited once at start-up (it creates the database when allowed, and applies
-    pending migrations under a lock, so several workers may start at once); `close` once at
-    shutdown. Every other method may raise `StorageUnavailable` when the database is away.
+    The families write ``?`` placeholders; a backend with another style converts them (the
+    `Database` does, on every statement). Times are sent as `time_text` by both backends.
     """
 
     #: Short backend name: ``"mysql"`` or ``"sqlite"``.
     name: str
+    #: Appended to a SELECT that reads rows the same transaction is about to change.
+    lock_rows: str = ""
+
+    def encode_time(self, moment: datetime) -> object:
+        """`moment` as a statement argument."""
+        return time_text(moment)
+
+    @abc.abstractmethod
+    def decode_time(self, value: Any) -> datetime:
+        """A time column's value, as the driver returns it, as a naive UTC datetime."""
+
+    @abc.abstractmethod
+    def contains(self, column: str, text: str) -> tuple[str, object]:
+        """A clause true when `column` holds `text` in any letter case, and its one argument.
+
+        Wildcard characters in `text` are plain characters.
+        """
+
+    @abc.abstractmethod
+    def bucket(self, column: str, width: str) -> tuple[str, Callable[[Any], datetime]]:
+        """An expression grouping the time `column` by `width` (one of `BUCKETS`), and how
+        to read the expression's value back as the start of its bucket."""
+
+    def index_hint(self, index: str) -> str:
+        """Text after ``FROM table`` that makes the planner use `index` ("" when the backend
+        has no such hint, and then the families skip the work of deciding)."""
+        return ""
+
+    @abc.abstractmethod
+    def upsert(self, table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
+        """An INSERT of `columns` that, when a row with the same unique `keys` exists,
+        updates that row's other columns to the new values instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class Executed:
+    """What a statement did: rows changed, and the id an INSERT generated (else None)."""
+
+    rowcount: int
+    lastrowid: int | None
+
+
+class Transaction(abc.ABC):
+    """The statements of one open transaction (see `Database.transaction`)."""
+
+    @abc.abstractmethod
+    async def execute(self, sql: str, args: Sequence = ()) -> Executed:
+        """Run one statement."""
+
+    @abc.abstractmethod
+    async def fetch(self, sql: str, args: Sequence = ()) -> list[Sequence]:
+        """Run one query and return every row."""
+
+
+class Database(abc.ABC):
+    """A backend's connections, as the table families use them. One per process.
+
+    `open` is awaited once at start-up: it connects, creates the database when allowed, and
+    applies pending migrations under a lock (several workers may start at once); `close`
+    once at shutdown. Every other method raises `StorageUnavailable` when the database is
+    away, and only `StorageError`s whatever goes wrong.
+    """
+
+    dialect: Dialect
+    #: How many group-commit transactions may be in flight at once.
+    writers: int = 1
 
     @abc.abstractmethod
     async def open(self) -> None:
-        """Connect (pool or connections), create the database if needed, migrate the schema."""
+        """Connect, create the database if needed (and allowed), migrate the schema."""
 
     @abc.abstractmethod
     async def close(self) -> None:
         """Close every connection. Safe to call twice."""
 
     @abc.abstractmethod
-    async def ping(self) -> None:
-        """Run a trivial query; raise `StorageUnavailable` when the database does not answer."""
+    async def fetch(self, sql: str, args: Sequence = ()) -> list[Sequence]:
+        """Run one read and return every row (it sees everything committed before it)."""
 
     @abc.abstractmethod
-    async def schema_version(self) -> int:
-        """The highest applied migration version."""
-
-    # -- users ---------------------------------------------------------------------------
-
-    @abc.abstractmethod
-    async def create_user(self, username: str, token_hash: str, tel_id: int | None) -> User:
-        """Insert a user; raise `UserExists` when the name is taken."""
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[Transaction]:
+        """``async with db.transaction() as tx``: committed when the block ends, rolled back
+        when it raises (and the exception, as a `StorageError`, goes on)."""
 
     @abc.abstractmethod
-    async def get_user(self, username: str) -> User | None:
-        """The user with exactly this name, or None."""
+    async def insert_many(self, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
+        """Insert `rows` (values in `columns` order) in one transaction, as fast as the
+        backend can: a group commit's write."""
 
-    @abc.abstractmethod
-    async def list_users(self) -> list[User]:
-        """Every user, by name."""
 
-    @abc.abstractmethod
-    async def set_disabled(self, username: str, disabled: bool) -> None:
-        """Disable or enable a user; raise `UserNotFound` for an unknown name."""
+class Table:
+    """Base of a table family: that table's queries, written once against any `Database`.
 
-    @abc.abstractmethod
-    async def set_token_hash(self, username: str, token_hash: str) -> None:
-        """Replace a user's token hash (rotation); raise `UserNotFound` for an unknown name."""
+    `storage.Storage` inherits every family. A family that starts background work (a group
+    commit) finishes it in `drain`, then calls ``super().drain()``.
+    """
 
-    @abc.abstractmethod
-    async def remove_user(self, username: str) -> int:
-        """Delete a user and all their logs in one transaction; return the logs deleted.
+    def __init__(self, db: Database) -> None:
+        """Run this family's queries on `db`."""
+        self.db = db
 
-        Raises `UserNotFound` for an unknown name.
-        """
-
-    # -- logs ----------------------------------------------------------------------------
-
-    @abc.abstractmethod
-    async def insert_logs(self, user_id: int, rows: Sequence[LogRow], received_at: datetime) -> int:
-        """Insert every row in one transaction (one multi-row INSERT); return how many.
-
-        Either all rows are committed when this returns, or none are and it raises.
-        """
-
-    @abc.abstractmethod
-    async def count_logs(self, user_id: int) -> int:
-        """How many log rows this user has."""
-
-    async def recent_logs(self, user_id: int, limit: int = 100) -> list[StoredLog]:
-        """This user's newest rows, newest (highest id) first (at most `MAX_PAGE`)."""
-        return await self.query_logs(user_id, LogQuery(limit=limit))
-
-    # -- reading -------------------------------------------------------------------------
-
-    @abc.abstractmethod
-    async def query_logs(self, user_id: int, query: LogQuery) -> list[StoredLog]:
-        """One page of this user's rows matching `query`: newest first, or oldest first.
-
-        Only `user_id`'s rows are ever read, whatever the filters.
-        """
-
-    @abc.abstractmethod
-    async def last_log_id(self, user_id: int) -> int:
-        """The highest id among this user's rows, 0 when there is none (where a tail starts)."""
-
-    @abc.abstractmethod
-    async def log_stats(self, user_id: int, query: LogQuery, bucket: str) -> list[LevelCount]:
-        """Counts per (bucket of ``event_at``, level) of rows matching `query`'s filters.
-
-        `bucket` is one of `BUCKETS`; the cursor and limit of `query` are ignored. Newest
-        buckets first, levels ascending, at most `MAX_STAT_ROWS` rows.
-        """
-
-    #: Bumped by every change to a user made through this object (disable, enable, token
-    #: rotation, removal), so that this process's cache of verified tokens drops at once
-    #: what it holds (`bot_logging_server.auth`); other processes' changes take up to
-    #: ``auth_cache_seconds``.
-    users_changed: int = 0
+    async def drain(self) -> None:
+        """Finish pending writes before the connections close (nothing here)."""

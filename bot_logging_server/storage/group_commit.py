@@ -6,8 +6,8 @@ requests that arrive while the writers are busy wait in a queue; the next free w
 everything queued and writes it as one transaction. A lone request on an idle server is
 written at once: there is no timer and no added delay.
 
-The rules (CONTRACT, "The whole batch is written in one transaction. 200 is sent only after
-the commit succeeded"):
+The rules (docs/API.md, ``POST /send_logs``, "Order of checks": the batch is committed in one
+transaction, all or nothing, and 200 is sent only after that commit):
 
 * `GroupCommit.submit` returns only after the commit that holds its rows succeeded;
 * if that shared transaction fails, every member of the group gets the error, and none of the
@@ -16,8 +16,8 @@ the commit succeeded"):
 * a member that is cancelled before its group is taken is dropped from the queue, so its
   rows are not written.
 
-Backends build their own row tuples and give `GroupCommit` a ``write`` coroutine that inserts
-a list of them in one transaction.
+A table family (`storage.logs`) builds the row tuples and gives `GroupCommit` a ``write``
+coroutine that inserts a list of them in one transaction (`Database.insert_many`).
 """
 
 from __future__ import annotations

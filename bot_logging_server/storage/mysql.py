@@ -1,12 +1,16 @@
-"""MySQL / MariaDB storage through one aiomysql pool per process.
+"""MySQL / MariaDB: its SQL dialect, and one aiomysql pool per process.
 
-The pool is opened by `MySQLStorage.open` (at start-up), which first creates the database
+The pool is opened by `MySQLDatabase.open` (at start-up), which first creates the database
 (utf8mb4) when it is missing and the account may, then applies pending migrations while
 holding a named lock (``GET_LOCK``), so several workers can start at once. Sessions run in UTC
-with strict SQL mode. Driver errors become `StorageUnavailable` (connection lost or refused,
-too many connections, lock timeouts: a retry may work) or `StorageError`. Waiting for a
-pooled connection and the work on it are each bounded by ``db_timeout``; a connection that
-saw any error is closed, never reused, so the pool heals by itself once the database is back.
+with strict SQL mode. Errors become `StorageUnavailable` (connection lost or refused, too
+many connections, lock timeouts: a retry may work) or `StorageError`. Waiting for a pooled
+connection and the work on it are each bounded by ``db_timeout``; a connection that saw any
+error is closed, never reused, so the pool heals by itself once the database is back.
+
+Two private parts of aiomysql are relied on (requirements.txt pins it below its next minor
+version): `_BatchCursor` overrides ``Cursor._escape_args``, and `MySQLDatabase._discard`
+calls ``Pool._wakeup``. tests/test_storage.py checks that both still work.
 """
 
 from __future__ import annotations
@@ -15,99 +19,28 @@ import asyncio
 import contextlib
 import functools
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 import aiomysql
 import pymysql
 
 from bot_logging_server.config import DatabaseURL
 from bot_logging_server.storage.base import (
-    MAX_STAT_ROWS,
-    LevelCount,
-    LogQuery,
-    LogRow,
-    Migration,
-    Storage,
+    Database,
+    Dialect,
+    DuplicateKey,
+    Executed,
     StorageError,
     StorageUnavailable,
-    StoredLog,
-    User,
-    UserExists,
-    UserNotFound,
-    check_columns,
-    join_filters,
-    like_pattern,
-    utc_now,
+    Transaction,
 )
-from bot_logging_server.storage.group_commit import GroupCommit
+from bot_logging_server.storage.migrations import SCHEMA_VERSION_TABLE, check_columns, for_backend
 
-__all__ = ["MIGRATIONS", "MySQLStorage"]
+__all__ = ["MIGRATIONS", "MySQLDatabase", "MySQLDialect"]
 
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(
-        1,
-        "users and user_logs",
-        (
-            """CREATE TABLE IF NOT EXISTS users (
-                id INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
-                username VARCHAR(64) COLLATE utf8mb4_bin NOT NULL,
-                token_hash VARCHAR(255) NOT NULL,
-                tel_id BIGINT NULL,
-                disabled BOOL NOT NULL DEFAULT 0,
-                created_at DATETIME(6) NOT NULL,
-                updated_at DATETIME(6) NOT NULL,
-                UNIQUE KEY ux_users_username (username)
-            ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
-            # id orders a user's records; (user_id, id) reads them newest first and
-            # (user_id, event_at) serves time ranges.
-            """CREATE TABLE IF NOT EXISTS user_logs (
-                id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
-                user_id INT UNSIGNED NOT NULL,
-                pid BIGINT NOT NULL,
-                p_name VARCHAR(255) NOT NULL,
-                p_description VARCHAR(255) NOT NULL,
-                level SMALLINT NOT NULL,
-                msg LONGTEXT NOT NULL,
-                truncated BOOL NOT NULL DEFAULT 0,
-                msg_length INT UNSIGNED NOT NULL,
-                event_at DATETIME(6) NOT NULL,
-                post_time DATETIME(6) NOT NULL,
-                received_at DATETIME(6) NOT NULL,
-                KEY ix_user_logs_user_id (user_id, id),
-                KEY ix_user_logs_user_event_at (user_id, event_at)
-            ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
-        ),
-    ),
-    Migration(
-        2,
-        "read side: (user_id, event_at, level) index",
-        (
-            # Covers the stats query (index only) and time ranges with a level filter; it
-            # serves everything (user_id, event_at) did, so that one goes.
-            "ALTER TABLE user_logs ADD INDEX ix_user_logs_user_event_level "
-            "(user_id, event_at, level), DROP INDEX ix_user_logs_user_event_at",
-        ),
-    ),
-)
-
-_SCHEMA_VERSION_DDL = """CREATE TABLE IF NOT EXISTS schema_version (
-    version INT NOT NULL PRIMARY KEY,
-    name VARCHAR(255) NOT NULL,
-    applied_at DATETIME(6) NOT NULL
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"""
-
-_USER_COLUMNS = "id, username, token_hash, tel_id, disabled, created_at"
-_LOG_COLUMNS = (
-    "id, user_id, pid, p_name, p_description, level, msg, truncated, msg_length, "
-    "event_at, post_time, received_at"
-)
-# A plain VALUES (...) shape: aiomysql's executemany rewrites it into one multi-row INSERT.
-_INSERT_LOGS = (
-    "INSERT INTO user_logs (user_id, pid, p_name, p_description, level, msg, truncated, "
-    "msg_length, event_at, post_time, received_at) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-)
+MIGRATIONS = for_backend("mysql")
 
 # Error numbers after which a retry can succeed: connection refused, lost or gone, too many
 # connections, server shutting down, lock wait timeout, deadlock, read-only.
@@ -122,10 +55,69 @@ _CONNECT_TIMEOUT = 5
 #: request; more writers contend on the same index pages and commit fewer rows per second.
 #: Two keep a second transaction going while one waits for its commit.
 _GROUP_WRITERS = 2
+# Bucket -> (divisor of the numeric DATETIME, how the quotient reads as a time).
+_BUCKETS = {
+    "minute": (100, "%Y%m%d%H%M"),
+    "hour": (10_000, "%Y%m%d%H"),
+    "day": (1_000_000, "%Y%m%d"),
+}
+
+
+def _like_pattern(text: str) -> str:
+    """``%text%`` for ``LIKE ... ESCAPE '|'``, with ``|``, ``%`` and ``_`` in `text` escaped."""
+    escaped = text.replace("|", "||").replace("%", "|%").replace("_", "|_")
+    return f"%{escaped}%"
+
+
+class MySQLDialect(Dialect):
+    """MySQL/MariaDB SQL: ``%s`` placeholders, DATETIME(6) columns, row locks, index hints."""
+
+    name = "mysql"
+    lock_rows = " FOR UPDATE"
+
+    def decode_time(self, value: Any) -> datetime:
+        """The driver already returns a DATETIME as a datetime."""
+        return value
+
+    def contains(self, column: str, text: str) -> tuple[str, object]:
+        """``LIKE`` under an explicit case-insensitive collation (not the database's own)."""
+        return f"{column} COLLATE utf8mb4_general_ci LIKE ? ESCAPE '|'", _like_pattern(text)
+
+    def bucket(self, column: str, width: str) -> tuple[str, Callable[[Any], datetime]]:
+        """``column DIV 10^k``: a DATETIME in numeric context is YYYYMMDDhhmmss.ffffff, and
+        integer grouping is much cheaper than formatting a string."""
+        divisor, pattern = _BUCKETS[width]
+        return f"{column} DIV {divisor}", lambda value: datetime.strptime(str(value), pattern)
+
+    def index_hint(self, index: str) -> str:
+        """``FORCE INDEX (index)``."""
+        return f"FORCE INDEX ({index})"
+
+    def upsert(self, table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
+        """``INSERT ... ON DUPLICATE KEY UPDATE col = VALUES(col)`` (MariaDB's spelling;
+        MySQL 8.0.20+ accepts it with a deprecation note)."""
+        updates = ", ".join(f"{c} = VALUES({c})" for c in columns if c not in keys)
+        return f"{_insert(table, tuple(columns), '?')} ON DUPLICATE KEY UPDATE {updates}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _format_style(sql: str) -> str:
+    """`sql` written with ``?`` placeholders, in pymysql's ``%s`` style.
+
+    The families' SQL holds no ``?`` but placeholders (values are always arguments).
+    """
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+@functools.lru_cache(maxsize=64)
+def _insert(table: str, columns: tuple[str, ...], placeholder: str) -> str:
+    # A plain VALUES (...) shape: aiomysql's executemany rewrites it into one multi-row INSERT.
+    values = ", ".join([placeholder] * len(columns))
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values})"
 
 
 def _translate(exc: BaseException) -> StorageError:
-    """Map a driver or network exception to our own (never carrying SQL text)."""
+    """Map a driver, network or value exception to our own (never carrying SQL text)."""
     if isinstance(exc, (OSError, asyncio.TimeoutError, pymysql.err.InterfaceError)):
         return StorageUnavailable(f"database unreachable: {type(exc).__name__}")
     if isinstance(exc, pymysql.err.MySQLError) and exc.args:
@@ -134,6 +126,8 @@ def _translate(exc: BaseException) -> StorageError:
             return StorageUnavailable(f"cannot connect to the database server (MySQL error {code})")
         if code in _RETRYABLE:
             return StorageUnavailable(f"database unavailable (MySQL error {code})")
+        if code == _DUPLICATE_KEY:
+            return DuplicateKey(f"duplicate key (MySQL error {code})")
         return StorageError(f"database error (MySQL error {code})")
     return StorageError(f"database error: {type(exc).__name__}")
 
@@ -180,27 +174,27 @@ class _BatchCursor(aiomysql.Cursor):
         return tuple(literals)
 
 
-def _sql_time(moment: datetime, cache: dict[datetime, str]) -> str:
-    """`moment` as DATETIME(6) text, remembered in `cache` (a batch repeats its times)."""
-    text = cache[moment] = moment.isoformat(sep=" ", timespec="microseconds")
-    return text
+class _MySQLTransaction(Transaction):
+    """Statements on the cursor of a `MySQLDatabase.transaction`."""
+
+    def __init__(self, cur: aiomysql.Cursor) -> None:
+        self._cur = cur
+
+    async def execute(self, sql: str, args: Sequence = ()) -> Executed:
+        """Run one statement."""
+        await self._cur.execute(_format_style(sql), tuple(args))
+        return Executed(self._cur.rowcount, self._cur.lastrowid or None)
+
+    async def fetch(self, sql: str, args: Sequence = ()) -> list[Sequence]:
+        """Run one query and return every row."""
+        await self._cur.execute(_format_style(sql), tuple(args))
+        return list(await self._cur.fetchall())
 
 
-def _user(row: Sequence) -> User:
-    return User(
-        id=row[0],
-        username=row[1],
-        token_hash=row[2],
-        tel_id=row[3],
-        disabled=bool(row[4]),
-        created_at=row[5],
-    )
+class MySQLDatabase(Database):
+    """One aiomysql pool, opened at start-up."""
 
-
-class MySQLStorage(Storage):
-    """`Storage` on MySQL/MariaDB: one aiomysql pool, opened at start-up."""
-
-    name = "mysql"
+    dialect = MySQLDialect()
 
     def __init__(self, url: DatabaseURL, pool_size: int = 10, timeout: float = 10.0) -> None:
         """Remember where to connect; nothing connects before `open`.
@@ -215,9 +209,7 @@ class MySQLStorage(Storage):
         self._timeout = timeout
         self._pool: aiomysql.Pool | None = None
         # Few transactions in flight at once; the rest of the pool serves reads and auth.
-        self._group: GroupCommit[tuple] = GroupCommit(
-            self._write_log_rows, writers=max(1, min(_GROUP_WRITERS, pool_size - 1))
-        )
+        self.writers = max(1, min(_GROUP_WRITERS, pool_size - 1))
 
     def _connect_args(self) -> dict[str, object]:
         return {
@@ -285,7 +277,7 @@ class MySQLStorage(Storage):
                 # "IF NOT EXISTS" on an existing table is a note, which the driver would
                 # raise as a Python warning: not worth one on every start.
                 await cur.execute("SET SESSION sql_notes = 0")
-                await cur.execute(_SCHEMA_VERSION_DDL)
+                await cur.execute(SCHEMA_VERSION_TABLE["mysql"])
                 await cur.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
                 (current,) = await cur.fetchone()
                 for migration in MIGRATIONS:
@@ -315,8 +307,7 @@ class MySQLStorage(Storage):
                 await conn.commit()
 
     async def close(self) -> None:
-        """Finish pending group commits, close the pool and wait for its connections to close."""
-        await self._group.drain()
+        """Close the pool and wait for its connections to close."""
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
@@ -328,6 +319,7 @@ class MySQLStorage(Storage):
 
         Getting the connection and the work done on it are each bounded by the timeout, so a
         database that is down, or a network that swallows packets, costs a 503, not a hang.
+        Any exception but our own leaves as a `StorageError`.
         """
         pool = self._pool
         if pool is None:
@@ -342,7 +334,7 @@ class MySQLStorage(Storage):
         except BaseException as exc:
             # A connection that saw an error may be mid-transaction or broken: drop it.
             self._discard(pool, conn)
-            if isinstance(exc, (pymysql.err.MySQLError, OSError, asyncio.TimeoutError)):
+            if isinstance(exc, Exception) and not isinstance(exc, StorageError):
                 raise _translate(exc) from exc
             raise
         else:
@@ -374,237 +366,24 @@ class MySQLStorage(Storage):
             _BACKGROUND.add(task)
             task.add_done_callback(_BACKGROUND.discard)
 
-    async def ping(self) -> None:
-        """``SELECT 1`` on a pooled connection."""
+    async def fetch(self, sql: str, args: Sequence = ()) -> list[Sequence]:
+        """Run one read on a pooled connection, then end its snapshot."""
         async with self._connection() as conn, conn.cursor() as cur:
-            await cur.execute("SELECT 1")
-            await cur.fetchone()
-
-    async def schema_version(self) -> int:
-        """The highest applied migration."""
-        async with self._connection() as conn, conn.cursor() as cur:
-            await cur.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
-            (version,) = await cur.fetchone()
-            await conn.commit()
-            return int(version)
-
-    async def create_user(self, username: str, token_hash: str, tel_id: int | None) -> User:
-        """Insert a user; `UserExists` when the name is taken."""
-        now = utc_now()
-        async with self._connection() as conn, conn.cursor() as cur:
-            try:
-                await cur.execute(
-                    "INSERT INTO users (username, token_hash, tel_id, disabled, created_at, "
-                    "updated_at) VALUES (%s, %s, %s, 0, %s, %s)",
-                    (username, token_hash, tel_id, now, now),
-                )
-            except pymysql.err.IntegrityError as exc:
-                if exc.args and exc.args[0] == _DUPLICATE_KEY:
-                    raise UserExists(username) from None
-                raise
-            user_id = cur.lastrowid
-            await conn.commit()
-        return User(user_id, username, token_hash, tel_id, False, now)
-
-    async def get_user(self, username: str) -> User | None:
-        """The user with exactly this name, or None."""
-        async with self._connection() as conn, conn.cursor() as cur:
-            await cur.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE username = %s", (username,))
-            row = await cur.fetchone()
-            # End the read's snapshot so the next read on this connection sees new commits.
-            await conn.commit()
-        # The column's collation pads with spaces ("alice " = "alice"): only an exact name.
-        return _user(row) if row and row[1] == username else None
-
-    async def list_users(self) -> list[User]:
-        """Every user, by name."""
-        async with self._connection() as conn, conn.cursor() as cur:
-            await cur.execute(f"SELECT {_USER_COLUMNS} FROM users ORDER BY username")
-            rows = await cur.fetchall()
-            await conn.commit()
-        return [_user(row) for row in rows]
-
-    async def _update_user(self, sql: str, args: tuple, username: str) -> None:
-        async with self._connection() as conn, conn.cursor() as cur:
-            await cur.execute(sql, args)
-            changed = cur.rowcount
-            await conn.commit()
-        self.users_changed += 1
-        if changed == 0:
-            raise UserNotFound(username)
-
-    async def set_disabled(self, username: str, disabled: bool) -> None:
-        """Disable or enable a user."""
-        await self._update_user(
-            "UPDATE users SET disabled = %s, updated_at = UTC_TIMESTAMP(6) WHERE username = %s",
-            (disabled, username),
-            username,
-        )
-
-    async def set_token_hash(self, username: str, token_hash: str) -> None:
-        """Replace a user's token hash."""
-        await self._update_user(
-            "UPDATE users SET token_hash = %s, updated_at = UTC_TIMESTAMP(6) WHERE username = %s",
-            (token_hash, username),
-            username,
-        )
-
-    async def remove_user(self, username: str) -> int:
-        """Delete the user and their logs in one transaction."""
-        async with self._connection() as conn, conn.cursor() as cur:
-            await cur.execute("SELECT id FROM users WHERE username = %s FOR UPDATE", (username,))
-            row = await cur.fetchone()
-            if row is None:
-                await conn.rollback()
-                raise UserNotFound(username)
-            await cur.execute("DELETE FROM user_logs WHERE user_id = %s", (row[0],))
-            deleted = cur.rowcount
-            await cur.execute("DELETE FROM users WHERE id = %s", (row[0],))
-            await conn.commit()
-        self.users_changed += 1
-        return deleted
-
-    async def insert_logs(self, user_id: int, rows: Sequence[LogRow], received_at: datetime) -> int:
-        """Join a group commit: one multi-row INSERT, one commit, shared with concurrent calls.
-
-        Returns after the commit that holds these rows; raises (and stores none of them) when
-        that shared transaction fails.
-        """
-        if not rows:
-            return 0
-        # Timestamps go as text: pymysql's datetime escaper is the slowest part of a large
-        # batch, and a batch usually repeats a handful of distinct times.
-        times: dict[datetime, str] = {}
-        received = _sql_time(received_at, times)
-        params = [
-            (
-                user_id,
-                r.pid,
-                r.p_name,
-                r.p_description,
-                r.level,
-                r.msg,
-                int(r.truncated),
-                r.msg_length,
-                times.get(r.event_at) or _sql_time(r.event_at, times),
-                times.get(r.post_time) or _sql_time(r.post_time, times),
-                received,
-            )
-            for r in rows
-        ]
-        await self._group.submit(params)
-        return len(rows)
-
-    async def count_logs(self, user_id: int) -> int:
-        """How many rows this user has."""
-        async with self._connection() as conn, conn.cursor() as cur:
-            await cur.execute("SELECT COUNT(*) FROM user_logs WHERE user_id = %s", (user_id,))
-            (count,) = await cur.fetchone()
-            await conn.commit()
-        return int(count)
-
-    async def _write_log_rows(self, params: list[tuple]) -> None:
-        """Insert a group's rows with one multi-row INSERT and commit (the group's transaction)."""
-        async with self._connection() as conn, conn.cursor(_BatchCursor) as cur:
-            await cur.executemany(_INSERT_LOGS, params)
-            await conn.commit()
-
-    # -- reading -------------------------------------------------------------------------
-
-    async def _select(self, sql: str, args: Sequence) -> list[tuple]:
-        async with self._connection() as conn, conn.cursor() as cur:
-            await cur.execute(sql, args)
+            await cur.execute(_format_style(sql), tuple(args))
             rows = await cur.fetchall()
             # End the read's snapshot so the next read on this connection sees new commits.
             await conn.commit()
         return list(rows)
 
-    async def query_logs(self, user_id: int, query: LogQuery) -> list[StoredLog]:
-        """One keyset page: ``id < before_id`` newest first, or ``id > after_id`` oldest first."""
-        where, args = _where(user_id, query)
-        order = "ASC" if query.oldest_first else "DESC"
-        hint = (
-            "FORCE INDEX (ix_user_logs_user_event_level)"
-            if await self._small_range(user_id, query)
-            else ""
-        )
-        rows = await self._select(
-            f"SELECT {_LOG_COLUMNS} FROM user_logs {hint} WHERE {where} "
-            f"ORDER BY id {order} LIMIT %s",
-            (*args, query.limit),
-        )
-        return [_stored_log(r) for r in rows]
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """A pooled connection's transaction; on any error the connection is dropped."""
+        async with self._connection() as conn, conn.cursor() as cur:
+            yield _MySQLTransaction(cur)
+            await conn.commit()
 
-    async def _small_range(self, user_id: int, query: LogQuery) -> bool:
-        """Whether `query` has a time range holding fewer than `_SMALL_RANGE` of the rows.
-
-        Left alone, the optimizer walks the id order back from the newest row until it has
-        a page; for a range far in the past, or a rare match, that reads most of the table.
-        A small range is cheaper read whole through the event_at index and sorted. Counting
-        up to `_SMALL_RANGE` entries of that index (index only) costs a few milliseconds.
-        """
-        if query.since is None and query.until is None:
-            return False
-        where, args = _where(user_id, LogQuery(since=query.since, until=query.until))
-        rows = await self._select(
-            f"SELECT COUNT(*) FROM (SELECT 1 FROM user_logs WHERE {where} LIMIT %s) AS r",
-            (*args, _SMALL_RANGE),
-        )
-        return int(rows[0][0]) < _SMALL_RANGE
-
-    async def last_log_id(self, user_id: int) -> int:
-        """The user's highest id, 0 when none."""
-        rows = await self._select(
-            "SELECT COALESCE(MAX(id), 0) FROM user_logs WHERE user_id = %s", (user_id,)
-        )
-        return int(rows[0][0])
-
-    async def log_stats(self, user_id: int, query: LogQuery, bucket: str) -> list[LevelCount]:
-        """GROUP BY the bucket and level, in SQL, on the (user_id, event_at, level) index.
-
-        The bucket is ``event_at DIV 10^k`` (a DATETIME in numeric context is
-        YYYYMMDDhhmmss.ffffff): integer grouping is much cheaper than formatting a string.
-        """
-        divisor, pattern = _BUCKETS[bucket]
-        where, args = _where(user_id, query, with_cursor=False)
-        rows = await self._select(
-            f"SELECT event_at DIV {divisor} AS bucket, level, COUNT(*) FROM user_logs "
-            f"WHERE {where} GROUP BY bucket, level ORDER BY bucket DESC, level LIMIT %s",
-            (*args, MAX_STAT_ROWS),
-        )
-        return [LevelCount(datetime.strptime(str(r[0]), pattern), r[1], int(r[2])) for r in rows]
-
-
-# Bucket -> (divisor of the numeric DATETIME, how the quotient reads as a time).
-_BUCKETS = {
-    "minute": (100, "%Y%m%d%H%M"),
-    "hour": (10_000, "%Y%m%d%H"),
-    "day": (1_000_000, "%Y%m%d"),
-}
-#: A time range with fewer rows than this is read through the event_at index.
-_SMALL_RANGE = 50_000
-
-
-def _where(user_id: int, query: LogQuery, with_cursor: bool = True) -> tuple[str, list]:
-    """The WHERE clause and its arguments for `query`, always scoped to `user_id`."""
-    optional = [
-        ("level >= %s", query.min_level),
-        ("event_at >= %s", query.since),
-        ("event_at < %s", query.until),
-        # An explicit case-insensitive collation: q must not depend on how the database
-        # was created.
-        (
-            "msg COLLATE utf8mb4_general_ci LIKE %s ESCAPE '|'",
-            None if query.q is None else like_pattern(query.q),
-        ),
-        ("p_name = %s", query.p_name),
-        ("p_description = %s", query.p_description),
-        ("pid = %s", query.pid),
-    ]
-    if with_cursor:
-        optional += [("id < %s", query.before_id), ("id > %s", query.after_id)]
-    return join_filters(("user_id = %s", user_id), optional)
-
-
-def _stored_log(r: Sequence) -> StoredLog:
-    return StoredLog.from_row(r)
+    async def insert_many(self, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
+        """One multi-row INSERT (aiomysql's ``executemany``) escaping each value once; commit."""
+        async with self._connection() as conn, conn.cursor(_BatchCursor) as cur:
+            await cur.executemany(_insert(table, tuple(columns), "%s"), rows)
+            await conn.commit()

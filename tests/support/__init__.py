@@ -6,7 +6,11 @@
   completion), `ServerProcess` (serving), raw `http`.
 * `support.database`: `add_user` for a server process, `rows_per_batch` read directly.
 * `support.load`: `Load`, clients posting batches, and the check of what was stored.
-* `support.faults`: `TCPProxy`, a database outage on demand.
+* `support.faults`: `TCPProxy`, a database outage on demand (`ThreadedProxy` without a loop).
+* `support.browser`: helpers of the viewer tests in Chromium; their fixtures are the plugin
+  ``support.browser_fixtures`` (``pytest_plugins = ["support.browser_fixtures"]``).
+* `support.galera`: a real 3-node Galera cluster; its fixtures are the plugin
+  ``support.galera_fixtures`` (``galera_reaper.py`` is a script it runs).
 
 Test modules import from here (``from support import post_logs``), never from each other.
 """
@@ -23,15 +27,17 @@ from support.client import (
     new_account,
     post_logs,
     read_headers,
+    recent_logs,
 )
 from support.database import add_user, rows_per_batch
-from support.faults import TCPProxy
+from support.faults import TCPProxy, ThreadedProxy
 from support.load import Load, batch_body
 from support.process import (
     ROOT,
     Reply,
     ServerProcess,
     free_port,
+    free_ports,
     half_sent_request,
     http,
     parse_reply,
@@ -46,6 +52,7 @@ __all__ = [
     "Reply",
     "ServerProcess",
     "TCPProxy",
+    "ThreadedProxy",
     "add_user",
     "assert_added",
     "assert_error",
@@ -54,6 +61,7 @@ __all__ = [
     "client_headers",
     "client_record",
     "free_port",
+    "free_ports",
     "get_logs",
     "half_sent_request",
     "http",
@@ -61,6 +69,7 @@ __all__ = [
     "parse_reply",
     "post_logs",
     "read_headers",
+    "recent_logs",
     "rows_per_batch",
     "run_app",
 ]

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bot_logging_server.storage import Storage
-from bot_logging_server.users import create_user
+from bot_logging_server.accounts import create_user
+from bot_logging_server.storage import Storage, StoredLog
 
 
 @dataclass(frozen=True)
@@ -119,3 +119,15 @@ async def get_logs(client: Any, account: Any, **params: Any) -> dict[str, Any]:
     response = await client.get("/api/logs", query_string=params, headers=read_headers(account))
     assert response.status_code == 200, await response.get_data(as_text=True)
     return await response.get_json()
+
+
+async def recent_logs(storage: Storage, user_id: int, limit: int = 100) -> list[StoredLog]:
+    """`user_id`'s newest stored rows, newest first, read with SQL of its own (not the API's
+    queries), through the backend's connection."""
+    rows = await storage.db.fetch(
+        "SELECT id, user_id, pid, p_name, p_description, level, msg, truncated, msg_length, "
+        "event_at, post_time, received_at FROM user_logs WHERE user_id = ? "
+        "ORDER BY id DESC LIMIT ?",
+        (user_id, limit),
+    )
+    return [StoredLog.from_row(row, storage.db.dialect.decode_time) for row in rows]

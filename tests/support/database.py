@@ -18,9 +18,9 @@ from support.client import Account
 
 async def add_user(database_url: str, name: str | None = None) -> Account:
     """Create a user with a random token in the database at `database_url` (migrating it)."""
+    from bot_logging_server.accounts import create_user
     from bot_logging_server.config import build_config
     from bot_logging_server.storage import make_storage
-    from bot_logging_server.users import create_user
 
     store = make_storage(build_config({"database_url": database_url}, environ={}))
     await store.open()

@@ -1,6 +1,6 @@
 """The real thing as processes: ``python3 app.py`` serving, or running a command, and raw HTTP.
 
-* `free_port`: a TCP port nobody listens on.
+* `free_port` / `free_ports`: TCP ports nobody listens on.
 * `run_app`: ``python3 app.py ARGS`` to completion (the ``users`` commands, ``--help``, a
   configuration error), with its output captured; the one way tests run the CLI as a process.
 * `ServerProcess`: ``python3 app.py`` serving on a free port, its output in a file, waited for
@@ -36,11 +36,23 @@ ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "app.py"
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports nobody listens on right now (held until all are picked)."""
+    socks = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            socks.append(sock)
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def app_env(env: dict[str, str] | None = None) -> dict[str, str]:

@@ -1,8 +1,9 @@
 """The OpenAPI 3 description of every endpoint, generated from the marshmallow schemas.
 
-`build_spec()` feeds the schemas of `bot_logging_server.schemas` to apispec, so the request
-and answer shapes documented at ``/openapi.json`` (and rendered at ``/docs``) are the ones the
-server validates with and the tests check answers against.
+`build_spec()` feeds the request schemas of `bot_logging_server.schemas` and the answer
+schemas of `bot_logging_server.openapi.responses` to apispec, so the shapes documented at
+``/openapi.json`` (and rendered at ``/docs``) are the ones the server validates with and the
+tests check answers against.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import fields
 
-from bot_logging_server import schemas
+from bot_logging_server.openapi import responses
+from bot_logging_server.schemas import accounts, ingest, query, values
 
 __all__ = ["build_spec"]
 
@@ -22,30 +24,30 @@ _READ_SECURITY = [{"user": [], "token": []}, {"user": [], "bearer": []}]
 
 
 def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {_JSON: {"schema": schemas.ErrorSchema}}}
+    return {"description": description, "content": {_JSON: {"schema": responses.ErrorSchema}}}
 
 
 def _custom_field(converter: Any, field: fields.Field, **kwargs: Any) -> dict[str, Any]:
     """OpenAPI for our own fields (levels, timestamps, any-JSON messages, cursors)."""
-    if isinstance(field, schemas.Level):
+    if isinstance(field, values.Level):
         return {
             "oneOf": [
                 {"type": "integer", "minimum": 0, "maximum": 100},
                 {
                     "type": "string",
-                    "description": "digits, or one of " + ", ".join(schemas.LEVEL_NAMES),
+                    "description": "digits, or one of " + ", ".join(values.LEVEL_NAMES),
                 },
             ]
         }
-    if isinstance(field, schemas.Timestamp):
+    if isinstance(field, values.Timestamp):
         return {"type": "string", "format": "date-time"}
-    if isinstance(field, schemas.CutString):
+    if isinstance(field, values.CutString):
         return {"type": "string", "description": "cut to 255 characters, never refused"}
-    if isinstance(field, schemas.BigInt):
+    if isinstance(field, values.BigInt):
         return {"type": "integer", "format": "int64"}
-    if isinstance(field, schemas.Cursor):
+    if isinstance(field, query.Cursor):
         return {"type": "string"}
-    if isinstance(field, schemas.Message):
+    if isinstance(field, values.Message):
         return {"description": "any JSON value; a non-string is stored as its JSON text"}
     return {}
 
@@ -99,10 +101,10 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
         "api_key", {"type": "apiKey", "in": "header", "name": "X-Api-Key"}
     )
     for schema in (
-        schemas.ErrorSchema,
-        schemas.StoredLogSchema,
-        schemas.LogPageSchema,
-        schemas.StatsSchema,
+        responses.ErrorSchema,
+        responses.StoredLogSchema,
+        responses.LogPageSchema,
+        responses.StatsSchema,
     ):
         spec.components.schema(schema.__name__.removesuffix("Schema"), schema=schema)
 
@@ -115,12 +117,12 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
                 "security": [{"token": []}],
                 "requestBody": {
                     "required": True,
-                    "content": {_JSON: {"schema": schemas.SendLogsBodySchema}},
+                    "content": {_JSON: {"schema": ingest.SendLogsBodySchema}},
                 },
                 "responses": {
                     "200": {
                         "description": "Stored (after the commit).",
-                        "content": {_JSON: {"schema": schemas.SendLogsResultSchema}},
+                        "content": {_JSON: {"schema": responses.SendLogsResultSchema}},
                     },
                     "400": _error("The batch can never be stored as sent (detail says why)."),
                     "403": _error("data.user and X-User-Token do not match an active user."),
@@ -140,12 +142,12 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
                     "security": [{"api_key": []}],
                     "requestBody": {
                         "required": True,
-                        "content": {_JSON: {"schema": schemas.CreateUserSchema}},
+                        "content": {_JSON: {"schema": accounts.CreateUserSchema}},
                     },
                     "responses": {
                         "200": {
                             "description": "Created; the token is shown this once.",
-                            "content": {_JSON: {"schema": schemas.CreateUserResultSchema}},
+                            "content": {_JSON: {"schema": responses.CreateUserResultSchema}},
                         },
                         "400": _error("Invalid body."),
                         "403": _error("Wrong X-Api-Key."),
@@ -164,7 +166,7 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "Yes.",
-                        "content": {_JSON: {"schema": schemas.HealthSchema}},
+                        "content": {_JSON: {"schema": responses.HealthSchema}},
                     },
                     "503": _error("No."),
                 },
@@ -176,8 +178,8 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
         operations={
             "get": _read_operation(
                 "One page of the user's records, newest first (keyset pagination).",
-                schemas.LogsQuerySchema,
-                {"description": "A page.", "content": {_JSON: {"schema": schemas.LogPageSchema}}},
+                query.LogsQuerySchema,
+                {"description": "A page.", "content": {_JSON: {"schema": responses.LogPageSchema}}},
             )
         },
     )
@@ -186,7 +188,7 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
         operations={
             "get": _read_operation(
                 "Every matching record, newest first, streamed as NDJSON or CSV.",
-                schemas.ExportQuerySchema,
+                query.ExportQuerySchema,
                 {
                     "description": "The records: NDJSON lines are StoredLogSchema objects; "
                     "CSV has a header row with the same names.",
@@ -203,8 +205,11 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
         operations={
             "get": _read_operation(
                 "Counts per level per time bucket of event_at (for a histogram).",
-                schemas.StatsQuerySchema,
-                {"description": "The counts.", "content": {_JSON: {"schema": schemas.StatsSchema}}},
+                query.StatsQuerySchema,
+                {
+                    "description": "The counts.",
+                    "content": {_JSON: {"schema": responses.StatsSchema}},
+                },
             )
         },
     )
@@ -213,7 +218,7 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
         operations={
             "get": _read_operation(
                 "Live tail: new matching records as Server-Sent Events.",
-                schemas.LogQuerySchema,
+                query.LogQuerySchema,
                 {
                     "description": "An event stream; each event has `id:` (resume point) and "
                     "`data:` (one StoredLogSchema object as JSON). Comment lines keep the "

@@ -2,6 +2,10 @@
 
 Used by the ``users`` CLI and by ``POST /create_user``. The token is returned once, to be
 shown once; only its hash is stored.
+
+A change to an existing user made here (disable, enable, token rotation, removal) counts in
+`changes`, so that this process's cache of verified tokens (`bot_logging_server.auth`) drops
+at once what it holds; a change made by another process takes up to ``auth_cache_seconds``.
 """
 
 from __future__ import annotations
@@ -9,11 +13,20 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from bot_logging_server.schemas import USERNAME_RE, USERNAME_RULE
+from bot_logging_server.schemas.accounts import USERNAME_RE, USERNAME_RULE
 from bot_logging_server.storage import Storage, User
 from bot_logging_server.tokens import hash_token, password_token, random_token
 
-__all__ = ["NewToken", "check_new_user", "check_username", "create_user", "rotate_token"]
+__all__ = [
+    "NewToken",
+    "changes",
+    "check_new_user",
+    "check_username",
+    "create_user",
+    "remove_user",
+    "rotate_token",
+    "set_disabled",
+]
 
 
 @dataclass(frozen=True)
@@ -26,6 +39,17 @@ class NewToken:
 
 #: Telegram chat ids are stored in a signed 64-bit column.
 _BIGINT = 2**63
+_changes = 0
+
+
+def changes() -> int:
+    """How many changes to existing users this process has made (or tried) so far."""
+    return _changes
+
+
+def _changed() -> None:
+    global _changes
+    _changes += 1
 
 
 def check_username(username: str) -> str:
@@ -66,5 +90,28 @@ async def create_user(
 async def rotate_token(storage: Storage, username: str) -> str:
     """Give `username` a new random token and return it; `UserNotFound` for an unknown name."""
     token = random_token()
-    await storage.set_token_hash(username, await asyncio.to_thread(hash_token, token))
+    token_hash = await asyncio.to_thread(hash_token, token)
+    try:
+        await storage.set_token_hash(username, token_hash)
+    finally:
+        _changed()  # even when it failed: the change may have been committed
     return token
+
+
+async def set_disabled(storage: Storage, username: str, disabled: bool) -> None:
+    """Disable or enable `username`; `UserNotFound` for an unknown name."""
+    try:
+        await storage.set_disabled(username, disabled)
+    finally:
+        _changed()
+
+
+async def remove_user(storage: Storage, username: str) -> int:
+    """Delete `username` and all their logs; return the logs deleted.
+
+    Raises `UserNotFound` for an unknown name.
+    """
+    try:
+        return await storage.remove_user(username)
+    finally:
+        _changed()

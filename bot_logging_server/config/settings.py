@@ -1,0 +1,256 @@
+"""Every setting of the server, declared once, in `SETTINGS`.
+
+Each `Setting` names its flag, its environment variable, its default, its kind, the range or
+the choices it allows, its help text and whether it is a secret. That one table drives:
+
+* `bot_logging_server.config.build_config`, which fills `Config` from the flag, else the
+  environment variable, else the default, and checks the range or the choices;
+* the command line's options and their ``--help`` (`Setting.option_help`);
+* the README's flag table (the tests check every setting has its row);
+* `SECRETS`, the settings whose values are never printed, logged or echoed in an error.
+
+This module only holds data. Adding a setting: one entry here, and the field of the same
+name in `Config` (unless it only feeds the database URL), and its row in the README.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["SECRETS", "SETTINGS", "SQLITE_PATH", "Setting", "setting"]
+
+#: Where the data lives when no database user and no URL is given (relative to the working
+#: directory).
+SQLITE_PATH = "bot_logging.db"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: where its value comes from, what it may be, how it is explained.
+
+    Attributes:
+        name: the key in `build_config`'s flags, and the `Config` field it fills.
+        env: the environment variable read when the flag is not given.
+        default: the value when neither is given; ``None``: unset.
+        kind: ``str``, ``int`` or ``float``: what a value is converted to.
+        range_or_choices: for a number the inclusive ``(low, high)``; for text the allowed
+            values (given in any case, stored as written here); ``None``: anything.
+        help: the flag's help text (``--help`` adds the environment variable and default).
+        secret: the value is never printed: no default in ``--help``, never in an error.
+        flag: the command-line option, when it is not ``--`` + the name with dashes.
+    """
+
+    name: str
+    env: str
+    default: str | int | float | None
+    kind: type[str] | type[int] | type[float]
+    range_or_choices: tuple[float, float] | tuple[str, ...] | None
+    help: str
+    secret: bool = False
+    flag: str = ""
+
+    def __post_init__(self) -> None:
+        """Derive the flag from the name when none is given."""
+        if not self.flag:
+            object.__setattr__(self, "flag", "--" + self.name.replace("_", "-"))
+
+    @property
+    def where(self) -> str:
+        """How errors name the setting: ``--flag / ENV_VARIABLE``."""
+        return f"{self.flag} / {self.env}"
+
+    @property
+    def choices(self) -> tuple[str, ...] | None:
+        """The allowed values of a text setting, or ``None`` when any text is allowed."""
+        if self.kind is str and self.range_or_choices is not None:
+            return tuple(str(choice) for choice in self.range_or_choices)
+        return None
+
+    def option_help(self) -> str:
+        """The flag's ``--help`` text: the help, then ``[env ENV; default D]``.
+
+        A secret's default is never shown (nor, as anywhere, its value).
+        """
+        shown = "" if self.default is None or self.secret else f"; default {self.default}"
+        return f"{self.help} [env {self.env}{shown}]"
+
+
+_SECONDS = (0.1, 3600)
+
+#: Every setting, in the order of ``--help`` and of the README's flag table.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", "LOGGER_HOST", "127.0.0.1", str, None, "Address to listen on."),
+    Setting("port", "LOGGER_PORT", 5000, int, (0, 65535), "Port to listen on."),
+    Setting("workers", "LOGGER_WORKERS", 1, int, (1, 64), "Server processes (hypercorn workers)."),
+    Setting(
+        "db_user",
+        "LOGGER_DB_USER",
+        None,
+        str,
+        None,
+        "MySQL/MariaDB user: with it the server runs on MySQL.",
+        flag="--user",
+    ),
+    Setting(
+        "db_password",
+        "LOGGER_DB_PASSWORD",
+        None,
+        str,
+        None,
+        "MySQL/MariaDB password (never printed).",
+        secret=True,
+        flag="--password",
+    ),
+    Setting("db_host", "LOGGER_DB_HOST", "127.0.0.1", str, None, "MySQL/MariaDB host."),
+    Setting("db_port", "LOGGER_DB_PORT", 3306, int, (1, 65535), "MySQL/MariaDB port."),
+    Setting(
+        "db_name",
+        "LOGGER_DB_NAME",
+        "bot_logging",
+        str,
+        None,
+        "MySQL/MariaDB database (created when missing, if allowed).",
+    ),
+    Setting(
+        "database_url",
+        "LOGGER_DATABASE_URL",
+        None,
+        str,
+        None,
+        "mysql://USER:PASSWORD@HOST:PORT/DB or sqlite:///path/to/file.db; wins over the other "
+        f"database options. Without it and without --user: SQLite in ./{SQLITE_PATH}.",
+        secret=True,
+    ),
+    Setting("pool_size", "LOGGER_POOL_SIZE", 10, int, (1, 1000), "MySQL connections per worker."),
+    Setting(
+        "max_body_bytes",
+        "LOGGER_MAX_BODY_BYTES",
+        16 * 1024 * 1024,
+        int,
+        (1024, 2**31),
+        "Largest request body; larger is refused with 413.",
+    ),
+    Setting(
+        "max_records",
+        "LOGGER_MAX_RECORDS",
+        10_000,
+        int,
+        (1, 10_000_000),
+        "Most records in one batch; more is refused with 413.",
+    ),
+    Setting(
+        "max_msg_chars",
+        "LOGGER_MAX_MSG_CHARS",
+        65_536,
+        int,
+        (1, 2**30),
+        "Longer messages are stored cut and flagged truncated.",
+    ),
+    # The contract allows 5 s for a change made by another process (a user disabled,
+    # a token rotated) to take effect.
+    Setting(
+        "auth_cache_seconds",
+        "LOGGER_AUTH_CACHE_SECONDS",
+        2.0,
+        float,
+        (0, 5),
+        "Seconds a verified token is trusted before re-reading the user (0-5).",
+    ),
+    Setting(
+        "api_key",
+        "LOGGER_API_KEY",
+        None,
+        str,
+        None,
+        "Enables POST /create_user with this X-Api-Key (prefer the env).",
+        secret=True,
+    ),
+    Setting(
+        "log_level",
+        "LOGGER_LOG_LEVEL",
+        "INFO",
+        str,
+        ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        "The server's own log level.",
+    ),
+    # Past it the request answers 503 with Retry-After (the client retries).
+    Setting(
+        "db_timeout",
+        "LOGGER_DB_TIMEOUT",
+        10.0,
+        float,
+        _SECONDS,
+        "Seconds to wait for a database connection, statement or SQLite lock; then 503.",
+    ),
+    # Quart's BODY_TIMEOUT.
+    Setting(
+        "body_timeout",
+        "LOGGER_BODY_TIMEOUT",
+        30.0,
+        float,
+        _SECONDS,
+        "Seconds a client has to send a whole request body; then 408.",
+    ),
+    # hypercorn's read_timeout.
+    Setting(
+        "read_timeout",
+        "LOGGER_READ_TIMEOUT",
+        30,
+        int,
+        (1, 3600),
+        "Seconds without any data before a connection is closed.",
+    ),
+    # hypercorn's keep_alive_timeout (uvicorn: timeout_keep_alive, rounded).
+    Setting(
+        "keep_alive_timeout",
+        "LOGGER_KEEP_ALIVE_TIMEOUT",
+        5.0,
+        float,
+        _SECONDS,
+        "Seconds an idle connection, or one still sending its headers, is kept open.",
+    ),
+    Setting(
+        "rate_limit_requests",
+        "LOGGER_RATE_LIMIT_REQUESTS",
+        0,
+        int,
+        (0, 10**9),
+        "Requests per second per user (per process); over it 429. 0: no limit.",
+    ),
+    Setting(
+        "rate_limit_records",
+        "LOGGER_RATE_LIMIT_RECORDS",
+        0,
+        int,
+        (0, 10**12),
+        "Log records per second per user (per process); over it 429. 0: no limit.",
+    ),
+    # uvloop is an optional dependency: a faster event loop.
+    Setting(
+        "event_loop",
+        "LOGGER_EVENT_LOOP",
+        "auto",
+        str,
+        ("auto", "asyncio", "uvloop"),
+        "Event loop: auto uses uvloop when it is installed.",
+    ),
+    # uvicorn (with httptools) is an optional, faster HTTP server.
+    Setting(
+        "http_server",
+        "LOGGER_HTTP_SERVER",
+        "hypercorn",
+        str,
+        ("hypercorn", "uvicorn"),
+        "HTTP server: hypercorn, or uvicorn (optional dependency; faster, see bench/RESULTS.md).",
+    ),
+)
+
+#: Settings whose values are never printed, logged or echoed in an error.
+SECRETS: frozenset[str] = frozenset(s.name for s in SETTINGS if s.secret)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def setting(name: str) -> Setting:
+    """The `Setting` called `name` (a `KeyError` names an unknown one)."""
+    return _BY_NAME[name]

@@ -1,0 +1,154 @@
+"""The query strings of the read endpoints under ``/api``, and the opaque page cursor.
+
+Every read endpoint takes the same filters (`LogQuerySchema`: ``level``, ``since``,
+``until``, ``q``, ``p_name``, ``p_description``, ``pid``; empty values are ignored); the
+listing and the export add a page size and a ``cursor``, the stats a bucket width.
+`load_query` validates one endpoint's query string into the keyword arguments of
+`bot_logging_server.storage.LogQuery`, or raises `ValidationFailed` naming the parameter.
+
+A cursor is the last record id of a page, encoded (`encode_cursor`) so that clients treat it
+as opaque; `decode_cursor` accepts only what `encode_cursor` makes.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
+
+from bot_logging_server.schemas.base import load
+from bot_logging_server.schemas.values import BIGINT, NAME_CHARS, Level, Timestamp
+from bot_logging_server.storage import BUCKETS, MAX_PAGE
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "Cursor",
+    "ExportQuerySchema",
+    "LogQuerySchema",
+    "LogsQuerySchema",
+    "StatsQuerySchema",
+    "decode_cursor",
+    "encode_cursor",
+    "load_query",
+]
+
+#: ``format`` values of ``GET /api/logs/export``.
+EXPORT_FORMATS = ("ndjson", "csv")
+_CURSOR_PREFIX = "id:"
+
+
+def encode_cursor(last_id: int) -> str:
+    """The opaque ``next_cursor`` that continues after the record `last_id`."""
+    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The record id a cursor continues after; raise `ValueError` when it is not ours."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except ValueError:
+        raise ValueError("not a valid cursor") from None
+    digits = text.removeprefix(_CURSOR_PREFIX)
+    if not text.startswith(_CURSOR_PREFIX) or not digits.isdigit() or len(digits) > 20:
+        raise ValueError("not a valid cursor")
+    return int(digits)
+
+
+class Cursor(fields.Field):
+    """A ``next_cursor`` from a previous page; loads to the id to continue before."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if not isinstance(value, str):
+            raise ValidationError("not a valid cursor")
+        try:
+            return decode_cursor(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+_LEVEL_DOC = {
+    "description": "Minimum level: a number 0-100 or a name (debug, info, warning, error...).",
+    "example": "warning",
+}
+_TIME_DOC = {"description": "ISO 8601; naive means UTC.", "example": "2020-05-05T12:00:00Z"}
+
+
+class LogQuerySchema(Schema):
+    """The filters shared by every read endpoint (query string); empty values are ignored.
+
+    Loads to the keyword arguments of `bot_logging_server.storage.LogQuery`.
+    """
+
+    class Meta:
+        unknown = EXCLUDE
+
+    min_level = Level(data_key="level", metadata=_LEVEL_DOC)
+    since = Timestamp(metadata={**_TIME_DOC, "description": "event_at >= since (ISO 8601)."})
+    until = Timestamp(metadata={**_TIME_DOC, "description": "event_at < until (ISO 8601)."})
+    q = fields.String(
+        validate=validate.Length(max=1000),
+        metadata={"description": "Case-insensitive substring of msg."},
+    )
+    p_name = fields.String(validate=validate.Length(max=NAME_CHARS))
+    p_description = fields.String(validate=validate.Length(max=NAME_CHARS))
+    pid = fields.Integer(validate=validate.Range(-BIGINT, BIGINT - 1))
+
+    @pre_load
+    def _drop_empty(self, data: Any, **kwargs: Any) -> Any:
+        # An HTML form sends every field, empty ones as "": empty means "no filter".
+        if isinstance(data, Mapping):
+            return {key: value for key, value in data.items() if value != ""}
+        return data
+
+
+class LogsQuerySchema(LogQuerySchema):
+    """``GET /api/logs``: the filters, a page size and the previous page's cursor."""
+
+    limit = fields.Integer(
+        load_default=100,
+        validate=validate.Range(1, MAX_PAGE),
+        metadata={"description": f"Records per page, 1-{MAX_PAGE}."},
+    )
+    before_id = Cursor(
+        data_key="cursor", metadata={"description": "next_cursor of the previous page."}
+    )
+
+
+class ExportQuerySchema(LogQuerySchema):
+    """``GET /api/logs/export``: the filters, the format, an optional cap and cursor."""
+
+    format = fields.String(
+        load_default="ndjson",
+        validate=validate.OneOf(EXPORT_FORMATS),
+        metadata={"description": "ndjson (one JSON record a line) or csv."},
+    )
+    limit = fields.Integer(
+        load_default=None,
+        validate=validate.Range(min=1),
+        metadata={"description": "Stop after this many records (default: all)."},
+    )
+    before_id = Cursor(data_key="cursor", metadata={"description": "Start after this cursor."})
+
+
+class StatsQuerySchema(LogQuerySchema):
+    """``GET /api/stats``: the filters and the bucket width."""
+
+    bucket = fields.String(load_default="hour", validate=validate.OneOf(BUCKETS))
+
+
+_QUERY_SCHEMAS = {
+    "logs": LogsQuerySchema(),
+    "export": ExportQuerySchema(),
+    "stats": StatsQuerySchema(),
+    "tail": LogQuerySchema(),
+}
+
+
+def load_query(kind: str, args: Mapping[str, str]) -> dict[str, Any]:
+    """Validate the query string of read endpoint `kind` (``logs export stats tail``).
+
+    Raises `ValidationFailed` naming the parameter, e.g. ``query.level: not a level name``.
+    """
+    return load(_QUERY_SCHEMAS[kind], dict(args), "query")

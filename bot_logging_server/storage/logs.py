@@ -1,0 +1,188 @@
+"""The ``user_logs`` table: batches written by group commit, pages and stats read back.
+
+Written once for every backend (see `storage.base.Dialect`). Every read is scoped to one
+user (`_where` always starts with ``user_id = ?``), whatever the filters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from bot_logging_server.storage.base import (
+    MAX_STAT_ROWS,
+    Database,
+    LevelCount,
+    LogQuery,
+    LogRow,
+    StoredLog,
+    Table,
+    join_filters,
+)
+from bot_logging_server.storage.group_commit import GroupCommit
+
+__all__ = ["LogTable"]
+
+_LOG_COLUMNS = (
+    "id, user_id, pid, p_name, p_description, level, msg, truncated, msg_length, "
+    "event_at, post_time, received_at"
+)
+_INSERT_COLUMNS = (
+    "user_id",
+    "pid",
+    "p_name",
+    "p_description",
+    "level",
+    "msg",
+    "truncated",
+    "msg_length",
+    "event_at",
+    "post_time",
+    "received_at",
+)
+#: The index of (user_id, event_at, level): time ranges and stats.
+_EVENT_INDEX = "ix_user_logs_user_event_level"
+#: A time range with fewer rows than this is read through `_EVENT_INDEX` (where the backend
+#: can be told to).
+_SMALL_RANGE = 50_000
+
+
+def _params(
+    user_id: int,
+    rows: Sequence[LogRow],
+    received_at: datetime,
+    encode_time: Callable[[datetime], object],
+) -> list[tuple]:
+    """The insert's argument tuples (in `_INSERT_COLUMNS` order) for a batch of `rows`.
+
+    A batch repeats a handful of distinct times: each is encoded once (the driver's own time
+    escaping was the slowest part of a large batch).
+    """
+    times: dict[datetime, object] = {}
+    received = times[received_at] = encode_time(received_at)
+    return [
+        (
+            user_id,
+            r.pid,
+            r.p_name,
+            r.p_description,
+            r.level,
+            r.msg,
+            int(r.truncated),
+            r.msg_length,
+            times.get(r.event_at) or times.setdefault(r.event_at, encode_time(r.event_at)),
+            times.get(r.post_time) or times.setdefault(r.post_time, encode_time(r.post_time)),
+            received,
+        )
+        for r in rows
+    ]
+
+
+class LogTable(Table):
+    """The queries of ``user_logs``; inserts share transactions through a `GroupCommit`."""
+
+    def __init__(self, db: Database) -> None:
+        """Run on `db`; up to ``db.writers`` group-commit transactions in flight."""
+        super().__init__(db)
+        self._group: GroupCommit[tuple] = GroupCommit(self._write_log_rows, writers=db.writers)
+
+    async def drain(self) -> None:
+        """Finish every pending group commit."""
+        await self._group.drain()
+        await super().drain()
+
+    async def insert_logs(self, user_id: int, rows: Sequence[LogRow], received_at: datetime) -> int:
+        """Insert every row in one transaction, shared with concurrent calls; return how many.
+
+        Returns after the commit that holds these rows; raises (and stores none of them) when
+        that shared transaction fails.
+        """
+        if not rows:
+            return 0
+        await self._group.submit(_params(user_id, rows, received_at, self.db.dialect.encode_time))
+        return len(rows)
+
+    async def _write_log_rows(self, params: list[tuple]) -> None:
+        """A group's transaction: every member's rows in one bulk insert."""
+        await self.db.insert_many("user_logs", _INSERT_COLUMNS, params)
+
+    async def count_logs(self, user_id: int) -> int:
+        """How many log rows this user has."""
+        rows = await self.db.fetch("SELECT COUNT(*) FROM user_logs WHERE user_id = ?", (user_id,))
+        return int(rows[0][0])
+
+    async def query_logs(self, user_id: int, query: LogQuery) -> list[StoredLog]:
+        """One page of this user's rows matching `query`: newest first, or oldest first.
+
+        The keyset page is ``id < before_id`` newest first, or ``id > after_id`` oldest first.
+        Only `user_id`'s rows are ever read, whatever the filters.
+        """
+        where, args = self._where(user_id, query)
+        order = "ASC" if query.oldest_first else "DESC"
+        hint = self.db.dialect.index_hint(_EVENT_INDEX)
+        if hint and not await self._small_range(user_id, query):
+            hint = ""
+        rows = await self.db.fetch(
+            f"SELECT {_LOG_COLUMNS} FROM user_logs {hint} WHERE {where} "
+            f"ORDER BY id {order} LIMIT ?",
+            (*args, query.limit),
+        )
+        decode = self.db.dialect.decode_time
+        return [StoredLog.from_row(row, decode) for row in rows]
+
+    async def _small_range(self, user_id: int, query: LogQuery) -> bool:
+        """Whether `query` has a time range holding fewer than `_SMALL_RANGE` of the rows.
+
+        Left alone, MySQL's optimizer walks the id order back from the newest row until it
+        has a page; for a range far in the past, or a rare match, that reads most of the
+        table. A small range is cheaper read whole through the event_at index and sorted.
+        Counting up to `_SMALL_RANGE` entries of that index (index only) costs a few
+        milliseconds.
+        """
+        if query.since is None and query.until is None:
+            return False
+        where, args = self._where(user_id, LogQuery(since=query.since, until=query.until))
+        rows = await self.db.fetch(
+            f"SELECT COUNT(*) FROM (SELECT 1 FROM user_logs WHERE {where} LIMIT ?) AS r",
+            (*args, _SMALL_RANGE),
+        )
+        return int(rows[0][0]) < _SMALL_RANGE
+
+    async def last_log_id(self, user_id: int) -> int:
+        """The highest id among this user's rows, 0 when there is none (where a tail starts)."""
+        rows = await self.db.fetch(
+            "SELECT COALESCE(MAX(id), 0) FROM user_logs WHERE user_id = ?", (user_id,)
+        )
+        return int(rows[0][0])
+
+    async def log_stats(self, user_id: int, query: LogQuery, bucket: str) -> list[LevelCount]:
+        """Counts per (bucket of ``event_at``, level) of rows matching `query`'s filters.
+
+        `bucket` is one of `BUCKETS`; the cursor and limit of `query` are ignored. Newest
+        buckets first, levels ascending, at most `MAX_STAT_ROWS` rows. Grouped in SQL, on the
+        (user_id, event_at, level) index.
+        """
+        expression, start = self.db.dialect.bucket("event_at", bucket)
+        where, args = self._where(user_id, query, with_cursor=False)
+        rows = await self.db.fetch(
+            f"SELECT {expression} AS bucket, level, COUNT(*) FROM user_logs "
+            f"WHERE {where} GROUP BY bucket, level ORDER BY bucket DESC, level LIMIT ?",
+            (*args, MAX_STAT_ROWS),
+        )
+        return [LevelCount(start(r[0]), r[1], int(r[2])) for r in rows]
+
+    def _where(self, user_id: int, query: LogQuery, with_cursor: bool = True) -> tuple[str, list]:
+        """The WHERE clause and its arguments for `query`, always scoped to `user_id`."""
+        dialect = self.db.dialect
+        optional = [
+            ("level >= ?", query.min_level),
+            ("event_at >= ?", None if query.since is None else dialect.encode_time(query.since)),
+            ("event_at < ?", None if query.until is None else dialect.encode_time(query.until)),
+            dialect.contains("msg", query.q) if query.q is not None else ("", None),
+            ("p_name = ?", query.p_name),
+            ("p_description = ?", query.p_description),
+            ("pid = ?", query.pid),
+        ]
+        if with_cursor:
+            optional += [("id < ?", query.before_id), ("id > ?", query.after_id)]
+        return join_filters(("user_id = ?", user_id), optional)
