@@ -1,12 +1,14 @@
 """The command line: ``python3 app.py`` (or ``bot-logging-server``).
 
-Without a subcommand it serves; ``users ...`` manages users. Database options come first and
-apply to both::
+Without a subcommand it serves; ``users ...`` manages users; ``purge`` applies retention by
+hand. Database options come first and apply to all::
 
     python3 app.py                                    # serve on SQLite ./bot_logging.db
     python3 app.py --host 0.0.0.0 --port 5000 --user DBUSER --password DBPASS   # on MySQL
     python3 app.py users add alice --password secret  # prints md5("alice" + "secret")
     python3 app.py --database-url mysql://u:p@db:3306/logs users list
+    python3 app.py users set-retention alice --max-age 30d --max-rows 1000000
+    python3 app.py purge --older-than 90d --dry-run   # counts what would go
 
 Every option has an environment fallback (see ``--help``); flags win over the environment.
 """
@@ -17,6 +19,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import click
@@ -24,7 +27,15 @@ import click
 from bot_logging_server import accounts as user_admin
 from bot_logging_server import server
 from bot_logging_server.config import SETTINGS, Config, ConfigError, Setting, build_config
+from bot_logging_server.retention import (
+    Policy,
+    Purger,
+    PurgeReport,
+    format_duration,
+    parse_duration,
+)
 from bot_logging_server.storage import (
+    RetentionRule,
     Storage,
     StorageError,
     UserExists,
@@ -108,7 +119,7 @@ def _existing_name(ctx: click.Context, param: click.Parameter, name: str) -> str
 
 @main.group()
 def users() -> None:
-    """Manage users: add, list, disable, enable, rotate, remove."""
+    """Manage users: add, list, disable, enable, rotate, remove, set-retention."""
 
 
 @users.command("add")
@@ -181,3 +192,114 @@ def users_remove(config: Config, name: str, yes: bool) -> None:
         click.confirm(f"remove user {name!r} and all its logs?", abort=True)
     deleted = _with_storage(config, lambda storage: user_admin.remove_user(storage, name))
     click.echo(f"removed user {name!r} and {deleted} log records")
+
+
+#: How long ``purge`` waits for a background purge of a running server to finish its pass.
+PURGE_LOCK_WAIT = 60.0
+
+
+def _limit(text: str | None, parse: Callable[[str], int], what: str) -> int | bool | None:
+    """An option of set-retention: False when not given, None for ``default``, 0 for
+    ``none``/``0``, else `parse`'s value; `click.BadParameter` names `what` otherwise."""
+    if text is None:
+        return False
+    word = text.strip().lower()
+    if word == "default":
+        return None
+    if word in ("none", "0"):
+        return 0
+    try:
+        value = parse(word)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=what) from None
+    if value < 0:
+        raise click.BadParameter("must be positive", param_hint=what)
+    return value
+
+
+@users.command("set-retention")
+@click.argument("name", callback=_existing_name)
+@click.option(
+    "--max-age",
+    help="Keep records this long: 30d, 12h, 2w; 'none' keeps them forever; 'default' "
+    "follows --retention-days.",
+)
+@click.option(
+    "--max-rows",
+    help="Keep at most this many newest records; 'none': no limit; 'default' follows "
+    "--retention-rows.",
+)
+@click.pass_obj
+def users_set_retention(
+    config: Config, name: str, max_age: str | None, max_rows: str | None
+) -> None:
+    """Set (or, without options, show) how long NAME's records are kept."""
+    age = _limit(max_age, parse_duration, "--max-age")
+    rows = _limit(max_rows, int, "--max-rows")
+
+    async def work(storage: Storage) -> tuple[RetentionRule | None, Policy]:
+        user = await storage.get_user(name)
+        if user is None:
+            raise UserNotFound(name)
+        rule = (await storage.retention_rules()).get(user.id)
+        if age is not False or rows is not False:
+            new_age = (rule.max_age_seconds if rule else None) if age is False else age
+            new_rows = (rule.max_rows if rule else None) if rows is False else rows
+            await storage.set_retention(user.id, new_age, new_rows)  # type: ignore[arg-type]
+            rule = (await storage.retention_rules()).get(user.id)
+        return rule, Policy.defaults(config).for_user(rule)
+
+    rule, policy = _with_storage(config, work)
+    click.echo(f"retention of {name!r}: {policy.describe()}")
+    own_age = None if rule is None else rule.max_age_seconds
+    own_rows = None if rule is None else rule.max_rows
+    click.echo(
+        "  own values: max age "
+        + ("default" if own_age is None else format_duration(own_age) if own_age else "none")
+        + ", max rows "
+        + ("default" if own_rows is None else str(own_rows) if own_rows else "none")
+    )
+
+
+@main.command("purge")
+@click.option(
+    "--older-than",
+    help="Delete records older than this (30d, 12h, 2w) instead of "
+    "applying the retention settings.",
+)
+@click.option("--user", "username", help="Only this user's records.")
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@click.pass_obj
+def purge(config: Config, older_than: str | None, username: str | None, dry_run: bool) -> None:
+    """Apply retention now (or delete records older than --older-than) and print the counts.
+
+    Deletes in small transactions, like the server's background purge, and waits for a
+    running server's pass to finish first (one purge at a time).
+    """
+    age = None
+    if older_than is not None:
+        try:
+            seconds = parse_duration(older_than)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--older-than") from None
+        if seconds == 0:
+            raise click.BadParameter("must be longer than 0", param_hint="--older-than")
+        age = timedelta(seconds=seconds)
+    if username is not None:
+        _existing_name(click.get_current_context(), None, username)  # type: ignore[arg-type]
+
+    async def work(storage: Storage) -> PurgeReport | None:
+        purger = Purger(storage, Policy.defaults(config), config.purge_batch)
+        return await purger.run(
+            username=username, older_than=age, dry_run=dry_run, wait=PURGE_LOCK_WAIT
+        )
+
+    report = _with_storage(config, work)
+    if report is None:
+        raise click.ClickException(
+            f"another process kept purging for {PURGE_LOCK_WAIT:g} s; try again later"
+        )
+    verb = "would delete" if dry_run else "deleted"
+    for name, count in sorted(report.deleted.items()):
+        click.echo(f"{name}: {verb} {count} records")
+    click.echo(f"total: {verb} {report.total} records in {report.seconds:.1f} s")

@@ -26,7 +26,7 @@ import hypercorn.run
 from hypercorn.utils import LifespanFailureError
 from quart import Quart
 
-from bot_logging_server import create_app
+from bot_logging_server import create_app, logformat, metrics
 from bot_logging_server.config import Config, ConfigError, build_config
 from bot_logging_server.storage import StorageError
 from bot_logging_server.tail import stop_streams
@@ -50,9 +50,10 @@ GRACEFUL_SECONDS = 10
 log = logging.getLogger("bot_logging_server")
 
 
-def configure_logging(level: str) -> None:
-    """Send the server's (and hypercorn's) messages to stderr at `level`, one line each."""
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Send the server's (and hypercorn's) messages to stderr at `level`, one line each:
+    text, or JSON objects (`bot_logging_server.logformat`)."""
+    logformat.configure(level, log_format)
 
 
 def wants_uvloop(choice: str) -> bool:
@@ -127,7 +128,7 @@ def worker_app() -> Quart:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     flags = json.loads(os.environ.get(CONFIG_ENV, "{}"))
     config = build_config(flags, os.environ)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format)
     return serving_app(config)
 
 
@@ -138,8 +139,13 @@ def serve(config: Config, flags: Mapping[str, Any]) -> None:
     the same configuration from them. Raises `ConfigError` when the event loop or the HTTP
     server asked for is not installed.
     """
-    configure_logging(config.log_level)
-    print(config.describe(), flush=True)
+    configure_logging(config.log_level, config.log_format)
+    if config.log_format == "json":
+        log.info(config.describe())  # every line of a JSON log is JSON
+    else:
+        print(config.describe(), flush=True)
+    # --metrics-port with --workers: the parent serves every worker's numbers, summed.
+    metrics.start_worker_exporter(config)
     use_uvloop = wants_uvloop(config.event_loop)
     if config.http_server == "uvicorn":
         _serve_uvicorn(config, flags, use_uvloop)

@@ -135,6 +135,15 @@ class Config:
     rate_limit_records: int
     event_loop: str
     http_server: str
+    metrics_port: int
+    metrics_host: str
+    log_format: str
+    access_log: str
+    retention_days: float
+    retention_rows: int
+    purge_interval: float
+    purge_batch: int
+    keyless_events_user: str | None
 
     def describe(self) -> str:
         """One start-up line: backend, where it is, and the listening URL; never a secret."""
@@ -142,6 +151,11 @@ class Config:
             f"bot-logging-server: storage {self.database.scheme} at {self.database.masked()}, "
             f"listening on http://{self.host}:{self.port}"
             + (f" with {self.workers} workers" if self.workers > 1 else "")
+            + (
+                f", metrics on http://{self.metrics_host}:{self.metrics_port}/metrics"
+                if self.metrics_port
+                else ""
+            )
         )
 
     def __repr__(self) -> str:

@@ -243,6 +243,83 @@ SETTINGS: tuple[Setting, ...] = (
         ("hypercorn", "uvicorn"),
         "HTTP server: hypercorn, or uvicorn (optional dependency; faster, see bench/RESULTS.md).",
     ),
+    # Operators' view: metrics, the server's own log lines, the access log.
+    Setting(
+        "metrics_port",
+        "LOGGER_METRICS_PORT",
+        0,
+        int,
+        (0, 65535),
+        "Serve Prometheus metrics at /metrics on this port, a listener of its own. 0: off.",
+    ),
+    Setting(
+        "metrics_host",
+        "LOGGER_METRICS_HOST",
+        "127.0.0.1",
+        str,
+        None,
+        "Address the metrics listener binds (only with --metrics-port).",
+    ),
+    Setting(
+        "log_format",
+        "LOGGER_LOG_FORMAT",
+        "text",
+        str,
+        ("text", "json"),
+        "The server's log lines: text, or json (one JSON object per line).",
+    ),
+    Setting(
+        "access_log",
+        "LOGGER_ACCESS_LOG",
+        "off",
+        str,
+        ("off", "on"),
+        "on: log one line per request (method, path, status, duration, user, records).",
+    ),
+    # Retention: per-user values (users set-retention) override these defaults.
+    Setting(
+        "retention_days",
+        "LOGGER_RETENTION_DAYS",
+        0.0,
+        float,
+        (0, 36_500),
+        "Delete records older than this many days (by event_at). 0: keep them.",
+    ),
+    Setting(
+        "retention_rows",
+        "LOGGER_RETENTION_ROWS",
+        0,
+        int,
+        (0, 10**12),
+        "Keep at most this many newest records per user. 0: no limit.",
+    ),
+    Setting(
+        "purge_interval",
+        "LOGGER_PURGE_INTERVAL",
+        60.0,
+        float,
+        (0, 86_400),
+        "Seconds between background retention passes. 0: no background purge.",
+    ),
+    Setting(
+        "purge_batch",
+        "LOGGER_PURGE_BATCH",
+        1000,
+        int,
+        (1, 10_000),
+        "Records deleted per transaction when purging (small: ingest never waits long).",
+    ),
+    # Usage events from a web page may come without an ingest key (the tracker demo had no
+    # auth at all); off by default: such events are refused.
+    Setting(
+        "keyless_events_user",
+        "LOGGER_KEYLESS_EVENTS_USER",
+        None,
+        str,
+        None,
+        "User that usage events sent without an ingest key (POST /track) are stored for; "
+        "unset: they are refused with 401.",
+    ),
 )
 
 #: Settings whose values are never printed, logged or echoed in an error.

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from typing import Generic, TypeVar
 __all__ = ["GroupCommit", "GroupStats"]
 
 Row = TypeVar("Row")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -78,6 +81,9 @@ class GroupCommit(Generic[Row]):
         self._queue: deque[_Member[Row]] = deque()
         self._in_flight: set[asyncio.Task[None]] = set()
         self.stats = GroupStats()
+        #: Called as ``on_commit(batches, rows)`` after each committed transaction (metrics);
+        #: what it raises is logged, never given to the group's members.
+        self.on_commit: Callable[[int, int], None] | None = None
 
     async def submit(self, rows: Sequence[Row]) -> None:
         """Write `rows` in a transaction shared with concurrent callers; return after commit.
@@ -156,6 +162,11 @@ class GroupCommit(Generic[Row]):
         for member in group:
             if not member.done.done():
                 member.done.set_result(None)
+        if self.on_commit is not None:
+            try:
+                self.on_commit(len(group), len(rows))
+            except Exception:
+                log.exception("group commit: the on_commit hook failed")
 
 
 def _copy(exc: BaseException) -> BaseException:
