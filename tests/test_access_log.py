@@ -13,8 +13,16 @@ import sys
 
 import orjson
 import pytest
-from helpers import client_body, post_logs, read_headers
-from realserver import ServerProcess, add_user, batch_body, http, send_headers
+from support import (
+    ServerProcess,
+    add_user,
+    batch_body,
+    client_body,
+    client_headers,
+    http,
+    post_logs,
+    read_headers,
+)
 
 from bot_logging_server.logformat import JSONFormatter
 from bot_logging_server.observe import ACCESS_LOGGER, masked_target
@@ -124,7 +132,7 @@ async def test_the_served_json_log_is_all_json_and_never_holds_the_token(
         await server.wait_ready(timeout=60)
         user = await add_user(fresh_database_url)
         body = batch_body(user.name, "p", 4)
-        sent = await http(server.port, "POST", "//send_logs", body, send_headers(user.token))
+        sent = await http(server.port, "POST", "//send_logs", body, client_headers(user.token))
         assert sent.status == 200
         headers = {"X-User": user.name, "Authorization": f"Bearer {user.token}"}
         read = await http(server.port, "GET", f"/api/logs?token={user.token}", headers=headers)

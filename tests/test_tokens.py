@@ -3,7 +3,8 @@
 A stored hash is salted (two users with the same token never share a hash), self-describing
 (``scrypt$N$r$p$salt$hash``, so hashes made with other costs still verify), and checking it
 rejects a token or a stored hash that differs in a single bit, never raising. The dummy hash
-an unknown user is checked against costs what a real check costs.
+an unknown user is checked against costs what a real check costs; an ingest key's lookup
+index is a fixed, short prefix of its SHA-256.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from bot_logging_server.tokens import (
     DUMMY_HASH,
     hash_token,
     is_token_shaped,
+    key_lookup,
     password_token,
     random_token,
     verify_token,
@@ -137,6 +139,14 @@ def test_password_token_is_md5_of_name_then_password_in_utf8():
     assert password_token("zoë", "päss") == "ebb84250f7f5e4fc4752ccf3a74a6b8c"
     assert password_token("ali", "cepw") == password_token("alice", "pw")  # the old scheme
     assert is_token_shaped(password_token("alice", "pw"))
+
+
+def test_a_key_lookup_is_16_hex_of_the_keys_sha256_and_changes_with_any_bit():
+    lookup = key_lookup(TOKEN)
+    assert lookup == hashlib.sha256(TOKEN.encode()).hexdigest()[:16]
+    assert lookup == key_lookup(TOKEN)  # no salt: the index finds the row again
+    assert {key_lookup(flip_bit(TOKEN, i)) for i in range(32)} & {lookup} == set()
+    assert len({key_lookup(flip_bit(TOKEN, i)) for i in range(32)}) == 32
 
 
 def test_random_tokens_are_token_shaped_and_never_repeat():

@@ -6,6 +6,7 @@
   completion), `ServerProcess` (serving), raw `http`.
 * `support.database`: `add_user` for a server process, `rows_per_batch` read directly.
 * `support.load`: `Load`, clients posting batches, and the check of what was stored.
+* `support.events`: ingest keys and stored events of the event wire interfaces.
 * `support.faults`: `TCPProxy`, a database outage on demand (`ThreadedProxy` without a loop).
 * `support.browser`: helpers of the viewer tests in Chromium; their fixtures are the plugin
   ``support.browser_fixtures`` (``pytest_plugins = ["support.browser_fixtures"]``).
@@ -30,6 +31,7 @@ from support.client import (
     recent_logs,
 )
 from support.database import add_user, rows_per_batch
+from support.events import count_rows, key_name, new_key, no_leak, stored_events
 from support.faults import TCPProxy, ThreadedProxy
 from support.load import Load, batch_body
 from support.process import (
@@ -60,16 +62,21 @@ __all__ = [
     "client_body",
     "client_headers",
     "client_record",
+    "count_rows",
     "free_port",
     "free_ports",
     "get_logs",
     "half_sent_request",
     "http",
+    "key_name",
     "new_account",
+    "new_key",
+    "no_leak",
     "parse_reply",
     "post_logs",
     "read_headers",
     "recent_logs",
     "rows_per_batch",
     "run_app",
+    "stored_events",
 ]
