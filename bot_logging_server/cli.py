@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -53,8 +54,8 @@ def _option(setting: Setting) -> Callable[[Callable[..., Any]], Callable[..., An
     kind: Any = setting.kind
     if setting.choices is not None:
         kind = click.Choice(setting.choices, case_sensitive=False)
-    elif setting.kind is str:
-        kind = None
+    elif setting.kind is str or setting.words:
+        kind = None  # text; words such as "auto" are turned into numbers by build_config
     return click.option(setting.flag, setting.name, type=kind, help=setting.option_help())
 
 
@@ -87,6 +88,12 @@ def main(ctx: click.Context, **flags: Any) -> None:
 
 
 def _with_storage(config: Config, work: Callable[[Storage], Awaitable[T]]) -> T:
+    """Run `work` on the opened storage; a failure is one ``Error:`` line and exit 1.
+
+    When the storage cannot be opened, a driver may leave a thread behind that would keep
+    the process alive for ever (`server.exit_process` ends it regardless).
+    """
+
     async def run() -> T:
         storage = make_storage(config)
         await storage.open()
@@ -95,14 +102,17 @@ def _with_storage(config: Config, work: Callable[[Storage], Awaitable[T]]) -> T:
         finally:
             await storage.close()
 
+    threads_before = set(threading.enumerate())
     try:
         return asyncio.run(run())
     except UserExists as exc:
-        raise click.ClickException(f"user {exc.args[0]!r} exists already") from None
+        message = f"user {exc.args[0]!r} exists already"
     except UserNotFound as exc:
-        raise click.ClickException(f"no user named {exc.args[0]!r}") from None
+        message = f"no user named {exc.args[0]!r}"
     except StorageError as exc:
-        raise click.ClickException(f"storage: {exc}") from None
+        message = f"storage: {server.failure_reason(exc)} ({config.database.masked()})"
+    click.echo(f"Error: {message}", err=True)
+    server.exit_process(1, threads_before)
 
 
 def _existing_name(ctx: click.Context, param: click.Parameter, name: str) -> str:
@@ -136,7 +146,11 @@ def users_add(config: Config, name: str, password: str | None, tel_id: int | Non
     new = _with_storage(
         config, lambda storage: user_admin.create_user(storage, name, password, tel_id)
     )
-    click.echo(f"created user {name!r}; its token (shown once):", err=True)
+    # Which database: run from another directory, the default SQLite file is another file.
+    click.echo(
+        f"created user {name!r} in {config.database.masked()}; its token (shown once):",
+        err=True,
+    )
     click.echo(new.token)
 
 

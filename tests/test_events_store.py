@@ -61,7 +61,8 @@ async def test_a_database_at_the_previous_version_upgrades_in_place_and_keeps_it
 ):
     url = DatabaseURL.parse(fresh_database_url)
     steps = for_backend(url.scheme)
-    previous = [m for m in steps if m.version < 3]
+    events_step = next(m.version for m in steps if m.name.startswith("usage events"))
+    previous = [m for m in steps if m.version < events_step]
     now = "2026-01-02 03:04:05.678901"
     version_table = (
         "CREATE TABLE schema_version (version INT NOT NULL PRIMARY KEY, name VARCHAR(255) "
@@ -90,7 +91,7 @@ async def test_a_database_at_the_previous_version_upgrades_in_place_and_keeps_it
     await storage.open()
     try:
         rows = await storage.db.fetch("SELECT MAX(version) FROM schema_version")
-        assert int(rows[0][0]) == steps[-1].version == 3
+        assert int(rows[0][0]) == steps[-1].version >= events_step
         assert await storage.count_logs(1) == 1
         logs = await storage.db.fetch("SELECT msg, event_at FROM user_logs")
         assert logs[0][0] == "kept"

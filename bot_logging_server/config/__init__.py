@@ -198,10 +198,14 @@ def _value(item: Setting, flags: Mapping[str, object | None], environ: Mapping[s
     raw = _raw(item, flags, environ)
     if item.kind is str:
         return _text(item, raw)
+    for word, compute in item.words:
+        if isinstance(raw, str) and raw.strip().lower() == word:
+            raw = compute()
     try:
         value = item.kind(raw)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ConfigError(f"{item.where}: {_shown(item, raw)} is not a number") from None
+        also = "".join(f" or {word!r}" for word, _ in item.words)
+        raise ConfigError(f"{item.where}: {_shown(item, raw)} is not a number{also}") from None
     if item.range_or_choices is not None:
         low, high = item.range_or_choices
         if not low <= value <= high:  # type: ignore[operator]
