@@ -224,6 +224,33 @@ def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterato
 
 
 @pytest.fixture
+def mysql_account(mysql_server: DatabaseURL) -> Iterator[tuple[str, str, str]]:
+    """A MariaDB account of this test only, with a password and a database of its own.
+
+    Yields ``(user, password, database)``; the account (from any host) may do anything in
+    that database and nothing else. Both are dropped at the end.
+    """
+    user, password = f"blst_u{uuid.uuid4().hex[:8]}", "dbpw-" + uuid.uuid4().hex
+    database = f"blst_{uuid.uuid4().hex[:12]}"
+    hosts = ("localhost", "127.0.0.1", "%")
+    conn = _mysql_connect(mysql_server)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4")
+            for host in hosts:
+                # hex characters only: safe inline (a '%' host rules out driver parameters)
+                cur.execute(f"CREATE USER '{user}'@'{host}' IDENTIFIED BY '{password}'")
+                cur.execute(f"GRANT ALL ON `{database}`.* TO '{user}'@'{host}'")
+        yield user, password, database
+    finally:
+        with conn.cursor() as cur:
+            for host in hosts:
+                cur.execute(f"DROP USER IF EXISTS '{user}'@'{host}'")
+            cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
+        conn.close()
+
+
+@pytest.fixture
 async def mysql_proxy(mysql_server: DatabaseURL) -> AsyncIterator[Any]:
     """A `support.TCPProxy` in front of the MariaDB server, which the test can cut and restore."""
     from support import TCPProxy

@@ -10,38 +10,13 @@ from __future__ import annotations
 
 import secrets
 import signal
-import uuid
-from urllib.parse import urlsplit
 
-import pymysql
 import pytest
 from support import ServerProcess, batch_body, client_headers, http, run_app
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def mysql_account(fresh_database_url):
-    """A MariaDB account with a password, allowed on the test's (not yet created) database."""
-    parts = urlsplit(fresh_database_url)
-    db = parts.path.lstrip("/")
-    user, password = f"blst_{uuid.uuid4().hex[:8]}", "dbpw-" + secrets.token_hex(12)
-    root = pymysql.connect(host=parts.hostname, port=parts.port or 3306, user="root")
-    try:
-        with root.cursor() as cur:
-            for host in ("localhost", "127.0.0.1", "%"):
-                # hex characters only: safe inline (a '%' host rules out driver parameters)
-                cur.execute(f"CREATE USER '{user}'@'{host}' IDENTIFIED BY '{password}'")
-                cur.execute(f"GRANT ALL ON `{db}`.* TO '{user}'@'{host}'")
-        yield user, password, db
-    finally:
-        with root.cursor() as cur:
-            for host in ("localhost", "127.0.0.1", "%"):
-                cur.execute(f"DROP USER IF EXISTS '{user}'@'{host}'")
-        root.close()
-
-
-@pytest.mark.parametrize("fresh_database_url", ["mysql"], indirect=True)
 async def test_a_full_run_with_errors_never_logs_a_token_or_password(
     mysql_account, mysql_proxy, tmp_path
 ):

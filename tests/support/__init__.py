@@ -3,7 +3,7 @@
 * `support.client`: in-process requests through the app's test client, accounts, and the
   contract's answer shapes (`post_logs`, `assert_error`, ...).
 * `support.process`: the real thing as processes: `free_port`, `run_app` (the CLI, to
-  completion), `ServerProcess` (serving), raw `http`.
+  completion), `AppProcess` and `ServerProcess` (in the background), raw `http`.
 * `support.database`: `add_user` for a server process, `rows_per_batch` read directly.
 * `support.load`: `Load`, clients posting batches, and the check of what was stored.
 * `support.events`: ingest keys and stored events of the event wire interfaces.
@@ -36,6 +36,7 @@ from support.faults import TCPProxy, ThreadedProxy
 from support.load import Load, batch_body
 from support.process import (
     ROOT,
+    AppProcess,
     Reply,
     ServerProcess,
     free_port,
@@ -50,6 +51,7 @@ __all__ = [
     "CLIENT_PATH",
     "ROOT",
     "Account",
+    "AppProcess",
     "Load",
     "Reply",
     "ServerProcess",

@@ -3,9 +3,10 @@
 * `free_port` / `free_ports`: TCP ports nobody listens on.
 * `run_app`: ``python3 app.py ARGS`` to completion (the ``users`` commands, ``--help``, a
   configuration error), with its output captured; the one way tests run the CLI as a process.
-* `ServerProcess`: ``python3 app.py`` serving on a free port, its output in a file, waited for
-  until ``/healthz`` answers, and always killed by its context manager; the one way tests
-  start a server process.
+* `AppProcess`: ``python3 app.py ARGS`` in the background, its output in a file, always
+  killed (with its process group) by its context manager; `ServerProcess` is one serving on
+  a free port, waited for until ``/healthz`` answers. The one way tests start app.py in the
+  background.
 * `http`: one HTTP/1.1 request over a raw socket (``Connection: close``), so tests see exactly
   what a client on the network sees; `half_sent_request` leaves a body half sent.
 
@@ -28,7 +29,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import orjson
 
@@ -180,15 +181,123 @@ async def half_sent_request(
     return finish
 
 
-class ServerProcess:
-    """``python3 app.py --host 127.0.0.1 --port P ARGS``; use as ``with ServerProcess(...)``.
+class AppProcess:
+    """``python3 app.py ARGS`` in the background; use as ``with AppProcess(...) as app``.
 
-    `database_url` becomes ``--database-url`` (none when empty); the output (stdout and
-    stderr) goes to a file in `log_dir`; the process runs in `cwd` (the repository by
-    default; a temporary directory for the default ``./bot_logging.db``) in its own process
-    group, which `stop` (and leaving the ``with`` block) kills. Waiting for readiness and
-    for the exit has a blocking form (for plain tests and fixtures) and an awaitable one
-    (which leaves the event loop free, e.g. for a `TCPProxy` in the same test).
+    The output (stdout and stderr) goes to a file in `log_dir`; the process runs in `cwd`
+    (the repository by default; a temporary directory for the default ``./bot_logging.db``)
+    in its own process group, which `stop` (and leaving the ``with`` block) kills. Waiting
+    has a blocking form (plain tests and fixtures) and an awaitable one (which leaves the
+    event loop free, e.g. for a `TCPProxy` in the same test). While waiting for the exit,
+    the moments of the first output and of the exit are noted (`first_output_at`,
+    `exited_at`, `time.monotonic` seconds).
+    """
+
+    def __init__(
+        self,
+        log_dir: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        cwd: Path = ROOT,
+    ) -> None:
+        self.log_path = log_dir / f"app-{uuid.uuid4().hex[:6]}.log"
+        self.command = [sys.executable, str(APP), *args]
+        self.cwd = cwd
+        self.env = app_env(env)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.first_output_at: float | None = None
+        self.exited_at: float | None = None
+
+    def start(self) -> Self:
+        """Start the process (not waiting for anything)."""
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(
+                self.command,
+                cwd=self.cwd,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    def wait_exit_blocking(self, timeout: float) -> int:
+        """Block until the process ends; return its exit code (fail after `timeout` s)."""
+        assert self.proc is not None, "start() first"
+        deadline = time.monotonic() + timeout
+        while (code := self.proc.poll()) is None:
+            if self.first_output_at is None and self.log_path.stat().st_size:
+                self.first_output_at = time.monotonic()
+            if time.monotonic() > deadline:
+                tail = self.output()[-3000:]
+                raise AssertionError(f"still running after {timeout} s; it printed:\n{tail}")
+            time.sleep(0.01)
+        self.exited_at = time.monotonic()
+        return code
+
+    async def wait_exit(self, timeout: float) -> int:
+        """`wait_exit_blocking` in a thread, so the test's event loop keeps running."""
+        return await asyncio.to_thread(self.wait_exit_blocking, timeout)
+
+    def seconds_from_first_output_to_exit(self) -> float:
+        """How long the process ran on after it first printed (0 if it never printed)."""
+        assert self.exited_at is not None, "wait_exit first"
+        return self.exited_at - (self.first_output_at or self.exited_at)
+
+    def wait_for_line(self, text: str, timeout: float = 30.0) -> str:
+        """Block until a line of output contains `text`; return that line."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.output().splitlines(keepends=True):
+                if text in line and line.endswith("\n"):
+                    return line
+            assert self.proc is not None and self.proc.poll() is None, self.output()
+            time.sleep(0.01)
+        raise AssertionError(f"no line with {text!r} after {timeout} s:\n{self.output()}")
+
+    def signal(self, signum: int) -> None:
+        """Send `signum` to the process's whole group (the server's parent and workers)."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signum)
+
+    def processes(self) -> int:
+        """How many processes the process group holds (a server's parent and workers)."""
+        assert self.proc is not None
+        count = 0
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if os.getpgid(int(entry.name)) == self.proc.pid:
+                        count += 1
+        return count
+
+    def stop(self) -> None:
+        """Kill the whole process group (idempotent; a hung server may have workers)."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def output(self) -> str:
+        """Everything the process printed so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def lines(self) -> list[str]:
+        """The non-empty lines of the output."""
+        return [line for line in self.output().splitlines() if line.strip()]
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class ServerProcess(AppProcess):
+    """``python3 app.py --host 127.0.0.1 --port P [--database-url URL] ARGS``, an `AppProcess`.
+
+    `port` is a free one unless given; `database_url` is left out when empty. `wait_ready`
+    (or `wait_ready_blocking`) waits until ``/healthz`` answers 200.
     """
 
     def __init__(
@@ -201,40 +310,16 @@ class ServerProcess:
         cwd: Path = ROOT,
     ) -> None:
         self.port = port or free_port()
-        self.log_path = log_dir / f"server-{uuid.uuid4().hex[:6]}.log"
-        self.command = [
-            sys.executable,
-            str(APP),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            *(["--database-url", database_url] if database_url else []),
-            *args,
-        ]
-        self.cwd = cwd
-        self.env = app_env(env)
-        self.proc: subprocess.Popen[bytes] | None = None
+        database = ["--database-url", database_url] if database_url else []
+        flags = ["--host", "127.0.0.1", "--port", str(self.port), *database]
+        super().__init__(log_dir, *flags, *args, env=env, cwd=cwd)
 
     @property
     def base_url(self) -> str:
         """``http://127.0.0.1:PORT``."""
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> ServerProcess:
-        """Start the process (not waiting for it to be ready)."""
-        with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(
-                self.command,
-                cwd=self.cwd,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return self
-
-    def wait_ready_blocking(self, timeout: float = 30.0) -> ServerProcess:
+    def wait_ready_blocking(self, timeout: float = 30.0) -> Self:
         """Block until ``/healthz`` answers 200; fail with the server's output if it does not."""
         assert self.proc is not None, "start() first"
         deadline = time.monotonic() + timeout
@@ -253,54 +338,6 @@ class ServerProcess:
             time.sleep(0.1)
         raise AssertionError(f"server not ready after {timeout} s:\n{self.output()}")
 
-    async def wait_ready(self, timeout: float = 30.0) -> ServerProcess:
+    async def wait_ready(self, timeout: float = 30.0) -> Self:
         """`wait_ready_blocking` in a thread, so the test's event loop keeps running."""
         return await asyncio.to_thread(self.wait_ready_blocking, timeout)
-
-    def wait_exit_blocking(self, timeout: float) -> int:
-        """Block until the process ends; return its exit code (fail after `timeout` s)."""
-        assert self.proc is not None, "start() first"
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            tail = self.output()[-3000:]
-            raise AssertionError(
-                f"server still running after {timeout} s; it printed:\n{tail}"
-            ) from None
-
-    async def wait_exit(self, timeout: float) -> int:
-        """`wait_exit_blocking` in a thread, so the test's event loop keeps running."""
-        return await asyncio.to_thread(self.wait_exit_blocking, timeout)
-
-    def signal(self, signum: int) -> None:
-        """Send `signum` to the server's whole process group (parent and workers)."""
-        assert self.proc is not None
-        os.killpg(self.proc.pid, signum)
-
-    def processes(self) -> int:
-        """How many processes the server's process group holds (parent and workers)."""
-        assert self.proc is not None
-        count = 0
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                with contextlib.suppress(OSError):
-                    if os.getpgid(int(entry.name)) == self.proc.pid:
-                        count += 1
-        return count
-
-    def stop(self) -> None:
-        """Kill the process group (idempotent)."""
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def output(self) -> str:
-        """Everything the server printed so far."""
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def __enter__(self) -> ServerProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
