@@ -7,7 +7,8 @@ transaction, on MySQL/MariaDB (aiomysql) or on an embedded SQLite file (aiosqlit
 
 Where things are:
 
-* `bot_logging_server.cli`: the command line (``python3 app.py``): serve, and ``users ...``;
+* `bot_logging_server.cli`: the command line (``python3 app.py``): serve, ``users ...`` and
+  ``keys ...`` (ingest keys);
 * `bot_logging_server.server`: serving (hypercorn or uvicorn, workers, signals);
 * `bot_logging_server.config`: the `Config` built from flags, environment and defaults, by
   one table of settings (`bot_logging_server.config.settings`);
@@ -15,7 +16,10 @@ Where things are:
 * `bot_logging_server.schemas`: the request schemas (marshmallow), one module per concern;
 * `bot_logging_server.auth` and `bot_logging_server.tokens`: who is asking;
 * `bot_logging_server.storage`: the storage interface and its MySQL and SQLite backends;
-* `bot_logging_server.errors`: the contract's JSON error shape, rendered in one place.
+* `bot_logging_server.errors`: the contract's JSON error shape, rendered in one place;
+* `bot_logging_server.events`: usage events: the common model and the one path every event
+  interface writes through (`record_events`), sessions started and stopped; `cors` opens the
+  event endpoints to web pages of other origins.
 * `bot_logging_server.records`, `bot_logging_server.tail`, `bot_logging_server.openapi`: the
   read side (records on the wire, the live tail, the OpenAPI document); the web viewer's files
   are in ``static/``, served at ``/``.

@@ -1,11 +1,13 @@
 """The command line: ``python3 app.py`` (or ``bot-logging-server``).
 
-Without a subcommand it serves; ``users ...`` manages users; ``purge`` applies retention by
-hand. Database options come first and apply to all::
+Without a subcommand it serves; ``users ...`` manages users, ``keys ...`` their ingest
+keys, and ``purge`` applies retention by hand. Database options come first and apply
+to all::
 
     python3 app.py                                    # serve on SQLite ./bot_logging.db
     python3 app.py --host 0.0.0.0 --port 5000 --user DBUSER --password DBPASS   # on MySQL
     python3 app.py users add alice --password secret  # prints md5("alice" + "secret")
+    python3 app.py keys add alice shop-site           # prints a new ingest key, once
     python3 app.py --database-url mysql://u:p@db:3306/logs users list
     python3 app.py users set-retention alice --max-age 30d --max-rows 1000000
     python3 app.py purge --older-than 90d --dry-run   # counts what would go
@@ -36,6 +38,8 @@ from bot_logging_server.retention import (
     parse_duration,
 )
 from bot_logging_server.storage import (
+    KeyExists,
+    KeyNotFound,
     RetentionRule,
     Storage,
     StorageError,
@@ -109,6 +113,10 @@ def _with_storage(config: Config, work: Callable[[Storage], Awaitable[T]]) -> T:
         message = f"user {exc.args[0]!r} exists already"
     except UserNotFound as exc:
         message = f"no user named {exc.args[0]!r}"
+    except KeyExists as exc:
+        message = f"key {exc.args[0]!r} exists already"
+    except KeyNotFound as exc:
+        message = f"no key named {exc.args[0]!r}"
     except StorageError as exc:
         message = f"storage: {server.failure_reason(exc)} ({config.database.masked()})"
     click.echo(f"Error: {message}", err=True)
@@ -201,9 +209,9 @@ def users_rotate(config: Config, name: str) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (asked only on a terminal).")
 @click.pass_obj
 def users_remove(config: Config, name: str, yes: bool) -> None:
-    """Remove NAME and all of its logs."""
+    """Remove NAME and all of its logs, usage events, sessions and ingest keys."""
     if not yes and sys.stdin.isatty():
-        click.confirm(f"remove user {name!r} and all its logs?", abort=True)
+        click.confirm(f"remove user {name!r} and all its logs, events and keys?", abort=True)
     deleted = _with_storage(config, lambda storage: user_admin.remove_user(storage, name))
     click.echo(f"removed user {name!r} and {deleted} log records")
 
@@ -317,3 +325,76 @@ def purge(config: Config, older_than: str | None, username: str | None, dry_run:
     for name, count in sorted(report.deleted.items()):
         click.echo(f"{name}: {verb} {count} records")
     click.echo(f"total: {verb} {report.total} records in {report.seconds:.1f} s")
+
+
+def _key_name(ctx: click.Context, param: click.Parameter, name: str) -> str:
+    """A key NAME that follows the rule (that of user names); anything else is a usage error."""
+    try:
+        return user_admin.check_key_name(name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _optional_name(ctx: click.Context, param: click.Parameter, name: str | None) -> str | None:
+    """`_existing_name` for an optional argument."""
+    return None if name is None else _existing_name(ctx, param, name)
+
+
+@main.group()
+def keys() -> None:
+    """Manage ingest keys: add, list, disable, enable, remove.
+
+    An ingest key may only write usage events (POST /api/events and the event interfaces):
+    it never reads anything and never writes logs, so it may be embedded in a web page. Key
+    names are unique across the server.
+    """
+
+
+@keys.command("add")
+@click.argument("user", callback=_existing_name)
+@click.argument("name", callback=_key_name)
+@click.pass_obj
+def keys_add(config: Config, user: str, name: str) -> None:
+    """Create key NAME for USER and print it (shown this once; only a hash is stored)."""
+    new = _with_storage(config, lambda storage: user_admin.create_key(storage, user, name))
+    click.echo(f"created key {name!r} for user {user!r}; the key (shown once):", err=True)
+    click.echo(new.value)
+
+
+@keys.command("list")
+@click.argument("user", required=False, callback=_optional_name)
+@click.pass_obj
+def keys_list(config: Config, user: str | None) -> None:
+    """List keys (of USER only, when given): name, owner, state, creation time (never keys)."""
+    rows = _with_storage(config, lambda storage: user_admin.list_keys(storage, user))
+    click.echo(f"{'name':<24} {'user':<24} {'state':<8} created (UTC)")
+    for k in rows:
+        state = "disabled" if k.disabled else "user-off" if k.owner_disabled else "active"
+        click.echo(f"{k.name:<24} {k.username:<24} {state:<8} {k.created_at:%Y-%m-%d %H:%M:%S}")
+
+
+@keys.command("disable")
+@click.argument("name", callback=_key_name)
+@click.pass_obj
+def keys_disable(config: Config, name: str) -> None:
+    """Disable key NAME: refused within --auth-cache-seconds in a running server."""
+    _with_storage(config, lambda storage: user_admin.set_key_disabled(storage, name, True))
+    click.echo(f"disabled key {name!r}")
+
+
+@keys.command("enable")
+@click.argument("name", callback=_key_name)
+@click.pass_obj
+def keys_enable(config: Config, name: str) -> None:
+    """Enable key NAME again."""
+    _with_storage(config, lambda storage: user_admin.set_key_disabled(storage, name, False))
+    click.echo(f"enabled key {name!r}")
+
+
+@keys.command("remove")
+@click.argument("name", callback=_key_name)
+@click.pass_obj
+def keys_remove(config: Config, name: str) -> None:
+    """Remove key NAME (the events it wrote stay with its user)."""
+    _with_storage(config, lambda storage: user_admin.remove_key(storage, name))
+    click.echo(f"removed key {name!r}")

@@ -25,6 +25,13 @@ def eye(session: str | None = "s1", name: str = "submit", **fields) -> Event:
     return Event("eye", name, session=session, category="form interaction", **fields)
 
 
+def nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 async def all_events(storage, user_id: int, **query) -> list:
     return await storage.query_events(user_id, EventQuery(limit=1000, **query))
 
@@ -222,6 +229,18 @@ async def test_fifty_concurrent_posts_to_one_session_keep_every_event_and_open_i
     assert await session_count(storage, user.id) == 1
 
 
+async def test_concurrent_batches_share_transactions(storage, user):
+    owner = await storage.get_user(user.name)
+    results = await asyncio.gather(
+        *(ev.record_events(owner, [eye(f"s{k}"), eye()], storage=storage) for k in range(40))
+    )
+    assert [r.added for r in results] == [2] * 40
+    stats = storage._event_group.stats
+    assert stats.requests == 40 and stats.rows == 80
+    assert stats.transactions < 40  # requests that waited were written together
+    assert await storage.count_events(user.id) == 80
+
+
 async def test_concurrent_single_events_each_get_their_own_id(storage, user):
     owner = await storage.get_user(user.name)
     results = await asyncio.gather(
@@ -263,6 +282,8 @@ async def test_a_failed_shared_commit_stores_none_of_its_events_or_sessions(stor
         (Event("eye", "x", page=3), "events[1].page: must be a string"),
         (Event("eye", "x", data={"x": object()}), "events[1].data: not a JSON value"),
         (Event("eye", "x", data="d" * 300_000), "events[1].data: longer than"),
+        (Event("eye", "x", data={"n": 2**70}), "events[1].data: integers must fit in 64 bits"),
+        (Event("eye", "x", data=nested(300)), "events[1].data: nested too deeply"),
         (Event("eye", "x", data_raw=5), "events[1].data_raw: must be a string"),
         (Event("eye", "x", sequence=2**63), "events[1].sequence: must be a 64-bit"),
         (Event("eye", "x", sequence=True), "events[1].sequence: must be a 64-bit"),

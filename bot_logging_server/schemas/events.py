@@ -12,7 +12,8 @@ Event rules (`check_event`), each failure a `ValidationFailed` naming the field:
 
 * ``source`` one of `SOURCES`; ``name`` a string of at most 255 characters; ``category``
   null or the same; ``session`` null or 1-64 characters (a key is an identity: never cut);
-* ``data`` any JSON value whose text is at most `MAX_DATA_CHARS` characters; ``data_raw``
+* ``data`` any JSON value (integers within 64 bits, at most 255 levels deep) whose text is at
+  most `MAX_DATA_CHARS` characters; ``data_raw``
   null or a string as long; ``sequence`` null or a 64-bit integer;
 * cut, never refused (descriptive text from headers and URLs): ``page`` to 2048 characters,
   ``ip`` to 64, ``user_agent`` to 1024, the raw client time to 255;
@@ -20,6 +21,11 @@ Event rules (`check_event`), each failure a `ValidationFailed` naming the field:
 
 A session started explicitly (`check_session`) follows the same rules for its source, key,
 attributes (as ``data``), client time, IP and user agent.
+
+The native API's wire (``/api/events``, ``/api/sessions``, ``/api/events/stats``): the body
+of ``POST /api/events`` (`EventsBodySchema`, read by `read_events` then `load_events`) and the
+query strings of the reads (`load_event_query`, `load_session_query`), which load straight
+into the storage's `EventQuery` and `SessionQuery`.
 """
 
 from __future__ import annotations
@@ -27,24 +33,40 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
-from bot_logging_server.schemas.base import ValidationFailed
-from bot_logging_server.schemas.values import BIGINT, clean_text, parse_timestamp
-from bot_logging_server.storage import Event
+import orjson
+from marshmallow import EXCLUDE, Schema, fields, pre_load, validate
+
+from bot_logging_server.schemas.base import ValidationFailed, load
+from bot_logging_server.schemas.query import Cursor
+from bot_logging_server.schemas.values import BIGINT, Timestamp, clean_text, parse_timestamp
+from bot_logging_server.storage import BUCKETS, MAX_PAGE, Event, EventQuery, SessionQuery
 
 __all__ = [
+    "MAX_BATCH",
     "MAX_DATA_CHARS",
     "MAX_NAME_CHARS",
     "MAX_SESSION_CHARS",
     "SOURCES",
+    "EventFiltersSchema",
+    "EventInSchema",
+    "EventStatsQuerySchema",
     "EventTime",
+    "EventsBodySchema",
+    "EventsQuerySchema",
     "SessionStart",
+    "SessionsQuerySchema",
     "check_event",
     "check_session",
+    "load_event_query",
+    "load_events",
+    "load_session_query",
     "parse_event_time",
+    "read_events",
 ]
 
 #: The interfaces events come through (``Event.source``).
@@ -56,6 +78,8 @@ MAX_SESSION_CHARS = 64
 #: ``data`` as JSON text, and ``data_raw``, hold at most this many characters.
 MAX_DATA_CHARS = 262_144
 _PAGE_CHARS, _IP_CHARS, _AGENT_CHARS, _RAW_TIME_CHARS = 2048, 64, 1024, 255
+#: The most events one ``POST /api/events`` may carry.
+MAX_BATCH = 1000
 #: A Unix time of this magnitude or more is in milliseconds.
 _MILLISECONDS_FROM = Decimal(10) ** 11
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
@@ -150,7 +174,19 @@ def _data(value: Any, field: str) -> Any:
     if len(text) > MAX_DATA_CHARS:
         raise ValidationFailed(f"{field}: longer than {MAX_DATA_CHARS} characters as JSON")
     cleaned = clean_text(text)
-    return value if cleaned is text else json.loads(cleaned)
+    if cleaned is not text:
+        value = json.loads(cleaned)
+    try:
+        # The answers are written by orjson, which refuses integers past 64 bits and more
+        # than 255 levels of nesting: such data could be stored but never read back.
+        orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError as exc:
+        if "ecursion" in str(exc):
+            raise ValidationFailed(f"{field}: nested too deeply") from None
+        if "Integer" in str(exc):
+            raise ValidationFailed(f"{field}: integers must fit in 64 bits") from None
+        raise ValidationFailed(f"{field}: not a JSON value") from None
+    return value
 
 
 def check_event(event: Event, where: str = "event") -> Event:
@@ -231,3 +267,192 @@ def check_session(
         _cut(ip, "ip", _IP_CHARS),
         _cut(user_agent, "user_agent", _AGENT_CHARS),
     )
+
+
+# -- the native API's wire ----------------------------------------------------------------
+
+_TIME_DOC = (
+    "The client's time: ISO 8601 (naive means UTC), or Unix seconds or milliseconds (number "
+    "or string). Kept as sent; one that does not parse is stored with a null time and listed "
+    "by invalid_time=true."
+)
+
+
+class EventInSchema(Schema):
+    """One event of ``POST /api/events``; unknown fields are ignored."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    name = fields.String(required=True, validate=validate.Length(max=MAX_NAME_CHARS))
+    session = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(1, MAX_SESSION_CHARS),
+        metadata={"description": "Session key; a new one opens a session."},
+    )
+    category = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(max=MAX_NAME_CHARS)
+    )
+    page = fields.String(
+        load_default=None, allow_none=True, metadata={"description": "Cut to 2048 characters."}
+    )
+    data = fields.Raw(
+        load_default=None, allow_none=True, metadata={"description": "Any JSON value."}
+    )
+    time = fields.Raw(load_default=None, allow_none=True, metadata={"description": _TIME_DOC})
+    sequence = fields.Integer(
+        load_default=None,
+        allow_none=True,
+        strict=True,
+        validate=validate.Range(-BIGINT, BIGINT - 1),
+        metadata={"description": "The client's sequence number."},
+    )
+
+
+class EventsBodySchema(Schema):
+    """The body of ``POST /api/events``: ``{"events": [event, ...]}`` (up to `MAX_BATCH`)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    events = fields.List(fields.Nested(EventInSchema), required=True)
+
+
+_EVENTS_IN = EventInSchema(many=True)
+
+
+def read_events(body: object) -> list:
+    """The ``events`` list of a ``POST /api/events`` body, unchecked (for counting first).
+
+    Raises `ValidationFailed` unless `body` is an object whose ``events`` is a list.
+    """
+    if not isinstance(body, dict):
+        raise ValidationFailed("body: must be a JSON object")
+    events = body.get("events")
+    if not isinstance(events, list):
+        raise ValidationFailed("events: must be a list")
+    return events
+
+
+def load_events(events: list, ip: str | None = None, user_agent: str | None = None) -> list[Event]:
+    """The ``events`` list as `Event`s of source ``api`` sent from `ip` with `user_agent`;
+    `ValidationFailed` names the field (``events[3].name: ...``)."""
+    loaded = load(_EVENTS_IN, events, "events")
+    return [
+        Event(
+            "api",
+            item["name"],
+            session=item["session"],
+            category=item["category"],
+            page=item["page"],
+            data=item["data"],
+            client_time=item["time"],
+            sequence=item["sequence"],
+            ip=ip,
+            user_agent=user_agent,
+        )
+        for item in loaded
+    ]
+
+
+class _Query(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    @pre_load
+    def _drop_empty(self, data: Any, **kwargs: Any) -> Any:
+        # An HTML form sends every field, empty ones as "": empty means "no filter".
+        if isinstance(data, Mapping):
+            return {key: value for key, value in data.items() if value != ""}
+        return data
+
+
+class _Page(_Query):
+    limit = fields.Integer(
+        load_default=100,
+        validate=validate.Range(1, MAX_PAGE),
+        metadata={"description": f"Items per page, 1-{MAX_PAGE}."},
+    )
+    cursor = Cursor(metadata={"description": "next_cursor of the previous page."})
+    order = fields.String(
+        load_default="desc",
+        validate=validate.OneOf(("desc", "asc")),
+        metadata={"description": "desc: newest first (default); asc: oldest first."},
+    )
+
+
+class EventFiltersSchema(_Query):
+    """The filters of ``GET /api/events`` and ``GET /api/events/stats``."""
+
+    source = fields.String(validate=validate.OneOf(SOURCES))
+    session = fields.String(validate=validate.Length(1, MAX_SESSION_CHARS))
+    category = fields.String(validate=validate.Length(max=MAX_NAME_CHARS))
+    name = fields.String(validate=validate.Length(max=MAX_NAME_CHARS))
+    page = fields.String(validate=validate.Length(max=_PAGE_CHARS))
+    since = Timestamp(metadata={"description": "event_at >= since (ISO 8601)."})
+    until = Timestamp(metadata={"description": "event_at < until (ISO 8601)."})
+    invalid_time = fields.Boolean(
+        metadata={
+            "description": "true: only events whose client time did not parse or is ahead "
+            "of their receive time by more than tolerance_ms."
+        }
+    )
+    tolerance_ms = fields.Integer(
+        validate=validate.Range(0, 10**12),
+        metadata={"description": "For invalid_time: milliseconds ahead allowed (default 0)."},
+    )
+
+
+class EventsQuerySchema(EventFiltersSchema, _Page):
+    """``GET /api/events``: the filters and a keyset page."""
+
+
+class EventStatsQuerySchema(EventFiltersSchema):
+    """``GET /api/events/stats``: the filters and the bucket width."""
+
+    bucket = fields.String(load_default="hour", validate=validate.OneOf(BUCKETS))
+
+
+class SessionsQuerySchema(_Page):
+    """``GET /api/sessions``: filters (start time, state) and a keyset page."""
+
+    source = fields.String(validate=validate.OneOf(SOURCES))
+    session = fields.String(validate=validate.Length(1, MAX_SESSION_CHARS))
+    stopped = fields.Boolean(metadata={"description": "true: only stopped; false: only open."})
+    since = Timestamp(metadata={"description": "started_at >= since (ISO 8601)."})
+    until = Timestamp(metadata={"description": "started_at < until (ISO 8601)."})
+
+
+_EVENT_QUERIES = {"events": EventsQuerySchema(), "stats": EventStatsQuerySchema()}
+_SESSIONS_QUERY = SessionsQuerySchema()
+
+
+def _page(args: dict[str, Any]) -> dict[str, Any]:
+    """limit, cursor and order as `EventQuery` / `SessionQuery` page arguments."""
+    cursor, order = args.pop("cursor", None), args.pop("order", "desc")
+    descending = order == "desc"
+    return {
+        "limit": args.pop("limit", 100),
+        "descending": descending,
+        "before_id": cursor if descending else None,
+        "after_id": None if descending else cursor,
+    }
+
+
+def load_event_query(kind: str, args: Mapping[str, str]) -> tuple[EventQuery, str | None]:
+    """The `EventQuery` of read endpoint `kind` (``events`` or ``stats``) and its bucket
+    (None for ``events``); `ValidationFailed` names the parameter (``query.since: ...``)."""
+    loaded = load(_EVENT_QUERIES[kind], dict(args), "query")
+    bucket = loaded.pop("bucket", None)
+    page = _page(loaded) if kind == "events" else {}
+    return EventQuery(**loaded, **page), bucket
+
+
+def load_session_query(args: Mapping[str, str]) -> SessionQuery:
+    """The `SessionQuery` of ``GET /api/sessions``; `ValidationFailed` names the parameter."""
+    loaded = load(_SESSIONS_QUERY, dict(args), "query")
+    page = _page(loaded)
+    if "session" in loaded:
+        loaded["key"] = loaded.pop("session")
+    return SessionQuery(**loaded, **page)

@@ -70,7 +70,8 @@ class Event:
         page: optional page (path or URL) it happened on.
         data: any JSON value (normally an object); None: no data.
         data_raw: the text as received when the wire carried ``data`` as a JSON string.
-        client_time: the client's time exactly as sent, or None when it sent none.
+        client_time: the client's time exactly as sent, or None when it sent none (any JSON
+            value: `check_event` keeps a number or anything else as its JSON text).
         client_at: `client_time` parsed (naive UTC), None when it did not parse.
         sequence: the client's sequence number (the tracker's ``order``), if any.
         ip, user_agent: who sent it.
