@@ -3,8 +3,8 @@
 Off by default (``--rate-limit-requests`` / ``--rate-limit-records``, 0 = no limit). Over a
 limit, the answer is 429 ``TooManyRequests`` with ``Retry-After`` (seconds until the window
 has room again); the real client keeps the batch and retries, so nothing is lost. The counting
-is a moving one-second window, in memory, so each worker process counts on its own: with
-``--workers N`` a user gets up to N times the limit.
+is the ``limits`` library's moving window, in memory, so each worker process counts on its
+own: with ``--workers N`` a user gets up to N times the limit.
 
 A batch bigger than the per-second record limit costs the whole limit (it is let through when
 the window is empty) instead of being refused forever.
@@ -14,98 +14,59 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
-from collections.abc import Callable
 
+from limits import RateLimitItem, RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
 from quart import Quart, current_app
 
 from bot_logging_server.config import Config
 from bot_logging_server.errors import TooManyRequests
 
-__all__ = ["WINDOW_SECONDS", "RateLimiter", "check_rate_limit", "get_rate_limiter", "init_app"]
+__all__ = ["RateLimiter", "check_rate_limit", "get_rate_limiter", "init_app"]
 
 _EXTENSION = "bot_logging_server.ratelimit"
 
-#: The length of the moving window: a hit counts until this many seconds after it.
-WINDOW_SECONDS = 1.0
-
-
-class _Window:
-    """One user's hits of one kind: (time, cost) oldest first, and their total cost."""
-
-    __slots__ = ("hits", "used")
-
-    def __init__(self) -> None:
-        self.hits: deque[tuple[float, int]] = deque()
-        self.used = 0
-
-    def forget_until(self, moment: float) -> None:
-        """Drop the hits made at or before `moment`."""
-        while self.hits and self.hits[0][0] <= moment:
-            self.used -= self.hits.popleft()[1]
-
 
 class RateLimiter:
-    """Counts requests and records per user over a moving one-second window.
+    """Counts requests and records per user over a moving one-second window."""
 
-    `clock` is the time source in seconds (``time.monotonic``); tests pass their own to move
-    time on without sleeping.
-    """
-
-    def __init__(
-        self,
-        requests_per_second: int,
-        records_per_second: int,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, requests_per_second: int, records_per_second: int) -> None:
         """Limit each user to these many per second; 0 switches that limit off."""
-        self.clock = clock
-        self._limits = [
-            (kind, most)
-            for kind, most in (("requests", requests_per_second), ("records", records_per_second))
-            if most
-        ]
-        self._windows: dict[tuple[str, int], _Window] = {}
-        self._swept = clock()
+        self._storage = MemoryStorage()
+        self._limiter = MovingWindowRateLimiter(self._storage)
+        self._limits: list[tuple[str, RateLimitItem, int]] = []
+        if requests_per_second:
+            item = RateLimitItemPerSecond(requests_per_second)
+            self._limits.append(("requests", item, requests_per_second))
+        if records_per_second:
+            item = RateLimitItemPerSecond(records_per_second)
+            self._limits.append(("records", item, records_per_second))
 
     async def check(self, user_id: int, records: int) -> None:
         """Count one request of `records` records for `user_id`; raise `TooManyRequests` if over.
 
         Nothing is counted for a refused request.
         """
-        now = self.clock()
-        self._sweep(now)
+        who = str(user_id)
         costs = []
-        for kind, most in self._limits:
+        for kind, item, most in self._limits:
             cost = 1 if kind == "requests" else min(records, most)
-            if not cost:
-                continue
-            window = self._windows.setdefault((kind, user_id), _Window())
-            window.forget_until(now - WINDOW_SECONDS)
-            if window.used + cost > most:
-                wait = max(1, math.ceil(window.hits[0][0] + WINDOW_SECONDS - now))
+            if cost and not await self._limiter.test(item, kind, who, cost=cost):
+                stats = await self._limiter.get_window_stats(item, kind, who)
+                wait = max(1, math.ceil(stats.reset_time - time.time()))
                 raise TooManyRequests(f"over the {kind} per second limit", retry_after=wait)
-            costs.append((window, cost))
-        for window, cost in costs:
-            window.hits.append((now, cost))
-            window.used += cost
-
-    def _sweep(self, now: float) -> None:
-        """Forget the windows of users idle for a whole window (at most once per window)."""
-        if now - self._swept < WINDOW_SECONDS:
-            return
-        self._swept = now
-        idle = [
-            key
-            for key, window in self._windows.items()
-            if not window.hits or window.hits[-1][0] <= now - WINDOW_SECONDS
-        ]
-        for key in idle:
-            del self._windows[key]
+            costs.append((kind, item, cost))
+        for kind, item, cost in costs:
+            if cost:
+                await self._limiter.hit(item, kind, who, cost=cost)
 
     async def close(self) -> None:
-        """Forget every count."""
-        self._windows.clear()
+        """Forget every count (and stop the library's expiry task)."""
+        await self._storage.reset()
+        timer = getattr(self._storage, "timer", None)
+        if timer is not None:
+            timer.cancel()
 
 
 def init_app(app: Quart, config: Config) -> None:
