@@ -24,7 +24,6 @@ import pymysql
 import pytest
 from galera import GaleraCluster
 
-pytest_plugins = ["galera_fixtures"]
 pytestmark = pytest.mark.slow
 
 #: How long a surviving node may stop committing after a peer is killed.

@@ -26,8 +26,6 @@ from bot_logging_server.storage.hosts import (
     pick_node,
 )
 
-pytest_plugins = ["galera_fixtures"]
-
 
 @pytest.mark.parametrize(
     ("text", "expected"),
