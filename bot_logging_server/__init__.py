@@ -47,7 +47,7 @@ def create_app(config: Config) -> Quart:
     # for applications) imports with the standard library alone.
     from quart import Quart
 
-    from bot_logging_server import auth, ratelimit, storage, tail
+    from bot_logging_server import auth, metrics, observe, ratelimit, retention, storage, tail
     from bot_logging_server.blueprints import register_blueprints
     from bot_logging_server.config import APP_CONFIG_KEY
     from bot_logging_server.errors import register_error_handlers
@@ -68,4 +68,7 @@ def create_app(config: Config) -> Quart:
     tail.init_app(app)
     register_error_handlers(app)
     register_blueprints(app, config)
+    metrics.init_app(app, config)  # --metrics-port
+    observe.init_app(app, config)  # times every request: metrics, --access-log
+    retention.init_app(app, config)  # the background purge
     return app

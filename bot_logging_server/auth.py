@@ -30,6 +30,7 @@ from quart import current_app, request
 
 from bot_logging_server import accounts
 from bot_logging_server.errors import Forbidden, ServiceUnavailable
+from bot_logging_server.observe import note
 from bot_logging_server.schemas.accounts import USERNAME_RE
 from bot_logging_server.schemas.values import clean_text
 from bot_logging_server.storage import Storage, User
@@ -88,6 +89,7 @@ class Authenticator:
             # A user changed in this process since: re-read at once.
             and entry.changes == accounts.changes()
         ):
+            note(user=entry.user.username)  # the access log's user
             return entry.user
         task = self._pending.get(key)
         if task is None:
@@ -100,6 +102,7 @@ class Authenticator:
             # For the operator only (the client is never told why); never the token.
             log.debug("refused the token sent for user %r", username[:64])
             raise Forbidden()
+        note(user=user.username)  # the access log's user
         return user
 
     async def _check(self, key: tuple[str, bytes], username: str, token: str) -> User | None:

@@ -15,6 +15,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import fields
 
 from bot_logging_server.openapi import responses
+from bot_logging_server.openapi.interfaces import add_interface_paths
 from bot_logging_server.schemas import accounts, ingest, query, values
 
 __all__ = ["build_spec"]
@@ -264,4 +265,5 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
                 {"in": "path", "name": "filename", "required": True, "schema": {"type": "string"}}
             ]
         spec.path(path=path, operations={"get": operation})
+    add_interface_paths(spec)
     return spec.to_dict()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -38,6 +39,8 @@ from bot_logging_server.storage.base import Conflict
 __all__ = ["CONFLICT_RETRIES", "GroupCommit", "GroupStats"]
 
 Row = TypeVar("Row")
+
+log = logging.getLogger(__name__)
 
 #: How many times a group's transaction is written again after a `Conflict`.
 CONFLICT_RETRIES = 4
@@ -96,6 +99,9 @@ class GroupCommit(Generic[Row]):
         self._queue: deque[_Member[Row]] = deque()
         self._in_flight: set[asyncio.Task[None]] = set()
         self.stats = GroupStats()
+        #: Called as ``on_commit(batches, rows)`` after each committed transaction (metrics);
+        #: what it raises is logged, never given to the group's members.
+        self.on_commit: Callable[[int, int], None] | None = None
 
     async def submit(self, rows: Sequence[Row]) -> None:
         """Write `rows` in a transaction shared with concurrent callers; return after commit.
@@ -174,6 +180,11 @@ class GroupCommit(Generic[Row]):
         for member in group:
             if not member.done.done():
                 member.done.set_result(None)
+        if self.on_commit is not None:
+            try:
+                self.on_commit(len(group), len(rows))
+            except Exception:
+                log.exception("group commit: the on_commit hook failed")
 
     async def _write_retrying(self, rows: list[Row]) -> None:
         """``write(rows)``; after a `Conflict` (rolled back whole) again, a bounded number

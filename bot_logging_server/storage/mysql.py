@@ -2,7 +2,8 @@
 
 The pool is opened by `MySQLDatabase.open` (at start-up), which first creates the database
 (utf8mb4) when it is missing and the account may, then applies pending migrations while
-holding a named lock (``GET_LOCK``), so several workers can start at once. Sessions run in UTC
+holding a named lock (``GET_LOCK``), so several workers can start at once (both in
+`storage.mysql_schema`). Sessions run in UTC
 with strict SQL mode. Errors become `StorageUnavailable` (connection lost or refused, too
 many connections, lock timeouts: a retry may work) or `StorageError`. Waiting for a pooled
 connection and the work on it are each bounded by ``db_timeout``; a connection that saw any
@@ -14,7 +15,7 @@ they come back. On a Galera node, reads wait until the node has applied every tr
 committed anywhere before them (``wsrep_sync_wait = 1``), so a record acknowledged by any
 server is seen by every server. A deadlock or certification conflict (1213) is a `Conflict`,
 which group commit writes again. Migrations stay safe when servers on different nodes run
-them at once, although ``GET_LOCK`` holds on one node only (see `MySQLDatabase._migrate`).
+them at once, although ``GET_LOCK`` holds on one node only (`storage.mysql_schema`).
 
 Three private parts of aiomysql are relied on (requirements.txt pins it below its next minor
 version): `_BatchCursor` overrides ``Cursor._escape_args``, `MySQLDatabase._discard` calls
@@ -27,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
@@ -48,23 +50,18 @@ from bot_logging_server.storage.base import (
 )
 from bot_logging_server.storage.failover import NodeSelector
 from bot_logging_server.storage.hosts import NodeHealth
-from bot_logging_server.storage.migrations import SCHEMA_VERSION_TABLE, check_columns, for_backend
+from bot_logging_server.storage.mysql_schema import MIGRATIONS, ensure_database, migrate
 
 __all__ = ["MIGRATIONS", "MySQLDatabase", "MySQLDialect"]
-
-MIGRATIONS = for_backend("mysql")
 
 # Error numbers after which a retry can succeed: connection refused, lost or gone, too many
 # connections, server shutting down, lock wait timeout, deadlock, read-only, and a Galera
 # node out of the primary component ("WSREP has not yet prepared node for application use").
 _RETRYABLE = {1040, 1047, 1053, 1205, 1213, 1290, 1927, 2002, 2003, 2006, 2013, 2055}
-_DEADLOCK = 1213
+_DEADLOCK = 1213  # deadlock, or a Galera certification conflict
 _DUPLICATE_KEY = 1062
 # Errors that say the node itself is in trouble (not the statement): the node is re-checked.
 _NODE_TROUBLE = {1047, 1053, 1927, 2002, 2003, 2006, 2013, 2055}
-# A schema step another server applied a moment earlier, through another node: table or
-# column or index already there, index already dropped.
-_ALREADY_APPLIED = {1050, 1060, 1061, 1091}
 _SESSION = "SET time_zone = '+00:00', sql_mode = 'STRICT_ALL_TABLES'"
 # Strong references to fire-and-forget tasks (asyncio keeps only weak ones).
 _BACKGROUND: set[asyncio.Future] = set()
@@ -113,11 +110,14 @@ class MySQLDialect(Dialect):
         """``FORCE INDEX (index)``."""
         return f"FORCE INDEX ({index})"
 
-    def upsert(self, table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
-        """``INSERT ... ON DUPLICATE KEY UPDATE col = VALUES(col)`` (MariaDB's spelling;
-        MySQL 8.0.20+ accepts it with a deprecation note)."""
-        updates = ", ".join(f"{c} = VALUES({c})" for c in columns if c not in keys)
-        return f"{_insert(table, tuple(columns), '?')} ON DUPLICATE KEY UPDATE {updates}"
+    def on_conflict(self, keys: Sequence[str]) -> str:
+        """``ON DUPLICATE KEY UPDATE`` (any unique key: the table's own)."""
+        return "ON DUPLICATE KEY UPDATE"
+
+    def new_value(self, column: str) -> str:
+        """``VALUES(column)`` (MariaDB's spelling; MySQL 8.0.20+ accepts it with a
+        deprecation note)."""
+        return f"VALUES({column})"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -163,13 +163,6 @@ def _node_trouble(exc: BaseException) -> bool:
         and bool(exc.args)
         and (exc.args[0] in _NODE_TROUBLE)
     )
-
-
-def _mysql_code(exc: BaseException) -> int | None:
-    """The MySQL error number of a driver exception, else None."""
-    if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
-        return exc.args[0]
-    return None
 
 
 def _release_if_acquired(pool: aiomysql.Pool, task: asyncio.Future) -> None:
@@ -320,100 +313,11 @@ class MySQLDatabase(Database):
             raise _translate(exc) from exc
 
     async def _ensure_database(self) -> None:
-        conn = await aiomysql.connect(**self._connect_args())
-        try:
-            async with conn.cursor() as cur:
-                await cur.execute(
-                    "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
-                    (self._url.name,),
-                )
-                if await cur.fetchone():
-                    return
-                # Another server may create it at the same moment (through another node of
-                # a cluster): then IF NOT EXISTS is a note, not worth a Python warning.
-                await cur.execute("SET SESSION sql_notes = 0")
-                try:
-                    # An identifier cannot be a parameter; the name was checked in __init__.
-                    await cur.execute(
-                        f"CREATE DATABASE IF NOT EXISTS `{self._url.name}` "
-                        "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-                    )
-                except pymysql.err.OperationalError as exc:
-                    raise StorageError(
-                        f"database {self._url.name!r} does not exist and this account may not "
-                        f"create it (MySQL error {exc.args[0]})"
-                    ) from exc
-        finally:
-            conn.close()
+        await ensure_database(self._connect_args(), self._url.name)
 
     async def _migrate(self) -> None:
-        """Apply the pending steps under a named lock; check the tables.
-
-        DDL is not transactional in MySQL: the lock keeps processes from racing. On a Galera
-        cluster the lock holds on one node only, and servers that chose different nodes can
-        migrate at the same moment; DDL is replicated in total order (TOI), so each
-        statement runs whole on every node, one after another. A step's statement that
-        finds its work done (`_ALREADY_APPLIED`) is therefore skipped, and the step's row is
-        written unless it is there, again after a certification conflict (`_record`).
-        """
-        async with self._connection() as conn, conn.cursor() as cur:
-            await cur.execute("SELECT GET_LOCK('bot_logging_server.migrate', 60)")
-            (got,) = await cur.fetchone()
-            if got != 1:
-                raise StorageUnavailable("timed out waiting for another process to migrate")
-            try:
-                # "IF NOT EXISTS" on an existing table is a note, which the driver would
-                # raise as a Python warning: not worth one on every start.
-                await cur.execute("SET SESSION sql_notes = 0")
-                await cur.execute(SCHEMA_VERSION_TABLE["mysql"])
-                await cur.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
-                (current,) = await cur.fetchone()
-                for migration in MIGRATIONS:
-                    if migration.version <= current:
-                        continue
-                    for statement in migration.statements:
-                        try:
-                            await cur.execute(statement)
-                        except pymysql.err.MySQLError as exc:
-                            if _mysql_code(exc) not in _ALREADY_APPLIED:
-                                raise
-                    await self._record(conn, cur, migration.version, migration.name)
-                await cur.execute(
-                    "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS "
-                    "WHERE TABLE_SCHEMA = DATABASE()"
-                )
-                found: dict[str, set[str]] = {}
-                for table, column in await cur.fetchall():
-                    found.setdefault(table, set()).add(column)
-                check_columns(found)
-            finally:
-                await cur.execute("SELECT RELEASE_LOCK('bot_logging_server.migrate')")
-                await cur.execute("SET SESSION sql_notes = 1")
-                # End the transaction the statements above opened: the connection goes
-                # back to the pool clean (and is not closed for being mid-transaction).
-                await conn.commit()
-
-    @staticmethod
-    async def _record(
-        conn: aiomysql.Connection, cur: aiomysql.Cursor, version: int, name: str
-    ) -> None:
-        """Write a step's ``schema_version`` row once, whoever else writes it at once."""
-        for attempt in range(3):
-            try:
-                await cur.execute(
-                    # Not INSERT IGNORE: its duplicate would be a warning the driver raises.
-                    "INSERT INTO schema_version (version, name, applied_at) "
-                    "VALUES (%s, %s, UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE version = version",
-                    (version, name),
-                )
-                await conn.commit()
-            except pymysql.err.MySQLError as exc:
-                # The same row committed through another node: rolled back; now it is there.
-                if _mysql_code(exc) != _DEADLOCK or attempt == 2:
-                    raise
-                await conn.rollback()
-            else:
-                return
+        async with self._connection() as conn:
+            await migrate(conn)
 
     async def close(self) -> None:
         """Stop watching the node, close the pool and wait for its connections to close."""
@@ -510,3 +414,37 @@ class MySQLDatabase(Database):
         async with self._connection() as conn, conn.cursor(_BatchCursor) as cur:
             await cur.executemany(_insert(table, tuple(columns), "%s"), rows)
             await conn.commit()
+
+    def connections_in_use(self) -> int:
+        """Pooled connections checked out right now."""
+        pool = self._pool
+        return 0 if pool is None else pool.size - pool.freesize
+
+    @contextlib.asynccontextmanager
+    async def named_lock(self, name: str, wait: float = 0.0) -> AsyncIterator[bool]:
+        """``GET_LOCK`` on a connection of its own (not the pool's, whose work is bounded by
+        the timeout), held for the block; the server frees it if the connection dies."""
+        # Per database: servers on other databases of the same MySQL never wait on each other.
+        key = f"bot_logging_server.{name}.{self._url.name}"
+        if len(key) > 64:
+            key = f"bot_logging_server.{name}.{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+        try:
+            conn = await aiomysql.connect(db=self._url.name, **self._connect_args())
+        except Exception as exc:
+            raise _translate(exc) from exc
+        try:
+            try:
+                async with conn.cursor() as cur:
+                    await cur.execute("SELECT GET_LOCK(%s, %s)", (key, wait))
+                    (got,) = await cur.fetchone()
+            except Exception as exc:
+                raise _translate(exc) from exc
+            try:
+                yield got == 1
+            finally:
+                if got == 1:
+                    with contextlib.suppress(Exception):
+                        async with conn.cursor() as cur:
+                            await cur.execute("SELECT RELEASE_LOCK(%s)", (key,))
+        finally:
+            conn.close()
