@@ -338,6 +338,34 @@ async def test_without_retries_a_conflicting_group_fails_whole_and_stores_nothin
     assert len(batches) == 80 - len(failed)
 
 
+async def test_events_of_one_session_written_through_two_nodes_open_it_once(galera, db_names):
+    """Two servers' event groups upsert the same session row: they meet at certification."""
+    from bot_logging_server import events as ev
+    from bot_logging_server.events import Event
+    from bot_logging_server.storage import Storage
+
+    name = db_names()
+    stores = [Storage(await opened(cluster_url(galera, name, (i,)))) for i in (1, 2)]
+    try:
+        owner = await stores[0].create_user("eve", "x" * 64, None)
+
+        async def post(side: int, k: int) -> object:
+            await asyncio.sleep(0.004 * k)
+            event = Event("eye", f"s{side}-{k}", session="busy", category="c")
+            return await ev.record_events(owner, [event], storage=stores[side])
+
+        results = await asyncio.gather(*(post(side, k) for k in range(40) for side in (0, 1)))
+        retries = sum(s._event_group.stats.conflict_retries for s in stores)
+        session = await stores[1].find_session("eye", "busy", owner.id)
+        count = await stores[1].count_events(owner.id)
+    finally:
+        for store in stores:
+            await store.close()
+    assert retries > 0, "no conflict happened: the test proves nothing"
+    assert sum(1 for r in results if r.new_sessions == {"busy"}) == 1
+    assert (count, session.event_count) == (80, 80)
+
+
 # -- schema -----------------------------------------------------------------------------------
 
 
