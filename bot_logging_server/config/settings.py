@@ -125,8 +125,23 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
         flag="--password",
     ),
-    Setting("db_host", "LOGGER_DB_HOST", "127.0.0.1", str, None, "MySQL/MariaDB host."),
-    Setting("db_port", "LOGGER_DB_PORT", 3306, int, (1, 65535), "MySQL/MariaDB port."),
+    # Several hosts: the nodes of a Galera cluster, in order of preference (storage.failover).
+    Setting(
+        "db_host",
+        "LOGGER_DB_HOST",
+        "127.0.0.1",
+        str,
+        None,
+        "MySQL/MariaDB host, or several (Galera nodes, preferred first): h1:3306,h2:3306.",
+    ),
+    Setting(
+        "db_port",
+        "LOGGER_DB_PORT",
+        3306,
+        int,
+        (1, 65535),
+        "MySQL/MariaDB port (hosts without one).",
+    ),
     Setting(
         "db_name",
         "LOGGER_DB_NAME",

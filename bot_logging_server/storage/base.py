@@ -28,6 +28,7 @@ __all__ = [
     "MAX_PAGE",
     "MAX_STAT_ROWS",
     "ROWS_PER_INSERT",
+    "Conflict",
     "Database",
     "Dialect",
     "DuplicateKey",
@@ -69,6 +70,12 @@ class StorageError(Exception):
 
 class StorageUnavailable(StorageError):
     """The database cannot be reached or is overloaded right now (answered 503, retry)."""
+
+
+class Conflict(StorageUnavailable):
+    """The transaction was rolled back by a deadlock or, on a Galera cluster, by a
+    certification conflict with a transaction committed through another node (MySQL error
+    1213). Nothing of it is stored: running the whole transaction again is safe."""
 
 
 class DuplicateKey(StorageError):

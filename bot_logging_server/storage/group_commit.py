@@ -12,6 +12,9 @@ transaction, all or nothing, and 200 is sent only after that commit):
 * `GroupCommit.submit` returns only after the commit that holds its rows succeeded;
 * if that shared transaction fails, every member of the group gets the error, and none of the
   group's rows is stored (the members' rows are in one transaction: all or nothing);
+* a shared transaction rolled back by a deadlock or a certification conflict (`Conflict`:
+  nothing of it was stored) is written again, whole, up to ``conflict_retries`` times after
+  a short random pause; only then do the members get the error;
 * callers validate before they submit, so one invalid batch never joins a group;
 * a member that is cancelled before its group is taken is dropped from the queue, so its
   rows are not written.
@@ -25,26 +28,37 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-__all__ = ["GroupCommit", "GroupStats"]
+from bot_logging_server.storage.base import Conflict
+
+__all__ = ["CONFLICT_RETRIES", "GroupCommit", "GroupStats"]
 
 Row = TypeVar("Row")
 
 log = logging.getLogger(__name__)
 
+#: How many times a group's transaction is written again after a `Conflict`.
+CONFLICT_RETRIES = 4
+#: The longest random pause, in seconds, before the first retry (doubled at each one): two
+#: servers whose transactions met should not meet again at once.
+_CONFLICT_PAUSE = 0.02
+
 
 @dataclass
 class GroupStats:
-    """Counters for tests and benchmarks: requests submitted, transactions written, rows."""
+    """Counters for tests and benchmarks: requests submitted, transactions written, rows,
+    and transactions written again after a `Conflict`."""
 
     requests: int = 0
     transactions: int = 0
     rows: int = 0
     largest_group: int = 0
+    conflict_retries: int = 0
 
 
 @dataclass
@@ -63,6 +77,8 @@ class GroupCommit(Generic[Row]):
             writer; a few for a MySQL pool).
         max_rows: a group stops growing at this many rows (a single larger batch still goes,
             alone), which bounds statement size and the wait of the group's members.
+        conflict_retries: how many times a group's transaction rolled back by a `Conflict`
+            is written again before its members get the error.
     """
 
     def __init__(
@@ -71,6 +87,7 @@ class GroupCommit(Generic[Row]):
         *,
         writers: int = 1,
         max_rows: int = 5000,
+        conflict_retries: int = CONFLICT_RETRIES,
     ) -> None:
         """Create an idle committer; nothing runs until the first `submit`."""
         if writers < 1:
@@ -78,6 +95,7 @@ class GroupCommit(Generic[Row]):
         self._write = write
         self._writers = writers
         self._max_rows = max_rows
+        self._conflict_retries = conflict_retries
         self._queue: deque[_Member[Row]] = deque()
         self._in_flight: set[asyncio.Task[None]] = set()
         self.stats = GroupStats()
@@ -142,7 +160,7 @@ class GroupCommit(Generic[Row]):
         for member in group:
             rows.extend(member.rows)
         try:
-            await self._write(rows)
+            await self._write_retrying(rows)
         except BaseException as exc:
             for member in group:
                 if member.done.done():
@@ -167,6 +185,20 @@ class GroupCommit(Generic[Row]):
                 self.on_commit(len(group), len(rows))
             except Exception:
                 log.exception("group commit: the on_commit hook failed")
+
+    async def _write_retrying(self, rows: list[Row]) -> None:
+        """``write(rows)``; after a `Conflict` (rolled back whole) again, a bounded number
+        of times, each after a random pause that doubles."""
+        for attempt in range(self._conflict_retries + 1):
+            try:
+                await self._write(rows)
+            except Conflict:
+                if attempt == self._conflict_retries:
+                    raise
+                self.stats.conflict_retries += 1
+                await asyncio.sleep(random.uniform(0, _CONFLICT_PAUSE * 2**attempt))
+            else:
+                return
 
 
 def _copy(exc: BaseException) -> BaseException:

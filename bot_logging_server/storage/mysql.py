@@ -2,15 +2,25 @@
 
 The pool is opened by `MySQLDatabase.open` (at start-up), which first creates the database
 (utf8mb4) when it is missing and the account may, then applies pending migrations while
-holding a named lock (``GET_LOCK``), so several workers can start at once. Sessions run in UTC
+holding a named lock (``GET_LOCK``), so several workers can start at once (both in
+`storage.mysql_schema`). Sessions run in UTC
 with strict SQL mode. Errors become `StorageUnavailable` (connection lost or refused, too
 many connections, lock timeouts: a retry may work) or `StorageError`. Waiting for a pooled
 connection and the work on it are each bounded by ``db_timeout``; a connection that saw any
 error is closed, never reused, so the pool heals by itself once the database is back.
 
-Two private parts of aiomysql are relied on (requirements.txt pins it below its next minor
-version): `_BatchCursor` overrides ``Cursor._escape_args``, and `MySQLDatabase._discard`
-calls ``Pool._wakeup``. tests/test_storage.py checks that both still work.
+Several hosts (a Galera cluster): `storage.failover.NodeSelector` picks the node the pool
+connects to and moves it off a node in trouble; connections to the old node are dropped as
+they come back. On a Galera node, reads wait until the node has applied every transaction
+committed anywhere before them (``wsrep_sync_wait = 1``), so a record acknowledged by any
+server is seen by every server. A deadlock or certification conflict (1213) is a `Conflict`,
+which group commit writes again. Migrations stay safe when servers on different nodes run
+them at once, although ``GET_LOCK`` holds on one node only (`storage.mysql_schema`).
+
+Three private parts of aiomysql are relied on (requirements.txt pins it below its next minor
+version): `_BatchCursor` overrides ``Cursor._escape_args``, `MySQLDatabase._discard` calls
+``Pool._wakeup``, and `MySQLDatabase._move_to` points ``Pool._conn_kwargs`` at the new node.
+tests/test_storage.py and tests/test_cluster_storage.py check that they still work.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import pymysql
 
 from bot_logging_server.config import DatabaseURL
 from bot_logging_server.storage.base import (
+    Conflict,
     Database,
     Dialect,
     DuplicateKey,
@@ -37,16 +48,21 @@ from bot_logging_server.storage.base import (
     StorageUnavailable,
     Transaction,
 )
-from bot_logging_server.storage.migrations import SCHEMA_VERSION_TABLE, check_columns, for_backend
+from bot_logging_server.storage.failover import NodeSelector
+from bot_logging_server.storage.hosts import NodeHealth
+from bot_logging_server.storage.mysql_schema import MIGRATIONS, ensure_database, migrate
 
 __all__ = ["MIGRATIONS", "MySQLDatabase", "MySQLDialect"]
 
-MIGRATIONS = for_backend("mysql")
-
 # Error numbers after which a retry can succeed: connection refused, lost or gone, too many
-# connections, server shutting down, lock wait timeout, deadlock, read-only.
-_RETRYABLE = {1040, 1053, 1205, 1213, 1290, 1927, 2002, 2003, 2006, 2013, 2055}
+# connections, server shutting down, lock wait timeout, deadlock, read-only, and a Galera
+# node out of the primary component ("WSREP has not yet prepared node for application use").
+_RETRYABLE = {1040, 1047, 1053, 1205, 1213, 1290, 1927, 2002, 2003, 2006, 2013, 2055}
+_DEADLOCK = 1213  # deadlock, or a Galera certification conflict
 _DUPLICATE_KEY = 1062
+# Errors that say the node itself is in trouble (not the statement): the node is re-checked.
+_NODE_TROUBLE = {1047, 1053, 1927, 2002, 2003, 2006, 2013, 2055}
+_SESSION = "SET time_zone = '+00:00', sql_mode = 'STRICT_ALL_TABLES'"
 # Strong references to fire-and-forget tasks (asyncio keeps only weak ones).
 _BACKGROUND: set[asyncio.Future] = set()
 _DB_NAME_RE = re.compile(r"[A-Za-z0-9_$-]{1,64}")
@@ -128,12 +144,25 @@ def _translate(exc: BaseException) -> StorageError:
         code = exc.args[0]
         if code in (2002, 2003):
             return StorageUnavailable(f"cannot connect to the database server (MySQL error {code})")
+        if code == _DEADLOCK:
+            return Conflict(f"transaction rolled back by a conflict (MySQL error {code})")
         if code in _RETRYABLE:
             return StorageUnavailable(f"database unavailable (MySQL error {code})")
         if code == _DUPLICATE_KEY:
             return DuplicateKey(f"duplicate key (MySQL error {code})")
         return StorageError(f"database error (MySQL error {code})")
     return StorageError(f"database error: {type(exc).__name__}")
+
+
+def _node_trouble(exc: BaseException) -> bool:
+    """Whether `exc` says the database node is in trouble (rather than the statement)."""
+    if isinstance(exc, (OSError, asyncio.TimeoutError, pymysql.err.InterfaceError)):
+        return True
+    return (
+        isinstance(exc, pymysql.err.MySQLError)
+        and bool(exc.args)
+        and (exc.args[0] in _NODE_TROUBLE)
+    )
 
 
 def _release_if_acquired(pool: aiomysql.Pool, task: asyncio.Future) -> None:
@@ -200,11 +229,18 @@ class MySQLDatabase(Database):
 
     dialect = MySQLDialect()
 
-    def __init__(self, url: DatabaseURL, pool_size: int = 10, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: DatabaseURL,
+        pool_size: int = 10,
+        timeout: float = 10.0,
+        check_interval: float | None = None,
+    ) -> None:
         """Remember where to connect; nothing connects before `open`.
 
         `timeout` bounds, in seconds, the wait for a pooled connection and each unit of work
-        on it; past it the operation raises `StorageUnavailable`.
+        on it; past it the operation raises `StorageUnavailable`. With several hosts in
+        `url`, `check_interval` is the seconds between node checks (`NodeSelector`).
         """
         if not _DB_NAME_RE.fullmatch(url.name):
             raise StorageError("database name may only hold letters, digits, _ $ and -")
@@ -212,23 +248,52 @@ class MySQLDatabase(Database):
         self._pool_size = pool_size
         self._timeout = timeout
         self._pool: aiomysql.Pool | None = None
+        self.nodes = NodeSelector(
+            url.hosts,
+            user=url.user,
+            password=url.password,
+            on_move=self._move_to,
+            check_timeout=min(2.0, timeout),
+            **({} if check_interval is None else {"check_interval": check_interval}),
+        )
         # Few transactions in flight at once; the rest of the pool serves reads and auth.
         self.writers = max(1, min(_GROUP_WRITERS, pool_size - 1))
 
     def _connect_args(self) -> dict[str, object]:
         return {
-            "host": self._url.host,
-            "port": self._url.port,
             "user": self._url.user,
             "password": self._url.password,
             "charset": "utf8mb4",
             "connect_timeout": min(_CONNECT_TIMEOUT, self._timeout),
-            "init_command": "SET time_zone = '+00:00', sql_mode = 'STRICT_ALL_TABLES'",
+            **self._node_args(self.nodes.current),
         }
 
+    @staticmethod
+    def _node_args(node: NodeHealth) -> dict[str, object]:
+        """Where to connect, and the session settings that depend on the node."""
+        # Causal reads on a Galera node: see what any node committed before the read.
+        session = f"{_SESSION}, wsrep_sync_wait = 1" if node.cluster else _SESSION
+        return {"host": node.address.host, "port": node.address.port, "init_command": session}
+
+    def _move_to(self, node: NodeHealth) -> None:
+        """Point the pool at `node`: new connections go there (`NodeSelector.on_move`)."""
+        for pool in self._pools():
+            # Private (see the module docstring): the pool's arguments for new connections.
+            pool._conn_kwargs.update(self._node_args(node))
+
+    def _pools(self) -> list[aiomysql.Pool]:
+        """Every pool this database holds."""
+        return [self._pool] if self._pool is not None else []
+
+    def _on_current_node(self, conn: aiomysql.Connection) -> bool:
+        address = self.nodes.current.address
+        return (conn.host, conn.port) == (address.host, address.port)
+
     async def open(self) -> None:
-        """Create the database if missing (and allowed), open the pool, migrate."""
+        """Choose a node (several hosts), create the database if missing (and allowed),
+        open the pool, migrate; then start watching the node."""
         try:
+            await self.nodes.choose()
             await self._ensure_database()
             self._pool = await aiomysql.create_pool(
                 minsize=1,
@@ -239,6 +304,7 @@ class MySQLDatabase(Database):
                 **self._connect_args(),
             )
             await self._migrate()
+            self.nodes.start_monitor()
         except StorageError:
             await self.close()
             raise
@@ -247,71 +313,15 @@ class MySQLDatabase(Database):
             raise _translate(exc) from exc
 
     async def _ensure_database(self) -> None:
-        conn = await aiomysql.connect(**self._connect_args())
-        try:
-            async with conn.cursor() as cur:
-                await cur.execute(
-                    "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
-                    (self._url.name,),
-                )
-                if await cur.fetchone():
-                    return
-                try:
-                    # An identifier cannot be a parameter; the name was checked in __init__.
-                    await cur.execute(
-                        f"CREATE DATABASE IF NOT EXISTS `{self._url.name}` "
-                        "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-                    )
-                except pymysql.err.OperationalError as exc:
-                    raise StorageError(
-                        f"database {self._url.name!r} does not exist and this account may not "
-                        f"create it (MySQL error {exc.args[0]})"
-                    ) from exc
-        finally:
-            conn.close()
+        await ensure_database(self._connect_args(), self._url.name)
 
     async def _migrate(self) -> None:
-        async with self._connection() as conn, conn.cursor() as cur:
-            # DDL is not transactional in MySQL: a named lock keeps workers from racing.
-            await cur.execute("SELECT GET_LOCK('bot_logging_server.migrate', 60)")
-            (got,) = await cur.fetchone()
-            if got != 1:
-                raise StorageUnavailable("timed out waiting for another process to migrate")
-            try:
-                # "IF NOT EXISTS" on an existing table is a note, which the driver would
-                # raise as a Python warning: not worth one on every start.
-                await cur.execute("SET SESSION sql_notes = 0")
-                await cur.execute(SCHEMA_VERSION_TABLE["mysql"])
-                await cur.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
-                (current,) = await cur.fetchone()
-                for migration in MIGRATIONS:
-                    if migration.version <= current:
-                        continue
-                    for statement in migration.statements:
-                        await cur.execute(statement)
-                    await cur.execute(
-                        "INSERT INTO schema_version (version, name, applied_at) "
-                        "VALUES (%s, %s, UTC_TIMESTAMP(6))",
-                        (migration.version, migration.name),
-                    )
-                    await conn.commit()
-                await cur.execute(
-                    "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS "
-                    "WHERE TABLE_SCHEMA = DATABASE()"
-                )
-                found: dict[str, set[str]] = {}
-                for table, column in await cur.fetchall():
-                    found.setdefault(table, set()).add(column)
-                check_columns(found)
-            finally:
-                await cur.execute("SELECT RELEASE_LOCK('bot_logging_server.migrate')")
-                await cur.execute("SET SESSION sql_notes = 1")
-                # End the transaction the statements above opened: the connection goes
-                # back to the pool clean (and is not closed for being mid-transaction).
-                await conn.commit()
+        async with self._connection() as conn:
+            await migrate(conn)
 
     async def close(self) -> None:
-        """Close the pool and wait for its connections to close."""
+        """Stop watching the node, close the pool and wait for its connections to close."""
+        await self.nodes.close()
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
@@ -331,6 +341,8 @@ class MySQLDatabase(Database):
         try:
             conn = await self._checkout(pool)
         except Exception as exc:
+            if _node_trouble(exc):
+                self.nodes.suspect()
             raise _translate(exc) from exc
         try:
             async with asyncio.timeout(self._timeout):
@@ -338,6 +350,8 @@ class MySQLDatabase(Database):
         except BaseException as exc:
             # A connection that saw an error may be mid-transaction or broken: drop it.
             self._discard(pool, conn)
+            if _node_trouble(exc):
+                self.nodes.suspect()
             if isinstance(exc, Exception) and not isinstance(exc, StorageError):
                 raise _translate(exc) from exc
             raise
@@ -345,18 +359,27 @@ class MySQLDatabase(Database):
             pool.release(conn)
 
     async def _checkout(self, pool: aiomysql.Pool) -> aiomysql.Connection:
-        """A pooled connection within the timeout, never leaking one that comes too late."""
-        # aiomysql drops pooled connections the database has closed (EOF seen) on acquire;
-        # one that died silently fails its statement, within the timeout, and is dropped.
-        task = asyncio.ensure_future(pool.acquire())
-        try:
-            # shield: a timeout (or the request going away) cancels the wait, and the task is
-            # cancelled below, where a connection it got anyway is handed back to the pool.
-            return await asyncio.wait_for(asyncio.shield(task), self._timeout)
-        except BaseException:
-            task.cancel()
-            task.add_done_callback(functools.partial(_release_if_acquired, pool))
-            raise
+        """A pooled connection to the current node within the timeout, never leaking one
+        that comes too late."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        while True:
+            # aiomysql drops pooled connections the database has closed (EOF seen) on
+            # acquire; one that died silently fails its statement, within the timeout, and
+            # is dropped.
+            task = asyncio.ensure_future(pool.acquire())
+            try:
+                # shield: a timeout (or the request going away) cancels the wait, and the
+                # task is cancelled below, where a connection it got anyway is handed back.
+                conn = await asyncio.wait_for(asyncio.shield(task), deadline - loop.time())
+            except BaseException:
+                task.cancel()
+                task.add_done_callback(functools.partial(_release_if_acquired, pool))
+                raise
+            if self._on_current_node(conn):
+                return conn
+            # Opened before the node changed: closed, and another one taken.
+            self._discard(pool, conn)
 
     @staticmethod
     def _discard(pool: aiomysql.Pool, conn: aiomysql.Connection) -> None:
