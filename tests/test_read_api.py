@@ -29,6 +29,7 @@ from helpers import (
 )
 
 from bot_logging_server.records import CSV_COLUMNS
+from bot_logging_server.schemas.query import encode_cursor
 from bot_logging_server.storage import get_storage
 
 # (level, msg, event_at, p_description, p_name, pid): the records every filter test reads.
@@ -209,6 +210,28 @@ async def test_bad_query_parameters_are_400_naming_the_parameter(client, user, p
 async def test_bad_export_parameters_are_400(client, user, params, field):
     response = await client.get("/api/logs/export", query_string=params, headers=read_headers(user))
     assert (await assert_error(response, 400, "BadRequest"))["detail"].startswith(field)
+
+
+@pytest.mark.parametrize("path", ["/api/logs", "/api/logs/export"])
+@pytest.mark.parametrize(
+    ("last_id", "status"),
+    [(2**63 - 1, 200), (2**63, 400), (2**64, 400), (10**20 - 1, 400)],
+    ids=["2^63-1", "2^63", "2^64", "20-digits"],
+)
+async def test_a_cursor_beyond_any_record_id_is_400_before_the_answer_starts(
+    client, user, path, last_id, status
+):
+    await post_logs(client, user)
+    params = {"cursor": encode_cursor(last_id)}
+    async with asyncio.timeout(10):
+        response = await client.get(path, query_string=params, headers=read_headers(user))
+        text = await response.get_data(as_text=True)
+    if status == 400:
+        body = await assert_error(response, 400, "BadRequest")
+        assert body["detail"] == "query.cursor: not a valid cursor"
+        return
+    assert response.status_code == 200
+    assert "msg" in text and "InternalServerError" not in text  # the one record, whole
 
 
 async def test_bad_stats_bucket_is_400(client, user):
