@@ -346,6 +346,25 @@ async def test_csv_export_has_a_header_and_quotes_awkward_messages(client, user)
     assert rows[1][CSV_COLUMNS.index("event_at")].endswith("Z")
 
 
+FORMULAS = ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "\tTAB", "\rCR"]
+
+
+async def test_csv_cells_that_would_run_as_formulas_get_a_leading_quote(client, user):
+    harmless = ["a=b", "1-2", " =space first", "'already quoted", ""]
+    logs = [client_record(msg=m, p_description=m) for m in FORMULAS + harmless]
+    await post_logs(client, user, client_body(user.name, logs, p_name="=cmd|' /C calc'!A0"))
+    response = await export(client, user, format="csv")
+    rows = list(csv.reader(io.StringIO(await response.get_data(as_text=True), newline="")))
+    msgs = [row[CSV_COLUMNS.index("msg")] for row in rows[1:]][::-1]  # oldest first
+    descriptions = [row[CSV_COLUMNS.index("p_description")] for row in rows[1:]][::-1]
+    quoted = ["'" + m for m in FORMULAS] + harmless
+    assert msgs == descriptions == quoted
+    assert {row[CSV_COLUMNS.index("p_name")] for row in rows[1:]} == {"'=cmd|' /C calc'!A0"}
+    # NDJSON carries the text as stored.
+    lines = (await (await export(client, user, format="ndjson")).get_data()).splitlines()
+    assert [orjson.loads(line)["msg"] for line in lines][::-1] == FORMULAS + harmless
+
+
 async def test_an_empty_export_is_empty(client, user):
     assert await (await export(client, user)).get_data() == b""
     assert await (await export(client, user, format="csv")).get_data(as_text=True) == (
