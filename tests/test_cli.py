@@ -77,6 +77,7 @@ def test_invalid_user_names_are_refused(cli, name):
     ("args", "message"),
     [
         (["--tel-id", str(2**70)], "tel_id is out of range"),
+        (["--tel-id", "1.5"], "'1.5' is not a valid integer"),
         (["--password", "bad\udcffbyte"], "password must be valid Unicode text"),
     ],
 )

@@ -45,6 +45,13 @@ def _custom_field(converter: Any, field: fields.Field, **kwargs: Any) -> dict[st
         return {"type": "string", "description": "cut to 255 characters, never refused"}
     if isinstance(field, values.BigInt):
         return {"type": "integer", "format": "int64"}
+    if isinstance(field, accounts.WholeNumber):
+        return {
+            "oneOf": [
+                {"type": "integer", "format": "int64"},
+                {"type": "string", "pattern": "^[+-]?[0-9]{1,20}$"},
+            ]
+        }
     if isinstance(field, query.Cursor):
         return {"type": "string"}
     if isinstance(field, values.Message):

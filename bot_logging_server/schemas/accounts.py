@@ -6,16 +6,32 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from bot_logging_server.schemas.base import ValidationFailed, load
 
-__all__ = ["USERNAME_RE", "USERNAME_RULE", "CreateUserSchema", "load_create_user"]
+__all__ = ["USERNAME_RE", "USERNAME_RULE", "CreateUserSchema", "WholeNumber", "load_create_user"]
 
 #: What a user name may be (the contract's rule), and how errors state it.
 USERNAME_RULE = "1-64 characters, no whitespace or control characters"
 #: Matches exactly the user names `USERNAME_RULE` allows.
 USERNAME_RE = re.compile(r"[^\s\x00-\x1f\x7f-\x9f\ud800-\udfff]{1,64}\Z")
+
+
+_INTEGER_TEXT = re.compile(r"[+-]?[0-9]{1,20}")
+
+
+class WholeNumber(fields.Field):
+    """An integer: a JSON integer (not a boolean, not ``1.5`` nor ``1.0``), or a string of
+    ASCII digits with an optional sign (``"-100123"``, as Telegram chat ids are often
+    written); anything else is refused rather than rounded."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value.strip()):
+            return int(value)
+        raise ValidationError("must be an integer")
 
 
 class CreateUserSchema(Schema):
@@ -29,7 +45,7 @@ class CreateUserSchema(Schema):
         validate=validate.Regexp(USERNAME_RE, error=USERNAME_RULE),
     )
     password = fields.String(load_default=None, allow_none=True)
-    tel_id = fields.Integer(load_default=None, allow_none=True, strict=False)
+    tel_id = WholeNumber(load_default=None, allow_none=True)
 
 
 _CREATE_USER = CreateUserSchema()
