@@ -30,7 +30,6 @@ from quart import current_app, request
 
 from bot_logging_server import accounts
 from bot_logging_server.errors import Forbidden, ServiceUnavailable
-from bot_logging_server.schemas.accounts import USERNAME_RE
 from bot_logging_server.schemas.values import clean_text
 from bot_logging_server.storage import Storage, User
 from bot_logging_server.tokens import DUMMY_HASH, is_token_shaped, verify_token
@@ -108,8 +107,9 @@ class Authenticator:
         # than the cache time.
         read_at = time.monotonic()
         # A name no user can have is not looked up (a huge one would not even fit a query),
-        # but it is still hashed below, like any unknown user.
-        user = await self._storage.get_user(username) if USERNAME_RE.match(username) else None
+        # but it is still hashed below, like any unknown user. Look-alike spellings of a
+        # name (NFKC) find the same user.
+        user = await accounts.find_user(self._storage, username)
         entry = self._cache.pop(key, None)
         unchanged = entry is not None and user is not None and entry.user == user
         if unchanged and not user.disabled:

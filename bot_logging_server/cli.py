@@ -117,7 +117,11 @@ def users() -> None:
 @click.option("--tel-id", type=int, help="Telegram chat id of the user.")
 @click.pass_obj
 def users_add(config: Config, name: str, password: str | None, tel_id: int | None) -> None:
-    """Create user NAME and print its token (shown this once; only a hash is stored)."""
+    """Create user NAME and print its token (shown this once; only a hash is stored).
+
+    NAME is stored in Unicode NFKC form (full-width letters become ASCII, accents one code
+    point) and may not hold invisible format characters such as zero-width spaces.
+    """
     try:
         user_admin.check_new_user(name, password, tel_id)
     except ValueError as exc:
@@ -125,7 +129,7 @@ def users_add(config: Config, name: str, password: str | None, tel_id: int | Non
     new = _with_storage(
         config, lambda storage: user_admin.create_user(storage, name, password, tel_id)
     )
-    click.echo(f"created user {name!r}; its token (shown once):", err=True)
+    click.echo(f"created user {new.user.username!r}; its token (shown once):", err=True)
     click.echo(new.token)
 
 

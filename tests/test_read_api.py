@@ -346,7 +346,7 @@ async def test_csv_export_has_a_header_and_quotes_awkward_messages(client, user)
     assert rows[1][CSV_COLUMNS.index("event_at")].endswith("Z")
 
 
-FORMULAS = ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "\tTAB", "\rCR"]
+FORMULAS = ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\tTAB", "\rCR"]
 
 
 async def test_csv_cells_that_would_run_as_formulas_get_a_leading_quote(client, user):

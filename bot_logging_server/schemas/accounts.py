@@ -1,8 +1,16 @@
-"""User names, and the body of ``POST /create_user``: ``{"user", "password", "tel_id"}``."""
+"""User names, and the body of ``POST /create_user``: ``{"user", "password", "tel_id"}``.
+
+User names are compared in Unicode NFKC form (`normalise_username`): ``alice`` written in
+full-width letters (U+FF41...) is ``alice``, and ``café`` is one name whether its ``é`` is
+one code point or ``e`` plus a combining accent. A new name is stored normalised and may hold
+no invisible format character (Unicode category Cf: zero-width spaces and joiners, bidi
+controls, the soft hyphen...), so no two users can look alike that way (`new_name_problem`).
+"""
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,12 +18,38 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from bot_logging_server.schemas.base import ValidationFailed, load
 
-__all__ = ["USERNAME_RE", "USERNAME_RULE", "CreateUserSchema", "WholeNumber", "load_create_user"]
+__all__ = [
+    "USERNAME_RE",
+    "USERNAME_RULE",
+    "CreateUserSchema",
+    "WholeNumber",
+    "load_create_user",
+    "new_name_problem",
+    "normalise_username",
+]
 
 #: What a user name may be (the contract's rule), and how errors state it.
 USERNAME_RULE = "1-64 characters, no whitespace or control characters"
 #: Matches exactly the user names `USERNAME_RULE` allows.
 USERNAME_RE = re.compile(r"[^\s\x00-\x1f\x7f-\x9f\ud800-\udfff]{1,64}\Z")
+
+
+def normalise_username(name: str) -> str:
+    """`name` in Unicode NFKC form, the form user names are stored and compared in."""
+    return name if name.isascii() else unicodedata.normalize("NFKC", name)
+
+
+def new_name_problem(name: str) -> str | None:
+    """Why `name` (already normalised) cannot be a new user's name, or None when it can.
+
+    The rule is `USERNAME_RULE`, plus no invisible format character (category Cf).
+    """
+    if not USERNAME_RE.match(name):
+        return f"user name must be {USERNAME_RULE}"
+    invisible = [c for c in name if unicodedata.category(c) == "Cf"]
+    if invisible:
+        return f"user name must not hold invisible format characters (U+{ord(invisible[0]):04X})"
+    return None
 
 
 _INTEGER_TEXT = re.compile(r"[+-]?[0-9]{1,20}")
