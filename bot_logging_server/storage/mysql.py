@@ -235,6 +235,7 @@ class MySQLDatabase(Database):
                 **self._connect_args(),
             )
             await self._migrate()
+            await self._read_packet_size()
         except StorageError:
             await self.close()
             raise
@@ -305,6 +306,15 @@ class MySQLDatabase(Database):
                 # End the transaction the statements above opened: the connection goes
                 # back to the pool clean (and is not closed for being mid-transaction).
                 await conn.commit()
+
+    async def _read_packet_size(self) -> None:
+        """`max_value_bytes` from the server's ``max_allowed_packet`` (a statement, with its
+        values escaped, must fit in one packet)."""
+        async with self._connection() as conn, conn.cursor() as cur:
+            await cur.execute("SELECT @@max_allowed_packet")
+            (packet,) = await cur.fetchone()
+            await conn.commit()
+        self.max_value_bytes = int(packet)
 
     async def close(self) -> None:
         """Close the pool and wait for its connections to close."""
