@@ -53,7 +53,15 @@ def create_app(config: Config) -> Quart:
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     store = storage.make_storage(config)
     storage.init_app(app, store)
-    auth.init_app(app, auth.Authenticator(store, config.auth_cache_seconds))
+    auth.init_app(
+        app,
+        auth.Authenticator(
+            store,
+            config.auth_cache_seconds,
+            config.auth_failures_per_source,
+            config.auth_failures_per_user,
+        ),
+    )
     ratelimit.init_app(app, config)
     tail.init_app(app)
     register_error_handlers(app)

@@ -9,6 +9,7 @@ batch is written in one transaction, and 200 is sent only after the commit.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -16,7 +17,7 @@ from quart import Blueprint, Response
 
 from bot_logging_server.auth import get_authenticator, header_token
 from bot_logging_server.config import get_config
-from bot_logging_server.errors import BadRequest, PayloadTooLarge, json_response
+from bot_logging_server.errors import BadRequest, Forbidden, PayloadTooLarge, json_response
 from bot_logging_server.json_body import read_json
 from bot_logging_server.ratelimit import check_rate_limit
 from bot_logging_server.schemas.base import ValidationFailed
@@ -40,6 +41,7 @@ async def send_logs() -> Response:
     The first check that fails answers; nothing is written unless every check passed.
     """
     config = get_config()
+    await _screen(header_token())  # a locked-out address: 429 before the body is read
     username, data = _or_400(read_envelope, await read_json())  # {"data": {"user": str}}
     user = await get_authenticator().authenticate(username, header_token())  # else 403
     records = record_count(data)
@@ -49,6 +51,16 @@ async def send_logs() -> Response:
     rows = _or_400(load_batch, data, config.max_msg_chars)  # every other field
     added = await get_storage().insert_logs(user.id, rows, utc_now())  # one transaction
     return json_response({"code": 200, "message": "Logs added successfully", "added": added})
+
+
+async def _screen(token: str | None) -> None:
+    """The lockout of the client's address, checked before anything is read.
+
+    A missing or malformed token is let through here: the order of checks answers it 400 or
+    403 once the body's envelope is read.
+    """
+    with contextlib.suppress(Forbidden):
+        await get_authenticator().screen(token)
 
 
 def _or_400(parse: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:

@@ -125,6 +125,8 @@ class Config:
     max_records: int
     max_msg_chars: int
     auth_cache_seconds: float
+    auth_failures_per_source: int
+    auth_failures_per_user: int
     api_key: str | None
     log_level: str
     db_timeout: float

@@ -156,6 +156,23 @@ SETTINGS: tuple[Setting, ...] = (
         (0, 5),
         "Seconds a verified token is trusted before re-reading the user (0-5).",
     ),
+    # Failed token checks (bot_logging_server.throttle): past either, 429 before hashing.
+    Setting(
+        "auth_failures_per_source",
+        "LOGGER_AUTH_FAILURES_PER_SOURCE",
+        60,
+        int,
+        (0, 10**6),
+        "Failed token checks a minute from one client address; then 429 (locked). 0: no limit.",
+    ),
+    Setting(
+        "auth_failures_per_user",
+        "LOGGER_AUTH_FAILURES_PER_USER",
+        10,
+        int,
+        (0, 10**6),
+        "Failed token checks a minute for one user name; then 429 (locked). 0: no limit.",
+    ),
     Setting(
         "api_key",
         "LOGGER_API_KEY",
