@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from quart import Quart
 
-from bot_logging_server import auth, ratelimit, storage, tail
+from bot_logging_server import admission, auth, offload, ratelimit, storage, tail
 from bot_logging_server._version import __version__
 from bot_logging_server.blueprints import register_blueprints
 from bot_logging_server.config import APP_CONFIG_KEY, Config
@@ -64,6 +64,8 @@ def create_app(config: Config) -> Quart:
     )
     ratelimit.init_app(app, config)
     tail.init_app(app)
+    offload.init_app(app)
     register_error_handlers(app)
     register_blueprints(app, config)
+    admission.init_app(app, config)
     return app

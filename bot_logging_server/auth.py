@@ -41,7 +41,7 @@ from bot_logging_server.schemas.accounts import USERNAME_RE, normalise_username
 from bot_logging_server.schemas.values import clean_text
 from bot_logging_server.storage import Storage, User
 from bot_logging_server.throttle import FailureThrottle, HashQueue
-from bot_logging_server.tokens import DUMMY_HASH, is_token_shaped, verify_token
+from bot_logging_server.tokens import DUMMY_HASH, normal_token, verify_token
 
 __all__ = [
     "Authenticator",
@@ -220,12 +220,10 @@ class Authenticator:
 
 def _shaped(token: str | None) -> str:
     """`token` as compared (trimmed, lower case); `Forbidden` unless it is 32 hex digits."""
-    if token is None:
+    shaped = normal_token(token)
+    if shaped is None:
         raise Forbidden()
-    token = token.strip().lower()
-    if not is_token_shaped(token):
-        raise Forbidden()
-    return token
+    return shaped
 
 
 def _client_address() -> str | None:

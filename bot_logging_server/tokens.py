@@ -21,6 +21,7 @@ __all__ = [
     "DUMMY_HASH",
     "hash_token",
     "is_token_shaped",
+    "normal_token",
     "password_token",
     "random_token",
     "verify_token",
@@ -45,6 +46,15 @@ def random_token() -> str:
 def is_token_shaped(token: str | None) -> bool:
     """True when `token` is exactly 32 lower-case hex characters."""
     return token is not None and _TOKEN_RE.fullmatch(token) is not None
+
+
+def normal_token(token: str | None) -> str | None:
+    """`token` as it is compared (surrounding spaces dropped, lower case), or None when it
+    is missing or not 32 hex digits: a token that can never match."""
+    if token is None:
+        return None
+    token = token.strip().lower()
+    return token if is_token_shaped(token) else None
 
 
 def hash_token(token: str) -> str:

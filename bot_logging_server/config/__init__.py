@@ -122,6 +122,8 @@ class Config:
     database: DatabaseURL
     pool_size: int
     max_body_bytes: int
+    max_buffered_bytes: int
+    max_concurrent_requests: int
     max_records: int
     max_msg_chars: int
     auth_cache_seconds: float

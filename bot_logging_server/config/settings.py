@@ -130,6 +130,24 @@ SETTINGS: tuple[Setting, ...] = (
         (1024, 2**31),
         "Largest request body; larger is refused with 413.",
     ),
+    # bot_logging_server.admission: what one process holds at once; past it 503.
+    Setting(
+        "max_buffered_bytes",
+        "LOGGER_MAX_BUFFERED_BYTES",
+        64 * 1024 * 1024,
+        int,
+        (2**20, 2**40),
+        "Request-body bytes held at once across all requests (at least --max-body-bytes); "
+        "a body that does not fit is refused with 503 before it is read.",
+    ),
+    Setting(
+        "max_concurrent_requests",
+        "LOGGER_MAX_CONCURRENT_REQUESTS",
+        1024,
+        int,
+        (1, 10**6),
+        "Requests in progress at once (connections with a request); one more is a 503.",
+    ),
     Setting(
         "max_records",
         "LOGGER_MAX_RECORDS",
