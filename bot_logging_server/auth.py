@@ -150,7 +150,7 @@ class Authenticator:
         try:
             yield
         except (TooManyRequests, ServiceUnavailable):
-            if not await self._throttle.is_clean(source):
+            if source is not None and not await self._throttle.is_clean(source):
                 await asyncio.sleep(_REFUSAL_PAUSE)
             raise
 
