@@ -69,6 +69,7 @@ def _read_operation(summary: str, query: type, ok: dict[str, Any], **extra: Any)
             "200": ok,
             "400": _error("A query parameter is invalid (detail names it)."),
             "403": _error("Unknown user, wrong, missing or malformed token, or disabled user."),
+            "429": _error("Locked out after too many failed token checks; see Retry-After."),
             "503": _error("The database is unavailable; retry after Retry-After."),
         },
         **extra,
@@ -134,7 +135,14 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
                     "400": _error("The batch can never be stored as sent (detail says why)."),
                     "403": _error("data.user and X-User-Token do not match an active user."),
                     "413": _error("Body or batch over the configured limit."),
-                    "503": _error("The database is unavailable; retry after Retry-After."),
+                    "429": _error(
+                        "Over a rate limit, or locked out after too many failed token "
+                        "checks; retry after Retry-After."
+                    ),
+                    "503": _error(
+                        "The database is unavailable, or the server holds as many requests "
+                        "or request bodies as it takes; retry after Retry-After."
+                    ),
                 },
             }
         },
