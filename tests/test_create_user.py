@@ -146,8 +146,16 @@ async def test_a_look_alike_of_an_existing_name_is_taken(keyed_client, existing,
 
 @pytest.mark.parametrize(
     "name",
-    ["alice\u200b", "\u200dbob", "ev\u202eil", "soft\u00adhyphen", "\ufeffbom", "a\u2060b"],
-    ids=["zero-width-space", "zero-width-joiner", "bidi-override", "soft-hyphen", "bom", "wj"],
+    [
+        "alice\u200b",
+        "\u200dbob",
+        "al\u200dice",
+        "ev\u202eil",
+        "soft\u00adhyphen",
+        "\ufeffbom",
+        "a\u2060b",
+    ],
+    ids=["zwsp", "zwj-first", "zwj-in-letters", "bidi-override", "soft-hyphen", "bom", "wj"],
 )
 async def test_a_name_with_an_invisible_format_character_is_400(keyed_client, name):
     storage = get_storage(keyed_client.app)
@@ -155,6 +163,13 @@ async def test_a_name_with_an_invisible_format_character_is_400(keyed_client, na
     body = await assert_error(await create(keyed_client, name), 400, "BadRequest")
     assert "invisible format characters" in body["detail"]
     assert len(await storage.list_users()) == before
+
+
+async def test_an_emoji_sequence_joined_by_zero_width_joiners_is_a_valid_name(keyed_client):
+    name = "rainbow_\U0001f3f3\ufe0f\u200d\U0001f308_\U0001f468\u200d\U0001f469"
+    response = await create(keyed_client, name)
+    assert response.status_code == 200
+    assert (await response.get_json())["user"] == name
 
 
 async def test_a_new_name_is_stored_normalised_and_its_token_made_from_that(keyed_client):

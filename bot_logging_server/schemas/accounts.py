@@ -46,12 +46,23 @@ def new_name_problem(name: str) -> str | None:
     """
     if not USERNAME_RE.match(name):
         return f"user name must be {USERNAME_RULE}"
-    invisible = [c for c in name if unicodedata.category(c) == "Cf"]
-    if invisible:
-        return f"user name must not hold invisible format characters (U+{ord(invisible[0]):04X})"
+    for i, char in enumerate(name):
+        if unicodedata.category(char) == "Cf" and not _joins_emoji(name, i):
+            return f"user name must not hold invisible format characters (U+{ord(char):04X})"
     return None
 
 
+def _joins_emoji(name: str, i: int) -> bool:
+    """Whether ``name[i]`` is a zero-width joiner between two symbols, as in the emoji
+    sequence 🏳️‍🌈 (a visible glyph, not a way to make two names look alike)."""
+    if name[i] != _ZWJ or i == 0 or i + 1 == len(name):
+        return False
+    before = name[i - 1] if name[i - 1] != _EMOJI_STYLE or i < 2 else name[i - 2]
+    return unicodedata.category(before) == "So" and unicodedata.category(name[i + 1]) == "So"
+
+
+_ZWJ = "\u200d"
+_EMOJI_STYLE = "\ufe0f"  # VARIATION SELECTOR-16, often before a joiner
 _INTEGER_TEXT = re.compile(r"[+-]?[0-9]{1,20}")
 
 
