@@ -7,7 +7,10 @@ looping bodies that are slow to parse cannot stall the others (large bodies are 
 helper process). Meanwhile an honest client's requests are answered as usual. A body without
 a usable token is refused 403 before it is sent.
 
-Latency bounds are for this project's shared 2-core test machine: each figure is printed.
+Latency bounds hold on a busy shared 2-core machine yet still mean something: 100 ms (250 ms
+for the slow bodies), or three times the same client's p99 measured alone just before, when
+the machine is so loaded that this is more (`bound`); before these defences the figures were
+3 s and 1.3 s. Each figure is printed.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,13 +35,23 @@ MIB = 1024 * 1024
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[ServerProcess, RemoteUser, RemoteUser]]:
-    """A server with the default limits, an honest user and a second one."""
-    url = f"sqlite:///{tmp_path / 'abuse.db'}"
-    honest = asyncio.run(add_user(url))
-    other = asyncio.run(add_user(url))
-    with ServerProcess(url, tmp_path) as proc:
-        asyncio.run(proc.wait_ready())
-        yield proc, honest, other
+    """A server with the default limits, an honest user and a second one.
+
+    The database is in memory-backed storage when the machine has it: what is measured is
+    the server's memory and event loop, not the disk's fsync time under other test runs.
+    """
+    shm = Path("/dev/shm")
+    where = Path(tempfile.mkdtemp(dir=shm)) if shm.is_dir() else tmp_path
+    url = f"sqlite:///{where / 'abuse.db'}"
+    try:
+        honest = asyncio.run(add_user(url))
+        other = asyncio.run(add_user(url))
+        with ServerProcess(url, tmp_path) as proc:
+            asyncio.run(proc.wait_ready())
+            yield proc, honest, other
+    finally:
+        if where != tmp_path:
+            shutil.rmtree(where, ignore_errors=True)
 
 
 def rss(proc: ServerProcess) -> int:
@@ -113,14 +128,32 @@ class Honest:
     def p99(self) -> float:
         return statistics.quantiles(self.took, n=100)[98]
 
+    async def quiet_p99(self, seconds: float = 2.0) -> float:
+        """The p99 of this client alone for `seconds` (after a first, cached-token request):
+        how fast this machine answers it right now, with nothing else asked of the server."""
+        await self.one("warm-up")  # the token is checked (and cached) once
+        self.took.clear()
+        self.start()
+        await asyncio.sleep(seconds)
+        await self.stop()
+        quiet = self.p99()
+        self.took.clear()
+        self.statuses.clear()
+        self._stop = asyncio.Event()
+        return quiet
+
+
+def bound(quiet: float, floor: float) -> float:
+    """A latency bound that holds on a busy shared machine yet still means something: `floor`,
+    or three times the quiet p99 when the machine is so loaded that this is more."""
+    return max(floor, 3 * quiet)
+
 
 async def test_100_stalled_uploads_keep_memory_bounded_and_honest_clients_fast(server):
     proc, honest, _ = server
     limit = 300 * MIB
     client = Honest(proc.port, honest)
-    await client.one("warm-up")  # the token is checked (and cached) once
-    client.took.clear()
-    client.statuses.clear()
+    quiet = await client.quiet_p99()
     baseline = rss(proc)
     peak = baseline
     over = asyncio.Event()
@@ -173,7 +206,8 @@ async def test_100_stalled_uploads_keep_memory_bounded_and_honest_clients_fast(s
     offered = sum(sent for _, sent in results)
     stalled_p99 = statistics.quantiles(client.took[during_uploads:], n=100)[98]
     print(
-        f"\nRSS {baseline / MIB:.0f} MiB before, peak {peak / MIB:.0f} MiB with 100 uploads "
+        f"\nhonest p99 alone {quiet * 1000:.0f} ms; RSS {baseline / MIB:.0f} MiB before, "
+        f"peak {peak / MIB:.0f} MiB with 100 uploads "
         f"({len(whole)} sent their 15 MiB and stalled, {offered / MIB:.0f} MiB sent in all); "
         f"answers {{status: count}} { {s: statuses.count(s) for s in set(statuses)} } "
         f"(None: still waiting, or reset before the answer was read); honest requests: "
@@ -186,7 +220,8 @@ async def test_100_stalled_uploads_keep_memory_bounded_and_honest_clients_fast(s
     assert len(whole) <= 4  # 64 MiB of bodies at once: the rest refused early
     assert statuses.count(503) >= 50
     assert set(client.statuses) == {200}
-    assert stalled_p99 < 0.1
+    # 3 s before the fix (the event loop receiving 1.5 GB); 16-31 ms measured after it.
+    assert stalled_p99 < bound(quiet, 0.1)
 
 
 async def test_a_16_mib_body_without_a_usable_token_is_403_before_it_is_sent(server):
@@ -215,9 +250,7 @@ def slow_body(user: str, size: int) -> bytes:
 async def test_a_client_looping_slow_to_parse_bodies_does_not_stall_the_others(server):
     proc, honest, other = server
     client = Honest(proc.port, honest)
-    await client.one("warm-up")
-    client.took.clear()
-    client.statuses.clear()
+    quiet = await client.quiet_p99()
     body = slow_body(other.name, 8 * MIB)
     headers = {"Content-Type": "application/json", "X-User-Token": other.token}
     answers: list[int] = []
@@ -236,12 +269,13 @@ async def test_a_client_looping_slow_to_parse_bodies_does_not_stall_the_others(s
     stop.set()
     await flooder
     print(
-        f"\n8 MiB slow bodies answered: {answers}; honest requests meanwhile: {len(client.took)}, "
+        f"\nhonest p99 alone {quiet * 1000:.0f} ms; 8 MiB slow bodies answered: {answers}; "
+        f"honest requests meanwhile: {len(client.took)}, "
         f"p99 {client.p99() * 1000:.0f} ms, max {max(client.took) * 1000:.0f} ms"
     )
     assert answers and set(answers) == {413}  # read to the end, refused for its size
     assert set(client.statuses) == {200}
     # Parsed on the event loop, each body stalls it for about a second (p99 1.3 s measured);
     # in the helper process, receiving and handing over 8 MiB still costs the loop a little
-    # (p99 56-60 ms measured here, with the load of other test runs): a bound with room.
-    assert client.p99() < 0.25
+    # (p99 56-117 ms measured here, with the load of other test runs): a bound with room.
+    assert client.p99() < bound(quiet, 0.25)
