@@ -144,9 +144,13 @@ class Config:
     database: DatabaseURL
     pool_size: int
     max_body_bytes: int
+    max_buffered_bytes: int
+    max_concurrent_requests: int
     max_records: int
     max_msg_chars: int
     auth_cache_seconds: float
+    auth_failures_per_source: int
+    auth_failures_per_user: int
     api_key: str | None
     log_level: str
     db_timeout: float

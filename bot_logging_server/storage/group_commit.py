@@ -65,6 +65,7 @@ class GroupStats:
 class _Member(Generic[Row]):
     rows: Sequence[Row]
     done: asyncio.Future[None] = field(repr=False)
+    size: int = 0
 
 
 class GroupCommit(Generic[Row]):
@@ -79,6 +80,9 @@ class GroupCommit(Generic[Row]):
             alone), which bounds statement size and the wait of the group's members.
         conflict_retries: how many times a group's transaction rolled back by a `Conflict`
             is written again before its members get the error.
+        max_bytes: likewise, a group stops growing at this many bytes (the sizes given to
+            `submit`); None: no such bound. A member larger than the database takes in one
+            packet then goes alone, and whatever happens to it happens to it alone.
     """
 
     def __init__(
@@ -88,6 +92,7 @@ class GroupCommit(Generic[Row]):
         writers: int = 1,
         max_rows: int = 5000,
         conflict_retries: int = CONFLICT_RETRIES,
+        max_bytes: int | None = None,
     ) -> None:
         """Create an idle committer; nothing runs until the first `submit`."""
         if writers < 1:
@@ -96,6 +101,8 @@ class GroupCommit(Generic[Row]):
         self._writers = writers
         self._max_rows = max_rows
         self._conflict_retries = conflict_retries
+        #: The ``max_bytes`` bound; may be set later (a backend knows it once connected).
+        self.max_bytes = max_bytes
         self._queue: deque[_Member[Row]] = deque()
         self._in_flight: set[asyncio.Task[None]] = set()
         self.stats = GroupStats()
@@ -103,14 +110,15 @@ class GroupCommit(Generic[Row]):
         #: what it raises is logged, never given to the group's members.
         self.on_commit: Callable[[int, int], None] | None = None
 
-    async def submit(self, rows: Sequence[Row]) -> None:
+    async def submit(self, rows: Sequence[Row], size: int = 0) -> None:
         """Write `rows` in a transaction shared with concurrent callers; return after commit.
 
-        Raises whatever the shared ``write`` raised (a copy per member) when it failed.
+        `size` is what the rows weigh against ``max_bytes`` (bytes, roughly). Raises whatever
+        the shared ``write`` raised (a copy per member) when it failed.
         """
         if not rows:
             return
-        member = _Member(rows, asyncio.get_running_loop().create_future())
+        member = _Member(rows, asyncio.get_running_loop().create_future(), size)
         self._queue.append(member)
         self.stats.requests += 1
         if len(self._in_flight) < self._writers:
@@ -126,16 +134,20 @@ class GroupCommit(Generic[Row]):
 
     def _take_group(self) -> list[_Member[Row]]:
         group: list[_Member[Row]] = []
-        size = 0
+        size = weight = 0
         while self._queue:
             member = self._queue[0]
             if member.done.done():  # cancelled while queued: never written
                 self._queue.popleft()
                 continue
-            if group and size + len(member.rows) > self._max_rows:
+            if group and (
+                size + len(member.rows) > self._max_rows
+                or (self.max_bytes is not None and weight + member.size > self.max_bytes)
+            ):
                 break
             group.append(self._queue.popleft())
             size += len(member.rows)
+            weight += member.size
         return group
 
     def _start_writer(self) -> None:

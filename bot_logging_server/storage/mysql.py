@@ -304,6 +304,7 @@ class MySQLDatabase(Database):
                 **self._connect_args(),
             )
             await self._migrate()
+            await self._read_packet_size()
             self.nodes.start_monitor()
         except StorageError:
             await self.close()
@@ -318,6 +319,15 @@ class MySQLDatabase(Database):
     async def _migrate(self) -> None:
         async with self._connection() as conn:
             await migrate(conn)
+
+    async def _read_packet_size(self) -> None:
+        """`max_value_bytes` from the server's ``max_allowed_packet`` (a statement, with its
+        values escaped, must fit in one packet)."""
+        async with self._connection() as conn, conn.cursor() as cur:
+            await cur.execute("SELECT @@max_allowed_packet")
+            (packet,) = await cur.fetchone()
+            await conn.commit()
+        self.max_value_bytes = int(packet)
 
     async def close(self) -> None:
         """Stop watching the node, close the pool and wait for its connections to close."""
