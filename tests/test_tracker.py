@@ -406,11 +406,12 @@ def test_a_page_of_another_origin_sends_by_fetch_with_a_preflight_and_by_beacon(
 
 
 @pytest.mark.parametrize("events_server", ["sqlite"], indirect=True)
-def test_with_fetch_and_sendbeacon_broken_the_host_page_keeps_working_without_an_error(
+def test_with_fetch_and_sendbeacon_broken_the_host_page_keeps_working_and_nothing_is_lost(
     browser, events_server, event_user, host_site
 ):
     base, _ = events_server
     breaker = """<script>
+      window.realFetch = window.fetch;
       window.fetch = function () { throw new Error("fetch is broken"); };
       navigator.sendBeacon = function () { throw new Error("sendBeacon is broken"); };
       function count() { window.__errors = (window.__errors || 0) + 1; }
@@ -426,6 +427,7 @@ def test_with_fetch_and_sendbeacon_broken_the_host_page_keeps_working_without_an
     try:
         page.goto(host_site.base + "/shop")
         wait_until(page, "window.tracker && window.tracker.session")
+        session = page.evaluate("tracker.session")
         for _ in range(3):
             page.click("#count")
         # Data that is not JSON, odd names: the call returns, the page goes on.
@@ -443,10 +445,22 @@ def test_with_fetch_and_sendbeacon_broken_the_host_page_keeps_working_without_an
         page.click("#count")
         assert page.inner_text("#count") == "4"
         assert page.evaluate("window.__errors || 0") == 0
+        assert event_user.events() == []
+        # fetch works again: the next retry delivers everything, in order.
+        page.evaluate("window.fetch = window.realFetch")
+        events = event_user.wait_for(lambda ev: len(ev) >= 10, timeout=20, session=session)
     finally:
         context.close()
     assert errors == []
-    assert event_user.events() == []
+    assert [(e["name"], e["data"]) for e in events if e["name"] != "click"] == [
+        ("page_view", events[0]["data"]),
+        ("cyclic", None),
+        ("big", None),
+        ("null", None),
+        ("visibility", {"state": "visible"}),
+        ("scroll", {"depth": 27}),
+    ]
+    assert [e["name"] for e in events].count("click") == 4 and len(events) == 10
 
 
 @pytest.mark.parametrize("events_server", ["sqlite"], indirect=True)

@@ -302,6 +302,8 @@ def test_filters_live_in_the_url_and_back_forward_and_the_tabs_restore_them(
     )
     page = open_events(tabs, base, event_user)
     expect(page.locator("#ev-list tbody tr")).to_have_count(4)
+    for logs_only in ("#logs", "#filters", "#histogram", "#live", "#export-csv"):
+        expect(page.locator(logs_only)).to_be_hidden()
     page.fill("#ev-name", "click")
     expect(page).to_have_url(re.compile("name=click"))
     assert sorted(list_names(page)) == ["click", "click"]

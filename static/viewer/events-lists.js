@@ -146,10 +146,11 @@ export function createLists({ headers, onSession }) {
       tr.dataset.session = s.session;
       const link = cell("");
       link.append(sessionLink(s.session, s.source, onSession));
-      const last = s.last_event_at ? parseWire(s.last_event_at) - parseWire(s.started_at) : 0;
+      // From the first event's client time (the server opens the session when it arrives).
+      const start = parseWire(s.started_client_at || s.started_at);
+      const end = s.stopped_at ? parseWire(s.stopped_client_at || s.stopped_at) : s.last_event_at ? parseWire(s.last_event_at) : start;
       tr.append(timed(s.started_at), cell(s.source), link, cell(s.event_count, "num"),
-        cell(s.last_event_name || ""), cell(s.stopped_at ? duration(parseWire(s.stopped_at) - parseWire(s.started_at)) : duration(Math.max(0, last))),
-        cell(s.user_agent || s.ip || "", "ua"));
+        cell(s.last_event_name || ""), cell(duration(Math.max(0, end - start))), cell(s.user_agent || s.ip || "", "ua"));
       tr.addEventListener("click", () => onSession(s.session, s.source));
       return tr;
     },
