@@ -4,22 +4,18 @@ docs/API.md, "The tracker". The demo page (served by the app, key in ``?key=``) 
 at known places, scrolled and left; the events are then read back through ``GET
 /api/events``: names in order, x/y where the clicks were made, one scroll event with the
 deepest point, the visibility change, and the last events delivered by ``sendBeacon`` as the
-page went away. Pages of another origin (a small HTTP server of the test's own on loopback)
-load the script cross-origin, break ``fetch`` and ``sendBeacon``, point it at a server that
-is down, and turn Global Privacy Control on: the host page keeps working and never sees an
-error. The routes themselves (``/tracker.js``, ``/demo``, the beacon's text/plain body, the
-preflight allowing ``Idempotency-Key``) are checked in-process on both backends.
+page went away. The routes themselves (``/tracker.js``, ``/demo``, the beacon's text/plain
+body, the preflight allowing ``Idempotency-Key``) are checked in-process on both backends.
+The tracker on pages of other origins is tested in ``test_tracker_origins.py``, with this
+module's fixtures and helpers.
 """
 
 from __future__ import annotations
 
-import http.server
-import itertools
 import json
 import re
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 import uuid
@@ -29,7 +25,7 @@ from pathlib import Path
 import pytest
 import test_viewer
 from helpers import assert_error, read_headers
-from test_process import free_port, server
+from test_process import server
 from test_viewer import API_KEY, Account, Tabs
 
 from bot_logging_server import accounts
@@ -206,54 +202,6 @@ def tabs(browser):
     opened.check()
 
 
-class HostSite:
-    """Pages of another origin (loopback, another port): `pages[path]` is its HTML."""
-
-    def __init__(self) -> None:
-        self.pages: dict[str, str] = {}
-        pages = self.pages
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = pages.get(self.path.split("?")[0])
-                self.send_response(200 if body is not None else 404)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.end_headers()
-                self.wfile.write((body or "").encode())
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def host_site() -> Iterator[HostSite]:
-    site = HostSite()
-    yield site
-    site.close()
-
-
-def host_page(script: str, body: str = "", head: str = "") -> str:
-    """A host page: `head`, the tracker's tag `script`, and the page's own counter button."""
-    return f"""<!doctype html><html><head><title>shop</title>
-<link rel="icon" href="data:,">{head}{script}</head>
-<body style="height: 3000px; margin: 0">
-<button id="count" style="position: absolute; left: 100px; top: 100px">0</button>
-<a id="away" href="/next" style="position: absolute; left: 600px; top: 200px">next</a>
-<script>
-  document.getElementById("count").addEventListener("click", function () {{
-    this.textContent = String(Number(this.textContent) + 1);
-  }});
-</script>{body}</body></html>"""
-
-
 def wait_until(page, expression: str, timeout: float = 10.0) -> None:
     """Poll `expression` in the page until it is truthy (``wait_for_function`` evaluates
     strings, which the demo's Content-Security-Policy forbids)."""
@@ -357,182 +305,3 @@ def test_the_demo_without_a_key_says_how_to_add_one_and_sends_nothing(tabs, even
     page.click("#nav-about")
     page.wait_for_url(re.compile(r"/demo/about\?key=$"))
     assert posts == [] and page.evaluate("window.tracker.session") is None
-
-
-# -- on another origin ----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("events_server", ["sqlite"], indirect=True)
-def test_a_page_of_another_origin_sends_by_fetch_with_a_preflight_and_by_beacon(
-    browser, events_server, event_user, host_site
-):
-    base, _ = events_server
-    # Calls made before the async script arrives wait in tracker.q and are replayed.
-    stub = "<script>window.tracker = {q: [], track: function () { this.q.push(arguments); }};"
-    stub += "tracker.track('early', {n: 1});</script>"
-    tag = f'<script src="{base}/tracker.js" data-key="{event_user.key}" async></script>'
-    host_site.pages["/shop"] = host_page(tag, head=stub)
-    host_site.pages["/next"] = host_page(tag)
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-    try:
-        page.goto(host_site.base + "/shop")
-        wait_until(page, "window.tracker && window.tracker.session")
-        session = page.evaluate("tracker.session")
-        page.click("#count")
-        # Before leaving: the batch crossed origins by fetch (its Idempotency-Key preflighted).
-        first = event_user.wait_for(lambda ev: len(ev) >= 3, session=session)
-        assert [e["name"] for e in first] == ["page_view", "early", "click"]
-        assert first[1]["data"] == {"n": 1} and first[0]["page"] == "/shop"
-        page.click("#away")
-        page.wait_for_url("**/next")
-        events = event_user.wait_for(lambda ev: len(ev) >= 7, session=session)
-    finally:
-        context.close()
-    assert [e["name"] for e in events] == [
-        "page_view",
-        "early",
-        "click",
-        "click",
-        "scroll",
-        "visibility",
-        "page_view",
-    ]
-    assert events[3]["data"]["el"] == "a#away" and events[-1]["page"] == "/next"
-    assert errors == []
-
-
-@pytest.mark.parametrize("events_server", ["sqlite"], indirect=True)
-def test_with_fetch_and_sendbeacon_broken_the_host_page_keeps_working_and_nothing_is_lost(
-    browser, events_server, event_user, host_site
-):
-    base, _ = events_server
-    breaker = """<script>
-      window.realFetch = window.fetch;
-      window.fetch = function () { throw new Error("fetch is broken"); };
-      navigator.sendBeacon = function () { throw new Error("sendBeacon is broken"); };
-      function count() { window.__errors = (window.__errors || 0) + 1; }
-      window.onerror = count;
-      window.addEventListener("unhandledrejection", count);
-    </script>"""
-    tag = f'<script src="{base}/tracker.js" data-key="{event_user.key}" async></script>'
-    host_site.pages["/shop"] = host_page(tag, head=breaker)
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
-        page.goto(host_site.base + "/shop")
-        wait_until(page, "window.tracker && window.tracker.session")
-        session = page.evaluate("tracker.session")
-        for _ in range(3):
-            page.click("#count")
-        # Data that is not JSON, odd names: the call returns, the page goes on.
-        page.evaluate("""() => {
-            const cyclic = {}; cyclic.self = cyclic;
-            tracker.track("cyclic", cyclic);
-            tracker.track("big", {n: 10n});
-            tracker.track(null, undefined);
-            tracker.track({toString() { throw new Error("no name"); }});
-            tracker.flush();
-        }""")
-        time.sleep(2.5)  # a flush and a retry or two, all failing
-        page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
-        page.evaluate("window.dispatchEvent(new PageTransitionEvent('pagehide'))")
-        page.click("#count")
-        assert page.inner_text("#count") == "4"
-        assert page.evaluate("window.__errors || 0") == 0
-        assert event_user.events() == []
-        # fetch works again: the next retry delivers everything, in order.
-        page.evaluate("window.fetch = window.realFetch")
-        events = event_user.wait_for(lambda ev: len(ev) >= 10, timeout=20, session=session)
-    finally:
-        context.close()
-    assert errors == []
-    assert [(e["name"], e["data"]) for e in events if e["name"] != "click"] == [
-        ("page_view", events[0]["data"]),
-        ("cyclic", None),
-        ("big", None),
-        ("null", None),
-        ("visibility", {"state": "visible"}),
-        ("scroll", {"depth": 27}),
-    ]
-    assert [e["name"] for e in events].count("click") == 4 and len(events) == 10
-
-
-@pytest.mark.parametrize("events_server", ["sqlite"], indirect=True)
-def test_while_the_server_is_down_the_tracker_backs_off_and_keeps_the_batchs_key(
-    browser, events_server, event_user, host_site
-):
-    base, _ = events_server
-    down = f"http://127.0.0.1:{free_port()}/api/events"  # nothing listens there
-    spy = """<script>
-      window.__posts = [];
-      const real = window.fetch;
-      window.fetch = function (url, options) {
-        window.__posts.push({at: Date.now(), key: options.headers["Idempotency-Key"]});
-        return real.apply(this, arguments);
-      };
-    </script>"""
-    tag = f'<script src="{base}/tracker.js" data-key="{event_user.key}" data-endpoint="{down}"'
-    tag += " async></script>"
-    host_site.pages["/shop"] = host_page(tag, head=spy)
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
-        page.clock.install()
-        page.goto(host_site.base + "/shop")
-        wait_until(page, "window.tracker && window.tracker.session")
-        page.click("#count")
-        for _ in range(120):  # two minutes of the page's clock; real failures in between
-            page.clock.run_for(1000)
-            time.sleep(0.03)
-        posts = page.evaluate("window.__posts")
-        page.click("#count")
-        assert page.inner_text("#count") == "2"
-    finally:
-        context.close()
-    assert errors == []
-    # One batch, tried again and again with the same key, ever further apart (at most 60 s).
-    assert 4 <= len(posts) <= 9, posts
-    assert len({p["key"] for p in posts}) == 1
-    gaps = [b["at"] - a["at"] for a, b in itertools.pairwise(posts)]
-    assert gaps[-1] >= 8000 and max(gaps) <= 61000
-
-
-@pytest.mark.parametrize("events_server", ["sqlite"], indirect=True)
-def test_with_data_respect_dnt_global_privacy_control_turns_the_tracker_off(
-    browser, events_server, event_user, host_site
-):
-    base, _ = events_server
-    plain = f'<script src="{base}/tracker.js" data-key="{event_user.key}" async></script>'
-    tag = plain.replace(" async>", " data-respect-dnt async>")
-    host_site.pages["/respects"] = host_page(tag)
-    host_site.pages["/ignores"] = host_page(plain)
-    context = browser.new_context(viewport=VIEWPORT)
-    context.add_init_script(
-        "Object.defineProperty(navigator, 'globalPrivacyControl', {get: () => true})"
-    )
-    page = context.new_page()
-    posts = []
-    page.on("request", lambda r: r.method == "POST" and posts.append(r.url))
-    try:
-        page.goto(host_site.base + "/respects")
-        wait_until(page, "window.tracker !== undefined")
-        page.click("#count")
-        page.evaluate("tracker.track('custom', {a: 1})")
-        time.sleep(1.5)
-        assert page.evaluate("tracker.session") is None and posts == []
-        page.goto(host_site.base + "/ignores")  # the page did not opt in: it records
-        wait_until(page, "window.tracker && window.tracker.session")
-        session = page.evaluate("tracker.session")
-        events = event_user.wait_for(lambda ev: len(ev) >= 1, session=session)
-    finally:
-        context.close()
-    assert {e["page"] for e in event_user.events()} == {"/ignores"}  # nothing of /respects
-    assert events[0]["name"] == "page_view"
