@@ -281,6 +281,9 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
         ("/docs", "This document, rendered (HTML; every asset served locally)."),
         ("/", "The web log viewer (HTML)."),
         ("/static/{filename}", "The viewer's files (JavaScript, CSS)."),
+        ("/tracker.js", "The usage tracker for web pages (JavaScript; any origin may load it)."),
+        ("/demo", "A demo page wired with /tracker.js; ?key= is the ingest key it sends with."),
+        ("/demo/{page}", "Another page of the demo (page: a-z, 0-9 and -, 1-32 characters)."),
     ):
         operation: dict[str, Any] = {
             "summary": summary,
@@ -290,9 +293,21 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
                 "404": _error("No such file."),
             },
         }
-        if "{filename}" in path:
+        for name in ("filename", "page"):
+            if "{" + name + "}" in path:
+                operation["parameters"] = [
+                    {"in": "path", "name": name, "required": True, "schema": {"type": "string"}}
+                ]
+        if path.startswith("/demo"):
             operation["parameters"] = [
-                {"in": "path", "name": "filename", "required": True, "schema": {"type": "string"}}
+                *operation.get("parameters", []),
+                {
+                    "in": "query",
+                    "name": "key",
+                    "required": False,
+                    "schema": {"type": "string", "pattern": "^[0-9A-Fa-f]{1,64}$"},
+                    "description": "An ingest key (anything else is ignored).",
+                },
             ]
         spec.path(path=path, operations={"get": operation})
     add_interface_paths(spec)
