@@ -4,7 +4,9 @@ The real client requests ``//send_logs`` (it joins host, ``/`` and ``/send_logs`
 ``/send_logs``, ``//send_logs`` and ``/send_logs/`` all reach this handler. `send_logs`
 spells out the contract's order of checks, one step a line: the body's envelope (400), the
 user and token (403), the rate limit (429), the batch size (413) and every field (400); the
-batch is written in one transaction, and 200 is sent only after the commit.
+batch is written in one transaction, and 200 is sent only after the commit. A batch sent
+with an ``Idempotency-Key`` already committed is answered its first answer and stored once
+(`bot_logging_server.idempotency`).
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from quart import Blueprint, Response
 from bot_logging_server.auth import get_authenticator, header_token
 from bot_logging_server.config import get_config
 from bot_logging_server.errors import BadRequest, PayloadTooLarge, json_response
+from bot_logging_server.idempotency import batch_fingerprint, request_key, store_once
 from bot_logging_server.json_body import read_json
 from bot_logging_server.observe import note
 from bot_logging_server.ratelimit import check_rate_limit
 from bot_logging_server.schemas.base import ValidationFailed
 from bot_logging_server.schemas.ingest import load_batch, read_envelope, record_count
-from bot_logging_server.storage import get_storage, utc_now
+from bot_logging_server.storage import utc_now
 
 __all__ = ["PATHS", "bp", "send_logs"]
 
@@ -48,9 +51,13 @@ async def send_logs() -> Response:
     if records > config.max_records:
         raise PayloadTooLarge(f"data.logs: more than {config.max_records} records")
     rows = _or_400(load_batch, data, config.max_msg_chars)  # every other field
-    added = await get_storage().insert_logs(user.id, rows, utc_now())  # one transaction
-    note(records=added)  # metrics and the access log
-    return json_response({"code": 200, "message": "Logs added successfully", "added": added})
+    key = request_key()  # the optional Idempotency-Key; malformed: 400
+    answer = {"code": 200, "message": "Logs added successfully", "added": len(rows)}
+    fingerprint = batch_fingerprint("send_logs", rows) if key else ""
+    # One transaction; a key already committed answers its answer (422 if another batch's).
+    stored = await store_once(user.id, rows, utc_now(), answer, key, fingerprint)
+    note(records=stored.added)  # metrics and the access log
+    return json_response(stored.answer, headers=stored.headers)
 
 
 def _or_400(parse: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
