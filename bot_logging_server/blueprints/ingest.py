@@ -7,6 +7,12 @@ user and token (403), the rate limit (429), the batch size (413) and every field
 batch is written in one transaction, and 200 is sent only after the commit. A batch sent
 with an ``Idempotency-Key`` already committed is answered its first answer and stored once
 (`bot_logging_server.idempotency`).
+
+Python's ``logging.handlers.HTTPHandler`` pointed at ``/send_logs`` (``method="POST"``,
+``credentials=(user, token)``) works too: a form-encoded body with basic auth is one record
+of that handler, read by `send_form_record` (`bot_logging_server.schemas.form_record`).
+Without basic auth a form-encoded body is read as JSON, as any other (``curl -d`` sends JSON
+under that content type).
 """
 
 from __future__ import annotations
@@ -14,20 +20,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from quart import Blueprint, Response
+from quart import Blueprint, Response, request
 
 from bot_logging_server.auth import get_authenticator, header_token
 from bot_logging_server.config import get_config
 from bot_logging_server.errors import BadRequest, PayloadTooLarge, json_response
 from bot_logging_server.idempotency import batch_fingerprint, request_key, store_once
-from bot_logging_server.json_body import read_json
+from bot_logging_server.json_body import read_form, read_json
 from bot_logging_server.observe import note
 from bot_logging_server.ratelimit import check_rate_limit
 from bot_logging_server.schemas.base import ValidationFailed
+from bot_logging_server.schemas.form_record import FORM_MIMETYPE, load_form_record
 from bot_logging_server.schemas.ingest import load_batch, read_envelope, record_count
+from bot_logging_server.schemas.values import clean_text
 from bot_logging_server.storage import utc_now
 
-__all__ = ["PATHS", "bp", "send_logs"]
+__all__ = ["PATHS", "bp", "send_form_record", "send_logs"]
 
 bp = Blueprint("ingest", __name__)
 
@@ -43,6 +51,8 @@ async def send_logs() -> Response:
 
     The first check that fails answers; nothing is written unless every check passed.
     """
+    if request.mimetype == FORM_MIMETYPE and _basic_credentials() is not None:
+        return await send_form_record()  # logging.handlers.HTTPHandler
     config = get_config()
     username, data = _or_400(read_envelope, await read_json())  # {"data": {"user": str}}
     user = await get_authenticator().authenticate(username, header_token())  # else 403
@@ -58,6 +68,34 @@ async def send_logs() -> Response:
     stored = await store_once(user.id, rows, utc_now(), answer, key, fingerprint)
     note(records=stored.added)  # metrics and the access log
     return json_response(stored.answer, headers=stored.headers)
+
+
+async def send_form_record() -> Response:
+    """Store one record POSTed by ``logging.handlers.HTTPHandler``; answer as `send_logs`.
+
+    The user and token are the handler's ``credentials`` (basic auth), checked before the
+    body is read (403); then the rate limit (429), the form (400), and the store.
+    """
+    config = get_config()
+    username, token = _basic_credentials() or ("", None)
+    user = await get_authenticator().authenticate(username, token)  # else 403
+    await check_rate_limit(user.id, 1)  # else 429, with Retry-After
+    received_at = utc_now()
+    row = _or_400(load_form_record, await read_form(), config.max_msg_chars, received_at)
+    key = request_key()
+    fingerprint = batch_fingerprint("send_logs", [row]) if key else ""
+    answer = {"code": 200, "message": "Logs added successfully", "added": 1}
+    stored = await store_once(user.id, [row], received_at, answer, key, fingerprint)
+    note(records=stored.added)
+    return json_response(stored.answer, headers=stored.headers)
+
+
+def _basic_credentials() -> tuple[str, str] | None:
+    """(user, token) of ``Authorization: Basic``; None without it."""
+    auth = request.authorization
+    if auth is None or auth.type != "basic" or auth.username is None:
+        return None
+    return clean_text(auth.username), auth.password or ""
 
 
 def _or_400(parse: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
