@@ -275,6 +275,7 @@ def response_document(loaded: Loaded) -> dict[str, Any]:
     return {
         "partialSuccess": {
             "rejectedLogRecords": str(loaded.rejected),
-            "errorMessage": f"{loaded.rejected} log records rejected: {loaded.reason}",
+            "errorMessage": f"{loaded.rejected} log record{'s' if loaded.rejected > 1 else ''} "
+            f"rejected: {loaded.reason}",
         }
     }

@@ -20,7 +20,14 @@ from typing import NamedTuple
 
 from bot_logging_server.storage.base import Dialect, Keep, Table, Transaction
 
-__all__ = ["KEY_LIFETIME", "Claim", "IdempotencyTable", "Remembered", "claim_keys"]
+__all__ = [
+    "KEY_LIFETIME",
+    "Claim",
+    "IdempotencyTable",
+    "Remembered",
+    "claim_key",
+    "claim_keys",
+]
 
 #: How long a key is remembered: a repeat within this time is answered from the record.
 KEY_LIFETIME = timedelta(hours=24)
@@ -75,6 +82,35 @@ class Claim(NamedTuple):
         return self.outcome.duplicate
 
 
+async def claim_key(tx: Transaction, dialect: Dialect, claim: Claim) -> Remembered | None:
+    """Record `claim`'s key in `tx` (the transaction that stores its batch); None when it
+    was new (or older than `KEY_LIFETIME`, and now taken over), else the key on record.
+
+    Any table family can call it in its own transaction: record the key first, and store
+    the batch only when this answers None.
+    """
+    created = dialect.encode_time(claim.created_at)
+    args = (claim.user_id, claim.key, claim.fingerprint, claim.answer, created)
+    if (await tx.execute(dialect.insert_unless_exists(_TABLE, _COLUMNS, _KEYS), args)).rowcount:
+        return None
+    fingerprint, answer, at = (
+        await tx.fetch(
+            f"SELECT fingerprint, answer, created_at FROM {_TABLE} "
+            f"WHERE user_id = ? AND idempotency_key = ?{dialect.lock_rows}",
+            (claim.user_id, claim.key),
+        )
+    )[0]
+    made = dialect.decode_time(at)
+    if made <= claim.created_at - KEY_LIFETIME:  # expired, not yet purged: a new key
+        await tx.execute(
+            f"UPDATE {_TABLE} SET fingerprint = ?, answer = ?, created_at = ? "
+            "WHERE user_id = ? AND idempotency_key = ?",
+            (claim.fingerprint, claim.answer, created, claim.user_id, claim.key),
+        )
+        return None
+    return Remembered(fingerprint, answer, made)
+
+
 def claim_keys(dialect: Dialect) -> Keep:
     """The group transaction's first step: claim every `Claim` among the rows.
 
@@ -82,34 +118,13 @@ def claim_keys(dialect: Dialect) -> Keep:
     (in key order, so two transactions never wait for each other's keys crosswise) and
     answers the rows to insert: every row tuple but the claims and the rows of duplicates.
     """
-    insert = dialect.insert_unless_exists(_TABLE, _COLUMNS, _KEYS)
-    select = (
-        f"SELECT fingerprint, answer, created_at FROM {_TABLE} "
-        f"WHERE user_id = ? AND idempotency_key = ?{dialect.lock_rows}"
-    )
-    take_over = (
-        f"UPDATE {_TABLE} SET fingerprint = ?, answer = ?, created_at = ? "
-        "WHERE user_id = ? AND idempotency_key = ?"
-    )
-
-    async def claim(tx: Transaction, c: Claim) -> None:
-        created = dialect.encode_time(c.created_at)
-        args = (c.user_id, c.key, c.fingerprint, c.answer, created)
-        if (await tx.execute(insert, args)).rowcount:
-            return
-        fingerprint, answer, at = (await tx.fetch(select, (c.user_id, c.key)))[0]
-        made = dialect.decode_time(at)
-        if made <= c.created_at - KEY_LIFETIME:  # expired, not yet purged: a new key
-            await tx.execute(take_over, (c.fingerprint, c.answer, created, c.user_id, c.key))
-            return
-        c.outcome.duplicate = Remembered(fingerprint, answer, made)
 
     async def keep(tx: Transaction, rows: list[tuple]) -> list[tuple]:
         claims = [row for row in rows if type(row) is Claim]
         if not claims:
             return rows
-        for c in sorted(claims, key=lambda c: (c.user_id, c.key)):
-            await claim(tx, c)
+        for claim in sorted(claims, key=lambda c: (c.user_id, c.key)):
+            claim.outcome.duplicate = await claim_key(tx, dialect, claim)
         kept: list[tuple] = []
         skip = 0
         for row in rows:
