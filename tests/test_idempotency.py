@@ -199,7 +199,7 @@ async def test_a_duplicate_in_a_group_commit_leaves_the_other_members_stored(sto
     first = Claim.new(user.id, "dup", "fp", '{"added": 2}', utc_now())
     assert await storage.insert_logs(user.id, log_rows(2, "first"), utc_now(), first) == 2
     # Two batches take the writers; the rest queue behind them and share the next
-    # transaction: a duplicate key, a new key and a batch without one.
+    # transaction: a duplicate key, a batch without one right after it, a new key.
     claims = {
         "dup": Claim.new(user.id, "dup", "fp", '{"added": 2}', utc_now()),
         "new": Claim.new(user.id, "new", "fp2", '{"added": 2}', utc_now()),
@@ -208,8 +208,8 @@ async def test_a_duplicate_in_a_group_commit_leaves_the_other_members_stored(sto
         storage.insert_logs(user.id, log_rows(2, "w1"), utc_now()),
         storage.insert_logs(user.id, log_rows(2, "w2"), utc_now()),
         storage.insert_logs(user.id, log_rows(2, "dup"), utc_now(), claims["dup"]),
-        storage.insert_logs(user.id, log_rows(2, "new"), utc_now(), claims["new"]),
         storage.insert_logs(user.id, log_rows(2, "plain"), utc_now()),
+        storage.insert_logs(user.id, log_rows(2, "new"), utc_now(), claims["new"]),
     )
     assert results == [2, 2, 0, 2, 2]
     assert storage._group.stats.largest_group >= 3  # they did share a transaction

@@ -14,6 +14,7 @@ import gzip
 import json
 import logging
 import os
+import tracemalloc
 import urllib.parse
 import urllib.request
 import uuid
@@ -387,22 +388,29 @@ async def test_a_request_that_is_not_an_export_stores_nothing(
     assert await storage.count_logs(user.id) == 0
 
 
-async def test_a_body_that_inflates_past_the_limit_is_413_without_inflating_it(make_app, make_user):
-    async with make_app(max_body_bytes=4096) as app:
+async def test_a_body_that_inflates_past_the_limit_is_413_without_inflating_it(make_app):
+    async with make_app(max_body_bytes=65536) as app:
         from helpers import new_account
 
         from bot_logging_server.storage import get_storage
 
         account = await new_account(get_storage(app.app))
-        bomb = zlib.compress(b"\0" * 1_000_000)  # 1 KB that inflates to 1 MB
-        response = await app.test_client().post(
-            "/v1/logs",
-            data=bomb,
-            headers=otlp_headers(account, PROTOBUF, **{"Content-Encoding": "deflate"}),
-        )
+        bomb = zlib.compress(b"\0" * 50_000_000)  # 49 KB that inflate to 50 MB
+        assert len(bomb) < 65536
+        tracemalloc.start()
+        try:
+            response = await app.test_client().post(
+                "/v1/logs",
+                data=bomb,
+                headers=otlp_headers(account, PROTOBUF, **{"Content-Encoding": "deflate"}),
+            )
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
         assert response.status_code == 413
         status = Status.FromString(await response.get_data())
-        assert status.code == 8 and "more than 4096 bytes once decompressed" in status.message
+        assert status.code == 8 and "more than 65536 bytes once decompressed" in status.message
+        assert peak < 5_000_000  # never more than the limit was inflated
 
 
 async def test_more_records_than_the_limit_is_413(make_app):
