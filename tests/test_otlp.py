@@ -327,8 +327,11 @@ async def test_a_record_without_times_gets_the_receive_time(client, storage, use
 
 
 @pytest.mark.parametrize("mimetype", [PROTOBUF, "application/json"])
-async def test_a_wrong_token_is_403_in_the_requests_encoding(client, storage, user, mimetype):
+@pytest.mark.parametrize("who", ["wrong-token", "no-user"])
+async def test_a_wrong_token_is_403_in_the_requests_encoding(client, storage, user, mimetype, who):
     headers = otlp_headers(user, mimetype, **{"X-User-Token": "0" * 32})
+    if who == "no-user":
+        headers = {"Content-Type": mimetype, "Authorization": f"Bearer {user.token}"}
     data = as_protobuf(otlp_json(record())) if mimetype == PROTOBUF else b"{}"
     response = await client.post("/v1/logs", data=data, headers=headers)
     assert response.status_code == 403

@@ -24,7 +24,7 @@ from quart import Blueprint, Response, request
 
 from bot_logging_server.auth import get_authenticator, header_credentials
 from bot_logging_server.config import get_config
-from bot_logging_server.errors import APIError, BadRequest, PayloadTooLarge
+from bot_logging_server.errors import APIError, BadRequest, Forbidden, PayloadTooLarge
 from bot_logging_server.idempotency import fingerprint, request_key, store_once
 from bot_logging_server.json_body import parse_json
 from bot_logging_server.observe import note
@@ -96,12 +96,14 @@ async def export_logs() -> Response:
 
 
 def _credentials() -> tuple[str, str | None]:
-    """(user, token): ``X-User`` with its token header, else ``Authorization: Basic``."""
+    """(user, token): ``X-User`` with its token header, else ``Authorization: Basic``;
+    `Forbidden` when neither names a user."""
     username, token = header_credentials()
     if not username:
         auth = request.authorization
-        if auth is not None and auth.type == "basic" and auth.username:
-            return clean_text(auth.username), auth.password
+        if auth is None or auth.type != "basic" or not auth.username:
+            raise Forbidden()
+        return clean_text(auth.username), auth.password
     return username, token
 
 
