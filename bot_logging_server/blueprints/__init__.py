@@ -1,6 +1,7 @@
 """The HTTP surface, one blueprint per capability.
 
-* `ingest`: ``POST /send_logs`` (the wire contract);
+* `ingest`: ``POST /send_logs`` (the wire contract; also Python's ``HTTPHandler``);
+* `otlp`: ``POST /v1/logs`` (OpenTelemetry logs, OTLP/HTTP);
 * `users`: ``POST /create_user`` (the original's, off without an API key);
 * `health`: ``GET /healthz``;
 * `read`: ``/api/logs``, ``/api/logs/export``, ``/api/stats``, ``/api/tail`` (reading);
@@ -23,6 +24,7 @@ from bot_logging_server.blueprints import (
     health,
     ingest,
     microticks,
+    otlp,
     read,
     track,
     users,
@@ -35,7 +37,7 @@ __all__ = ["register_blueprints"]
 
 def register_blueprints(app: Quart, config: Config) -> None:
     """Register every blueprint on `app`; ``/create_user`` only when an API key is set."""
-    for module in (ingest, health, read, events, docs, viewer, eye, microticks, track):
+    for module in (ingest, otlp, health, read, events, docs, viewer, eye, microticks, track):
         app.register_blueprint(module.bp)
     if config.api_key:
         app.register_blueprint(users.bp)

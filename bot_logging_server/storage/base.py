@@ -17,7 +17,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +33,7 @@ __all__ = [
     "Dialect",
     "DuplicateKey",
     "Executed",
+    "Keep",
     "LevelCount",
     "LogQuery",
     "LogRow",
@@ -313,6 +314,15 @@ class Dialect(abc.ABC):
         insert = multi_row_insert(table, tuple(columns), rows)
         return f"{insert} {self.on_conflict(keys)} {', '.join(sets)}"
 
+    def insert_unless_exists(self, table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
+        """An INSERT of one row of `columns` that, when a row with the same unique `keys`
+        exists, does nothing (no error, no warning); its rowcount is 1 when it inserted, else 0.
+
+        A row another transaction inserted and has not committed yet is waited for.
+        """
+        insert = multi_row_insert(table, tuple(columns), 1)
+        return f"{insert} ON CONFLICT ({', '.join(keys)}) DO NOTHING"
+
     @abc.abstractmethod
     def on_conflict(self, keys: Sequence[str]) -> str:
         """What follows an INSERT to update the row whose unique `keys` exist already."""
@@ -383,6 +393,11 @@ def multi_row_insert(table: str, columns: tuple[str, ...], rows: int) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([values] * rows)
 
 
+#: What `Database.insert_many` may run first in its transaction: given the transaction and
+#: the rows, it returns the rows to insert.
+Keep = Callable[["Transaction", list[tuple]], Awaitable[list[tuple]]]
+
+
 class Database(abc.ABC):
     """A backend's connections, as the table families use them. One per process.
 
@@ -418,9 +433,15 @@ class Database(abc.ABC):
         when it raises (and the exception, as a `StorageError`, goes on)."""
 
     @abc.abstractmethod
-    async def insert_many(self, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
+    async def insert_many(
+        self, table: str, columns: Sequence[str], rows: list[tuple], keep: Keep | None = None
+    ) -> None:
         """Insert `rows` (values in `columns` order) in one transaction, as fast as the
-        backend can: a group commit's write."""
+        backend can: a group commit's write.
+
+        `keep`, when given, runs first in the same transaction and returns the rows to
+        insert (a family's last check, e.g. which batches' idempotency keys are new).
+        """
 
     def connections_in_use(self) -> int:
         """How many of this process's connections are busy right now (for the metrics)."""

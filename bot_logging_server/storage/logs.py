@@ -27,6 +27,7 @@ from bot_logging_server.storage.base import (
     join_filters,
 )
 from bot_logging_server.storage.group_commit import GroupCommit
+from bot_logging_server.storage.idempotency import Claim, claim_keys
 
 __all__ = ["LogTable"]
 
@@ -128,11 +129,20 @@ class LogTable(Table):
         await self._group.drain()
         await super().drain()
 
-    async def insert_logs(self, user_id: int, rows: Sequence[LogRow], received_at: datetime) -> int:
+    async def insert_logs(
+        self,
+        user_id: int,
+        rows: Sequence[LogRow],
+        received_at: datetime,
+        claim: Claim | None = None,
+    ) -> int:
         """Insert every row in one transaction, shared with concurrent calls; return how many.
 
         Returns after the commit that holds these rows; raises (and stores none of them) when
-        that shared transaction fails. A message too long for the backend is stored cut.
+        that shared transaction fails. A message too long for the backend is stored cut. With
+        a `claim` (an idempotency key) the key is recorded in the same transaction, unless it
+        is on record already: then nothing is stored, ``claim.duplicate`` holds the record,
+        and 0 is returned.
         """
         if not rows:
             return 0
@@ -140,12 +150,21 @@ class LogTable(Table):
         # A group grows up to the backend's packet size (known once the database is open).
         self._group.max_bytes = self.db.max_value_bytes
         params = _params(user_id, rows, received_at, self.db.dialect.encode_time)
-        await self._group.submit(params, _weight(rows))
-        return len(rows)
+        if claim is None:
+            await self._group.submit(params, _weight(rows))
+            return len(rows)
+        await self._group.submit([claim._replace(rows=len(params)), *params], _weight(rows))
+        return 0 if claim.duplicate is not None else len(rows)
 
     async def _write_log_rows(self, params: list[tuple]) -> None:
-        """A group's transaction: every member's rows in one bulk insert."""
-        await self.db.insert_many("user_logs", _INSERT_COLUMNS, params)
+        """A group's transaction: every member's rows in one bulk insert.
+
+        A member sent with an idempotency key starts with its `Claim`: the keys are claimed
+        first, in the same transaction, and a duplicate's rows are left out.
+        """
+        claims = any(type(row) is Claim for row in params)
+        keep = claim_keys(self.db.dialect) if claims else None
+        await self.db.insert_many("user_logs", _INSERT_COLUMNS, params, keep=keep)
 
     async def count_logs(self, user_id: int) -> int:
         """How many log rows this user has."""

@@ -44,9 +44,11 @@ from bot_logging_server.storage.base import (
     Dialect,
     DuplicateKey,
     Executed,
+    Keep,
     StorageError,
     StorageUnavailable,
     Transaction,
+    multi_row_insert,
 )
 from bot_logging_server.storage.failover import NodeSelector
 from bot_logging_server.storage.hosts import NodeHealth
@@ -109,6 +111,12 @@ class MySQLDialect(Dialect):
     def index_hint(self, index: str) -> str:
         """``FORCE INDEX (index)``."""
         return f"FORCE INDEX ({index})"
+
+    def insert_unless_exists(self, table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
+        """``ON DUPLICATE KEY UPDATE`` of a key to itself: changes nothing, so its rowcount is
+        0 (``INSERT IGNORE`` would turn every error into a warning, and warn on a duplicate)."""
+        insert = multi_row_insert(table, tuple(columns), 1)
+        return f"{insert} ON DUPLICATE KEY UPDATE {keys[0]} = {keys[0]}"
 
     def on_conflict(self, keys: Sequence[str]) -> str:
         """``ON DUPLICATE KEY UPDATE`` (any unique key: the table's own)."""
@@ -419,10 +427,20 @@ class MySQLDatabase(Database):
             yield _MySQLTransaction(cur)
             await conn.commit()
 
-    async def insert_many(self, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
-        """One multi-row INSERT (aiomysql's ``executemany``) escaping each value once; commit."""
-        async with self._connection() as conn, conn.cursor(_BatchCursor) as cur:
-            await cur.executemany(_insert(table, tuple(columns), "%s"), rows)
+    async def insert_many(
+        self, table: str, columns: Sequence[str], rows: list[tuple], keep: Keep | None = None
+    ) -> None:
+        """One multi-row INSERT (aiomysql's ``executemany``) escaping each value once; commit.
+
+        `keep` runs first, in the same transaction (on a cursor of its own).
+        """
+        async with self._connection() as conn:
+            if keep is not None:
+                async with conn.cursor() as cur:
+                    rows = await keep(_MySQLTransaction(cur), rows)
+            if rows:
+                async with conn.cursor(_BatchCursor) as cur:
+                    await cur.executemany(_insert(table, tuple(columns), "%s"), rows)
             await conn.commit()
 
     def connections_in_use(self) -> int:

@@ -27,6 +27,7 @@ from bot_logging_server.storage.base import (
     Dialect,
     DuplicateKey,
     Executed,
+    Keep,
     StorageError,
     StorageUnavailable,
     Transaction,
@@ -253,12 +254,19 @@ class SQLiteDatabase(Database):
         except Exception as exc:
             raise _translate(exc) from exc
 
-    async def insert_many(self, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
-        """One transaction of 64-row prepared INSERTs, the remainder by ``executemany``."""
+    async def insert_many(
+        self, table: str, columns: Sequence[str], rows: list[tuple], keep: Keep | None = None
+    ) -> None:
+        """One transaction of 64-row prepared INSERTs, the remainder by ``executemany``.
+
+        `keep` runs first, in the same transaction.
+        """
         columns = tuple(columns)
         chunk, one = _insert(table, columns, _CHUNK_ROWS), _insert(table, columns, 1)
-        full = len(rows) - len(rows) % _CHUNK_ROWS
         async with self._transaction() as conn:
+            if keep is not None:
+                rows = await keep(_SQLiteTransaction(conn), rows)
+            full = len(rows) - len(rows) % _CHUNK_ROWS
             for start in range(0, full, _CHUNK_ROWS):
                 part = rows[start : start + _CHUNK_ROWS]
                 await conn.execute(chunk, [value for row in part for value in row])
