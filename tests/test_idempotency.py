@@ -4,7 +4,7 @@ A batch whose answer was lost after its commit is stored once when the client se
 with the same key: the key is recorded in the batch's own transaction, and a repeat within
 24 hours answers the first answer (``Idempotent-Replayed: true``) and writes nothing. The
 connection is really cut between COMMIT and the answer in the last tests: a real server
-process behind a proxy (`faults.TCPProxy.drop_answers`) that resets the client's connection
+process behind a proxy (`support.faults.TCPProxy.drop_answers`) that resets the client's connection
 when the answer starts to come back.
 """
 
@@ -17,17 +17,21 @@ from datetime import timedelta
 
 import orjson
 import pytest
-from faults import TCPProxy
-from helpers import (
+from support import (
+    ServerProcess,
+    TCPProxy,
+    add_user,
     assert_added,
     assert_error,
+    batch_body,
     client_body,
     client_headers,
     client_record,
+    http,
+    log_rows,
     recent_logs,
+    rows_per_batch,
 )
-from realserver import ServerProcess, add_user, batch_body, http, rows_per_batch, send_headers
-from test_group_commit import rows as log_rows
 
 from bot_logging_server.handler import Handler
 from bot_logging_server.idempotency import batch_fingerprint
@@ -273,7 +277,7 @@ async def test_a_batch_whose_answer_was_lost_after_commit_is_stored_once_on_retr
     cut_server, with_key
 ):
     proxy, user, database_url = cut_server
-    headers = send_headers(user.token)
+    headers = client_headers(user.token)
     if with_key:
         headers["Idempotency-Key"] = new_key()
     body = batch_body(user.name, "cut", 5)

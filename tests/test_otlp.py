@@ -27,7 +27,6 @@ from typing import Any
 
 import pytest
 from google.rpc.status_pb2 import Status
-from helpers import assert_error, read_headers, recent_logs
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
@@ -37,7 +36,15 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
-from realserver import RemoteUser, ServerProcess, add_user
+from support import (
+    Account,
+    ServerProcess,
+    add_user,
+    assert_error,
+    new_account,
+    read_headers,
+    recent_logs,
+)
 
 from bot_logging_server.schemas.otlp import severity_level
 
@@ -49,7 +56,7 @@ PROTOBUF = "application/x-protobuf"
 @dataclass
 class Live:
     port: int
-    user: RemoteUser
+    user: Account
 
     @property
     def endpoint(self) -> str:
@@ -72,7 +79,7 @@ def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         database_url = request.getfixturevalue("mysql_database")
     user = asyncio.run(add_user(database_url))
     with ServerProcess(database_url, tmp_path_factory.mktemp("otlp-server")) as server:
-        asyncio.run(server.wait_ready())
+        server.wait_ready_blocking()
         yield Live(server.port, user)
 
 
@@ -393,8 +400,6 @@ async def test_a_request_that_is_not_an_export_stores_nothing(
 
 async def test_a_body_that_inflates_past_the_limit_is_413_without_inflating_it(make_app):
     async with make_app(max_body_bytes=65536) as app:
-        from helpers import new_account
-
         from bot_logging_server.storage import get_storage
 
         account = await new_account(get_storage(app.app))
@@ -418,8 +423,6 @@ async def test_a_body_that_inflates_past_the_limit_is_413_without_inflating_it(m
 
 async def test_more_records_than_the_limit_is_413(make_app):
     async with make_app(max_records=2) as app:
-        from helpers import new_account
-
         from bot_logging_server.storage import get_storage
 
         account = await new_account(get_storage(app.app))

@@ -24,8 +24,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from helpers import assert_added, assert_error, client_body, client_headers, recent_logs
-from realserver import RemoteUser, ServerProcess, add_user
+from support import (
+    Account,
+    ServerProcess,
+    add_user,
+    assert_added,
+    assert_error,
+    client_body,
+    client_headers,
+    recent_logs,
+)
 
 from bot_logging_server.schemas.form_record import format_message
 
@@ -39,7 +47,7 @@ stdlib_leaks_sockets = pytest.mark.filterwarnings("ignore::ResourceWarning")
 @dataclass
 class Live:
     port: int
-    user: RemoteUser
+    user: Account
 
     def handler(self, token: str | None = None) -> logging.handlers.HTTPHandler:
         credentials = (self.user.name, token or self.user.token)
@@ -65,7 +73,7 @@ def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         database_url = request.getfixturevalue("mysql_database")
     user = asyncio.run(add_user(database_url))
     with ServerProcess(database_url, tmp_path_factory.mktemp("stdlib-server")) as server:
-        asyncio.run(server.wait_ready())
+        server.wait_ready_blocking()
         yield Live(server.port, user)
 
 

@@ -6,34 +6,26 @@ at known places, scrolled and left; the events are then read back through ``GET
 deepest point, the visibility change, and the last events delivered by ``sendBeacon`` as the
 page went away. The routes themselves (``/tracker.js``, ``/demo``, the beacon's text/plain
 body, the preflight allowing ``Idempotency-Key``) are checked in-process on both backends.
-The tracker on pages of other origins is tested in ``test_tracker_origins.py``, with this
-module's fixtures and helpers.
+The tracker on pages of other origins is tested in ``test_tracker_origins.py``. The live
+server, its users and the helpers are those of ``support/browser_fixtures.py`` and
+``support/tracker.py``.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import test_viewer
-from helpers import assert_error, read_headers
-from test_process import server
-from test_viewer import API_KEY, Account, Tabs
+from support import ROOT, assert_error, read_headers
+from support.browser import expect
+from support.tracker import VIEWPORT, centre, wait_until
 
 from bot_logging_server import accounts
 
-browser = test_viewer.browser
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-ROOT = Path(__file__).resolve().parents[1]
-VIEWPORT = {"width": 1280, "height": 800}
+pytest_plugins = ["support.browser_fixtures"]
 
 # Counts navigator.sendBeacon calls, and how many the browser accepted, in sessionStorage
 # (which outlives the page in the same tab and origin).
@@ -118,105 +110,6 @@ async def test_the_preflight_allows_the_trackers_idempotency_key_header(client):
     assert {"content-type", "idempotency-key"} <= set(allowed)
 
 
-# -- a live server, its users and keys ------------------------------------------------------
-
-
-@pytest.fixture(scope="module", params=["sqlite", "mysql"])
-def events_server(request, tmp_path_factory) -> Iterator[tuple[str, str]]:
-    """``python3 app.py`` on a free port; yields (base URL, database URL)."""
-    cwd = tmp_path_factory.mktemp("tracker")
-    if request.param == "sqlite":
-        url = f"sqlite:///{cwd / 'tracker.db'}"
-    else:
-        url = request.getfixturevalue("mysql_database")
-    with server("--database-url", url, "--api-key", API_KEY, cwd=cwd) as (port, _proc):
-        yield f"http://127.0.0.1:{port}", url
-
-
-class EventUser(Account):
-    """A user of the live server with an ingest key (made by ``app.py keys add``)."""
-
-    def __init__(self, base: str, database_url: str):
-        super().__init__(base, "t")
-        key_name = f"web_{self.name}"  # key names are unique across the server
-        result = subprocess.run(
-            [
-                sys.executable,
-                APP,
-                "--database-url",
-                database_url,
-                "keys",
-                "add",
-                self.name,
-                key_name,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        self.key = result.stdout.strip()
-
-    def post(self, *events: dict) -> None:
-        """Store `events` through ``POST /api/events`` with the key (as a web page would)."""
-        request = urllib.request.Request(
-            f"{self.base}/api/events?key={self.key}",
-            data=json.dumps({"events": list(events)}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert json.loads(response.read())["added"] == len(events)
-
-    def events(self, **params: str) -> list[dict]:
-        """The user's events through ``GET /api/events``, in the order of their sequence."""
-        query = "&".join(f"{k}={v}" for k, v in {"order": "asc", "limit": "1000", **params}.items())
-        request = urllib.request.Request(
-            f"{self.base}/api/events?{query}",
-            headers={"X-User": self.name, "X-User-Token": self.token},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            events = json.loads(response.read())["events"]
-        # Beacons sent together may arrive in either order: the client's sequence decides.
-        return sorted(events, key=lambda e: (e["sequence"] is None, e["sequence"], e["id"]))
-
-    def wait_for(self, done, timeout: float = 10.0, **params: str) -> list[dict]:
-        """Poll `events` until `done(events)` holds; the events."""
-        deadline = time.monotonic() + timeout
-        while True:
-            events = self.events(**params)
-            if done(events) or time.monotonic() > deadline:
-                return events
-            time.sleep(0.2)
-
-
-@pytest.fixture
-def event_user(events_server) -> EventUser:
-    base, url = events_server
-    return EventUser(base, url)
-
-
-@pytest.fixture
-def tabs(browser):
-    opened = Tabs(browser)
-    yield opened
-    opened.check()
-
-
-def wait_until(page, expression: str, timeout: float = 10.0) -> None:
-    """Poll `expression` in the page until it is truthy (``wait_for_function`` evaluates
-    strings, which the demo's Content-Security-Policy forbids)."""
-    deadline = time.monotonic() + timeout
-    while not page.evaluate(expression):
-        assert time.monotonic() < deadline, f"{expression} stayed false"
-        time.sleep(0.05)
-
-
-def centre(page, selector: str) -> tuple[float, float]:
-    """The viewport centre of `selector`'s element, in whole pixels (as a mouse clicks)."""
-    box = page.locator(selector).bounding_box()
-    return round(box["x"] + box["width"] / 2), round(box["y"] + box["height"] / 2)
-
-
 # -- the demo page --------------------------------------------------------------------------
 
 
@@ -229,14 +122,14 @@ def test_the_demo_records_clicks_scroll_and_visibility_and_the_beacon_delivers_t
     page.goto(f"{base}/demo?key={event_user.key}")
     wait_until(page, "window.tracker && window.tracker.session")
     session = page.evaluate("tracker.session")
-    expect_text = test_viewer.expect(page.locator("#tracker-state"))
+    expect_text = expect(page.locator("#tracker-state"))
     expect_text.to_have_text("recording")
     clicked = {}
     for target in ("#tile-1", "#tile-6", "#count"):
         x, y = centre(page, target)
         page.mouse.click(x, y)
         clicked[target] = (x / VIEWPORT["width"] * 100, y / VIEWPORT["height"] * 100)
-    test_viewer.expect(page.locator("#count-value")).to_have_text("1")  # the page's own script
+    expect(page.locator("#count-value")).to_have_text("1")  # the page's own script
     page.click("#signup")  # a custom event: tracker.track("signup", {...})
     # The first batch goes by fetch after a second of quiet.
     first = event_user.wait_for(lambda ev: any(e["name"] == "signup" for e in ev), session=session)
@@ -299,8 +192,8 @@ def test_the_demo_without_a_key_says_how_to_add_one_and_sends_nothing(tabs, even
     posts = []
     page.on("request", lambda r: r.method == "POST" and posts.append(r.url))
     page.goto(f"{base}/demo")
-    test_viewer.expect(page.locator("#no-key")).to_be_visible()
-    test_viewer.expect(page.locator("#tracker-state")).to_have_text("no key: not recording")
+    expect(page.locator("#no-key")).to_be_visible()
+    expect(page.locator("#tracker-state")).to_have_text("no key: not recording")
     page.click("#count")
     page.click("#nav-about")
     page.wait_for_url(re.compile(r"/demo/about\?key=$"))

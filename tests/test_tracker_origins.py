@@ -5,7 +5,8 @@ port (another origin), serves host pages that load the script from the live serv
 cross-origin by ``fetch`` (preflighted, with its ``Idempotency-Key``) and by ``sendBeacon``;
 with ``fetch`` and ``sendBeacon`` broken, or the server down, the host page keeps working,
 never sees an error, and nothing is lost or stormed; with ``data-respect-dnt``, Global
-Privacy Control turns it off. The live server and its users are those of ``test_tracker.py``.
+Privacy Control turns it off. The live server and its users are those of
+``support/browser_fixtures.py`` (``events_server``, ``event_user``).
 """
 
 from __future__ import annotations
@@ -17,13 +18,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
-import test_tracker
-from test_process import free_port
-from test_tracker import VIEWPORT, wait_until
+from support import free_port
+from support.tracker import VIEWPORT, wait_until
 
-browser = test_tracker.browser
-events_server = test_tracker.events_server
-event_user = test_tracker.event_user
+pytest_plugins = ["support.browser_fixtures"]
 sqlite_only = pytest.mark.parametrize("events_server", ["sqlite"], indirect=True)
 
 

@@ -7,7 +7,7 @@ pixels) and the session's events in order. Events sent through ``POST /api/event
 times drive the other views: events per name on a time axis with gaps, sessions per day, top
 pages, the invalid-time filter, filters in the URL, and the layout on a phone. The browser,
 the tabs' checks (no console error, no other host) and the live server are those of
-``test_viewer.py`` and ``test_tracker.py``.
+``support/browser_fixtures.py``.
 """
 
 from __future__ import annotations
@@ -18,15 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import test_tracker
-import test_viewer
-from test_tracker import VIEWPORT, EventUser, centre, wait_until
-from test_viewer import expect, query, sign_in
+from support.browser import expect, query, sign_in
+from support.tracker import VIEWPORT, EventUser, centre, wait_until
 
-browser = test_viewer.browser
-tabs = test_tracker.tabs
-events_server = test_tracker.events_server
-event_user = test_tracker.event_user
+pytest_plugins = ["support.browser_fixtures"]
 
 SHOTS = Path("/tmp")
 PLOT_PAD = 6  # the chart's left and right padding (static/viewer/chart.js PAD)
