@@ -41,7 +41,7 @@ from hypercorn.utils import LifespanFailureError
 from quart import Quart
 
 from bot_logging_server import create_app, logformat, metrics
-from bot_logging_server.blueprints.stats_ws import close_sockets, drain_sockets
+from bot_logging_server.blueprints.stats_ws import MAX_FRAME_BYTES, close_sockets, drain_sockets
 from bot_logging_server.config import SETTINGS, Config, ConfigError, build_config
 from bot_logging_server.http_guard import HTTPGuard, install_hypercorn_guard
 from bot_logging_server.storage import StorageError, make_storage
@@ -410,6 +410,7 @@ def _serve_hypercorn(config: Config, flags: Mapping[str, Any], use_uvloop: bool)
     # h11 refuses a head still incomplete past this size; a complete one is measured by
     # head_refusal against the documented limit, however it was written.
     hc.h11_max_incomplete_size = 64 * 1024
+    hc.websocket_max_message_size = MAX_FRAME_BYTES  # a larger frame: closed with 1009
     # Route hypercorn's own messages through our logging set-up (no second handler).
     hc.errorlog = logging.getLogger("hypercorn.error")
     # The app is served on every socket: the port, and --stats-port when it is set.
@@ -478,6 +479,7 @@ def _serve_uvicorn(config: Config, flags: Mapping[str, Any], use_uvloop: bool) -
         "loop": "uvloop" if use_uvloop else "asyncio",
         "http": http_protocol(),
         "ws": "wsproto",  # installed with hypercorn: the same WebSocket code either way
+        "ws_max_size": MAX_FRAME_BYTES,
         "lifespan": "on",
         "access_log": False,
         # Keep our logging set-up (uvicorn's default config would replace it).

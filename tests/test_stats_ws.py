@@ -439,6 +439,28 @@ async def test_a_click_storm_is_stored_in_a_few_calls_not_one_per_frame(
     assert sum(calls) == 302 and len(calls) <= 10, calls
 
 
+async def test_a_client_far_ahead_of_storage_gets_its_replies_and_is_closed_1013(
+    client, storage, user, monkeypatch
+):
+    monkeypatch.setattr(stats_ws, "MAX_INBOX", 50)
+    key = await new_key(storage, user.id)
+    async with socket(client, key) as ws:
+        session_reply((await talk(ws, SESSION))[0])
+        assert await talk(ws, HOME) == [SUCCESS]
+        for i in range(60):
+            await ws.send(click(i))
+        replies = []
+        with pytest.raises(WebsocketDisconnectError) as closed:
+            while True:
+                replies.append(await receive(ws))
+    assert closed.value.args[0] == 1013
+    assert 0 < len(replies) < 60 and set(replies) == {SUCCESS}
+    rows = await stored_events(storage, user.id)
+    clicks = [json.loads(r["data"])["el"] for r in rows if r["name"] == "click"]
+    assert clicks == [f"b{i}" for i in range(len(replies))]  # what was answered, no more
+    assert rows[-1]["name"] == "scenario"
+
+
 @contextlib.contextmanager
 def write_locked(backend: str, database_url: str) -> Iterator[None]:
     """Another connection holds the events table's write lock for the block."""
@@ -704,6 +726,23 @@ async def test_an_idle_socket_outlives_the_keep_alive_timeout(tmp_path, http_ser
             await asyncio.sleep(2.5)  # silent: no frame, no WebSocket ping
             await ws.send(PING)
             assert await ws.recv() == PONG
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("http_server", ["hypercorn", "uvicorn"])
+async def test_a_frame_over_one_mib_closes_the_socket_1009(tmp_path, http_server):
+    database = f"sqlite:///{tmp_path / 'x.db'}"
+    _, key = await user_and_key(database)
+    with ServerProcess(database, tmp_path, "--http-server", http_server) as server:
+        await server.wait_ready()
+        url = f"ws://127.0.0.1:{server.port}/ws?key={key}"
+        async with connect(url, max_size=None) as ws:
+            await ws.send(action("click", loc_x=1, loc_y=1, el="x" * 200_000))
+            assert await ws.recv() == NO_VISIT  # a large frame is read (and answered)
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.send(action("click", loc_x=1, loc_y=1, el="x" * 1_100_000))
+                await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
 
 
 @pytest.mark.slow

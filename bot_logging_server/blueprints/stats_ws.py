@@ -18,8 +18,14 @@ connection's frames go into its inbox as they arrive; one writer per connection 
 everything waiting (up to `MAX_BATCH` frames) and stores it with one `record_events` call,
 which shares its transaction with the other connections' writers (group commit); then it
 sends the replies, in order. So a burst of clicks is a few transactions, not one per frame,
-and a reply costs about one commit. At most `MAX_INBOX` frames wait; past that the socket is
-not read until the writer catches up (TCP pushes back on the client).
+and a reply costs about one commit.
+
+Limits: a frame holds at most `MAX_FRAME_BYTES` (the HTTP server closes the socket with 1009
+past it: ``bot_logging_server.server`` sets it). At most `MAX_INBOX` frames or
+`MAX_INBOX_BYTES` wait in an inbox: a client that sends faster than its frames are stored for
+that long stops being read, gets the replies of what was read, and is closed with 1013 (try
+again later). (The framework buffers every frame it receives without a bound, so a socket
+that is not read does not push back on its client: closing it is what bounds the memory.)
 
 Closing: when the socket closes (or the client goes away), the frames already received are
 still stored, the scenario is stored (``ended: "close"``) and the session is stopped. When
@@ -63,9 +69,12 @@ from bot_logging_server.storage import Event, IngestKey, StorageError
 __all__ = [
     "GOING_AWAY",
     "MAX_BATCH",
+    "MAX_FRAME_BYTES",
     "MAX_INBOX",
+    "MAX_INBOX_BYTES",
     "NO_KEY",
     "POLICY_VIOLATION",
+    "TRY_AGAIN_LATER",
     "UNKNOWN_KEY",
     "bp",
     "close_sockets",
@@ -80,10 +89,15 @@ bp = Blueprint("stats_ws", __name__)
 POLICY_VIOLATION = 1008
 #: Close code of the sockets the stopping server closes.
 GOING_AWAY = 1001
+#: Close code of a socket whose client sends faster than its frames are stored.
+TRY_AGAIN_LATER = 1013
 #: Frames one writer stores in one call.
 MAX_BATCH = 500
-#: Frames that may wait in a connection's inbox before the socket stops being read.
-MAX_INBOX = 2000
+#: Frames, and bytes, that may wait in a connection's inbox (then it is closed with 1013).
+MAX_INBOX = 5000
+MAX_INBOX_BYTES = 4 * 1024 * 1024  # counted in characters for text frames
+#: The largest frame (an event's data holds at most 262144 characters).
+MAX_FRAME_BYTES = 1024 * 1024
 #: The refusals' texts (reply message and close reason).
 NO_KEY = "An ingest key is required: connect with ?key=<ingest key>"
 UNKNOWN_KEY = "Unknown or disabled ingest key"
@@ -159,21 +173,24 @@ class _Connection:
         self.state = ConnectionState()
         self.inbox: list[str | bytes] = []
         self.arrived = asyncio.Event()
-        self.room = asyncio.Event()
-        self.room.set()
+        self.waiting_bytes = 0
         self.reading = True
+        self.overflowed = False
         self.refused = False
         self.answered = 0  # replies sent so far
         self.gone = False  # the client can no longer be sent anything
 
     async def read(self) -> None:
-        """Move frames into the inbox until the socket closes (or this task is cancelled)."""
+        """Move frames into the inbox until the socket closes (this task is then cancelled)
+        or the inbox overflows (this task returns)."""
         while True:
-            await self.room.wait()
-            self.inbox.append(await websocket.receive())
+            frame = await websocket.receive()
+            self.inbox.append(frame)
+            self.waiting_bytes += len(frame)
             self.arrived.set()
-            if len(self.inbox) >= MAX_INBOX:
-                self.room.clear()
+            if len(self.inbox) > MAX_INBOX or self.waiting_bytes > MAX_INBOX_BYTES:
+                self.overflowed = True
+                return
 
     def end_of_input(self) -> None:
         """No frame will arrive any more: the writer finishes what is there and ends."""
@@ -192,7 +209,7 @@ class _Connection:
                     continue
                 frames = self.inbox[:MAX_BATCH]
                 del self.inbox[:MAX_BATCH]
-                self.room.set()
+                self.waiting_bytes -= sum(len(frame) for frame in frames)
                 answered = self.answered
                 try:
                     await self._answer(frames)
@@ -204,6 +221,8 @@ class _Connection:
         finally:
             if self.refused:
                 await self._close(POLICY_VIOLATION, UNKNOWN_KEY)
+            elif self.overflowed:
+                await self._close(TRY_AGAIN_LATER, "too many frames waiting")
             elif stopping.is_set():
                 await self._close(GOING_AWAY, "server stopping")
 
@@ -341,7 +360,7 @@ async def stats_socket() -> None:
     reader = asyncio.ensure_future(connection.read())
     stopping = asyncio.ensure_future(sockets.stopping.wait())
     try:
-        # Ends when the socket closes (the reader fails), the writer refuses the key, or
+        # Ends when the inbox overflows (the reader returns), the writer refuses the key, or
         # the server stops; the client going away cancels this task instead.
         await asyncio.wait({reader, writer, stopping}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -350,3 +369,5 @@ async def stats_socket() -> None:
         connection.end_of_input()
         # Shielded: a second cancellation must not stop the writer storing what it has.
         await asyncio.shield(writer)
+        if reader.done() and not reader.cancelled() and reader.exception() is not None:
+            log.error("stats socket: reading failed", exc_info=reader.exception())
