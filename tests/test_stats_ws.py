@@ -634,8 +634,9 @@ async def test_two_hundred_sockets_at_once_each_get_replies_fast_beside_a_click_
     p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
     print(f"\n{SOCKETS} sockets, reply time: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")
     assert len(latencies) == SOCKETS * CLICKS_EACH
-    # A sane bound on a shared 2-core machine (measured: see the report); one reply per
-    # commit, never seconds: no socket waits behind another's storm.
+    # Measured on a busy 2-core machine, clients and server sharing it: p99 0.2-1.2 s
+    # (p50 0.1-0.3 s: 200 clients in a closed loop, a commit per reply). The bound leaves
+    # room for a loaded machine; a socket waiting behind another's storm would take longer.
     assert p99 < 3.0, f"p99 {p99:.3f} s"
     stored: dict[str, int] = {}
     for row in await stored_in(fresh_database_url, user_id):
