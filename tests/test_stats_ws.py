@@ -18,10 +18,17 @@ from typing import Any
 import pymysql
 import pytest
 from quart.testing.connections import WebsocketDisconnectError
-from support import ServerProcess, free_port, new_account
+from support import (
+    ServerProcess,
+    count_rows,
+    free_port,
+    key_name,
+    new_account,
+    new_key,
+    stored_events,
+)
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
-from wire_support import count_rows, key_name, new_key, stored_events
 
 from bot_logging_server import create_app
 from bot_logging_server.blueprints import stats_ws
