@@ -17,11 +17,11 @@ from quart import Blueprint, Response
 from bot_logging_server.auth import get_authenticator, header_token
 from bot_logging_server.config import get_config
 from bot_logging_server.errors import BadRequest, PayloadTooLarge, json_response
-from bot_logging_server.json_body import read_json
+from bot_logging_server.json_body import read_body
 from bot_logging_server.observe import note
 from bot_logging_server.ratelimit import check_rate_limit
 from bot_logging_server.schemas.base import ValidationFailed
-from bot_logging_server.schemas.ingest import load_batch, read_envelope, record_count
+from bot_logging_server.schemas.ingest import read_batch
 from bot_logging_server.storage import get_storage, utc_now
 
 __all__ = ["PATHS", "bp", "send_logs"]
@@ -41,13 +41,12 @@ async def send_logs() -> Response:
     The first check that fails answers; nothing is written unless every check passed.
     """
     config = get_config()
-    username, data = _or_400(read_envelope, await read_json())  # {"data": {"user": str}}
-    user = await get_authenticator().authenticate(username, header_token())  # else 403
-    records = record_count(data)
-    await check_rate_limit(user.id, records)  # else 429, with Retry-After
-    if records > config.max_records:
+    batch = _or_400(read_batch, await read_body())  # JSON, {"data": {"user": str}}
+    user = await get_authenticator().authenticate(batch.user, header_token())  # else 403
+    await check_rate_limit(user.id, batch.records)  # else 429, with Retry-After
+    if batch.records > config.max_records:
         raise PayloadTooLarge(f"data.logs: more than {config.max_records} records")
-    rows = _or_400(load_batch, data, config.max_msg_chars)  # every other field
+    rows = _or_400(batch.rows, config.max_msg_chars)  # every other field
     added = await get_storage().insert_logs(user.id, rows, utc_now())  # one transaction
     note(records=added)  # metrics and the access log
     return json_response({"code": 200, "message": "Logs added successfully", "added": added})
