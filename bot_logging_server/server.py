@@ -461,7 +461,9 @@ def _serve_uvicorn(config: Config, flags: Mapping[str, Any], use_uvloop: bool) -
         "log_config": None,
         "log_level": config.log_level.lower(),
         "timeout_graceful_shutdown": GRACEFUL_SECONDS,
+        # Idle connections, and (JSONErrorsProtocol) request heads, must arrive within it.
         "timeout_keep_alive": max(1, round(config.keep_alive_timeout)),
+        "ws": "none",  # no WebSocket route: an Upgrade is served as plain HTTP
     }
     sock = _listen(config, 2048)
     try:
