@@ -9,9 +9,13 @@ Run from the repository root (see bench/README.md)::
 
 For each backend (MariaDB in a scratch database created and dropped here, and a SQLite file
 in a temporary directory) it starts ``python3 app.py`` as a subprocess, creates a user with
-the CLI, and drives ``../shared/bench/load.lua`` with wrk. After every run it checks that the
-rows added equal the acknowledged records (ok200 x batch, plus at most connections x batch
-from requests in flight when wrk stopped). It writes medians to bench/RESULTS.md.
+the CLI, and drives ``bench/load.lua`` (the real client's request) with wrk. After every run it
+checks that the rows added equal the acknowledged records (ok200 x batch, plus at most
+connections x batch from requests in flight when wrk stopped). Around every run it measures
+the database's own ceiling in a fresh database (``bench/slap_ceiling.sh``, or
+``bench/sqlite_ceiling.py``), before and after; a run whose two ceilings differ by more than
+20 % (the machine's load changed under it) is flagged and left out of the medians. It writes
+the medians to bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -31,16 +35,26 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-LOAD_LUA = (REPO / ".." / "shared" / "bench" / "load.lua").resolve()
-SLAP = (REPO / ".." / "shared" / "bench" / "slap_ceiling.sh").resolve()
+LOAD_LUA = REPO / "bench" / "load.lua"
+SLAP = REPO / "bench" / "slap_ceiling.sh"
 TICKS = os.sysconf("SC_CLK_TCK")
 RESULT_RE = re.compile(r"^RESULT (.*)$", re.M)
 AIO = ["--event-loop", "asyncio"]
 UVI = ["--http-server", "uvicorn"]
+#: The documented production command's serving flags (docs/OPERATIONS.md, README).
+PRODUCTION = ["--workers", "auto", "--http-server", "uvicorn"]
+#: A run whose ceilings before and after differ by more than this share is flagged.
+CEILING_DRIFT = 0.20
+#: The goals' (batch, connections) cells: >= 50 % of the ceiling at 30 x 64 with p99 < 100 ms,
+#: >= 5,000 req/s at 1 x 64, >= 50 % at 1000 x 64, no error at 256 connections.
+GOAL_CELLS = ((30, 64), (30, 256), (1, 64), (1000, 64))
+#: The side tests (``--side``), besides the matrix.
+SIDE_TESTS = ("one-client", "production", "hypercorn-workers", "asyncio", "uvicorn", "floor")
 
 
 def die(message: str) -> None:
@@ -250,6 +264,9 @@ def create_user(python: str, backend: Backend) -> str:
 
 # -- one wrk run --------------------------------------------------------------------------
 
+#: wrk runs so far (a ceiling measured since the last one is still "just before" the next).
+WRK_RUNS = 0
+
 
 @dataclass
 class Run:
@@ -268,6 +285,31 @@ class Run:
     rows_ok: bool
     cpu_us_req: float
     detail: str = ""
+    #: The database's own ceiling (rows/s) measured just before and just after this run.
+    ceiling_before: float | None = None
+    ceiling_after: float | None = None
+
+    @property
+    def ceiling(self) -> float | None:
+        """The mean of the two ceilings (None when not measured)."""
+        if self.ceiling_before is None or self.ceiling_after is None:
+            return None
+        return (self.ceiling_before + self.ceiling_after) / 2
+
+    @property
+    def of_ceiling(self) -> float | None:
+        """Records/s as a share of `ceiling`."""
+        return None if not self.ceiling else self.logs_s / self.ceiling
+
+    @property
+    def flagged(self) -> bool:
+        """The two ceilings differ by more than `CEILING_DRIFT`: the load changed, no quote."""
+        low, high = sorted((self.ceiling_before or 0, self.ceiling_after or 0))
+        return self.ceiling is not None and (low == 0 or high / low - 1 > CEILING_DRIFT)
+
+    def ceilings_text(self) -> str:
+        """``before → after`` rows/s."""
+        return f"{fmt(self.ceiling_before or 0)} → {fmt(self.ceiling_after or 0)}"
 
 
 def run_wrk(
@@ -287,6 +329,8 @@ def run_wrk(
     kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     env = dict(os.environ, LOAD_TOKEN=token, LOAD_USER="bench", LOAD_BATCH=str(batch))
     env["LOAD_PATH"] = path
+    global WRK_RUNS
+    WRK_RUNS += 1
     threads = min(threads, conns)
     cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds:.0f}s", "--latency"]
     cmd += ["--timeout", "30s"]
@@ -331,8 +375,15 @@ class Cell:
     conns: int
     runs: list[Run] = field(default_factory=list)
 
+    @property
+    def quoted(self) -> list[Run]:
+        """The runs whose ceilings held steady (all of them when none were measured)."""
+        return [r for r in self.runs if not r.flagged]
+
     def med(self, attr: str) -> float:
-        return statistics.median(getattr(r, attr) for r in self.runs)
+        values = [getattr(r, attr) for r in self.quoted]
+        values = [v for v in values if v is not None]
+        return statistics.median(values) if values else 0.0
 
     @property
     def clean(self) -> bool:
@@ -342,10 +393,11 @@ class Cell:
 # -- ceilings -----------------------------------------------------------------------------
 
 
-def slap_ceiling(batch: int, conc: int = 8) -> float:
-    if not SLAP.exists():
-        die(f"{SLAP} is missing (the shared bench scripts live in ../shared/bench/)")
-    out = subprocess.run([str(SLAP), str(batch), str(conc)], capture_output=True, text=True)
+def slap_ceiling(batch: int, conc: int = 8, queries: int = 0) -> float:
+    """bench/slap_ceiling.sh: mariadb-slap's multi-row INSERTs into a fresh database
+    (`queries` INSERTs; 0: the script's own count for the batch size)."""
+    cmd = [str(SLAP), str(batch), str(conc)] + ([str(queries)] if queries else [])
+    out = subprocess.run(cmd, capture_output=True, text=True)
     m = re.search(r"rows_s=([0-9.]+)", out.stdout)
     if m is None:
         die(f"slap_ceiling.sh failed: {out.stderr.strip() or out.stdout}")
@@ -353,6 +405,7 @@ def slap_ceiling(batch: int, conc: int = 8) -> float:
 
 
 def sqlite_ceiling(python: str, batch: int, seconds: float) -> float:
+    """bench/sqlite_ceiling.py: a bare Python loop of multi-row INSERTs into a fresh file."""
     script = REPO / "bench" / "sqlite_ceiling.py"
     out = subprocess.run(
         [python, str(script), "--batch", str(batch), "--seconds", str(seconds)],
@@ -365,6 +418,46 @@ def sqlite_ceiling(python: str, batch: int, seconds: float) -> float:
     return float(m.group(1))
 
 
+class Ceilings:
+    """The database's own ceiling, measured in a fresh database before and after each run.
+
+    The ceiling measured after one run is also the one before the next when nothing ran in
+    between at the same batch size. Off for `backend` names without a ceiling (the floors)
+    and with ``--no-ceiling``.
+    """
+
+    def __init__(
+        self, backend: str, python: str, seconds: float, enabled: bool, log, queries: int = 0
+    ) -> None:
+        self.backend = backend
+        self.queries = queries
+        self.python = python
+        self.seconds = seconds
+        self.enabled = enabled and backend in ("mysql", "sqlite")
+        self.log = log
+        self._last: tuple[int, int, float] | None = None  # (batch, WRK_RUNS, rows/s)
+
+    def measure(self, batch: int) -> float:
+        if self.backend == "mysql":
+            rows_s = slap_ceiling(batch, queries=self.queries)
+        else:
+            rows_s = sqlite_ceiling(self.python, batch, min(self.seconds, 10))
+        self.log(f"{self.backend} ceiling batch={batch}: {rows_s:,.0f} rows/s")
+        self._last = (batch, WRK_RUNS, rows_s)
+        return rows_s
+
+    def around(self, batch: int, run: Callable[[], Run]) -> Run:
+        """`run()` with the ceiling measured just before and just after it."""
+        if not self.enabled:
+            return run()
+        last = self._last
+        fresh = last is not None and last[0] == batch and last[1] == WRK_RUNS
+        before = last[2] if fresh else self.measure(batch)
+        result = run()
+        result.ceiling_before, result.ceiling_after = before, self.measure(batch)
+        return result
+
+
 # -- the report ---------------------------------------------------------------------------
 
 
@@ -372,26 +465,46 @@ def fmt(n: float) -> str:
     return f"{n:,.0f}" if n >= 100 else f"{n:,.1f}"
 
 
-def matrix_table(cells: list[Cell], ceilings: dict[tuple[str, int], float]) -> list[str]:
+def matrix_table(cells: list[Cell]) -> list[str]:
     lines = [
-        "| backend | batch | conns | req/s | records/s | ceiling rec/s | of ceiling "
-        "| p50 ms | p99 ms | non-200 | rows check | RSS MiB | CPU server | CPU db | CPU wrk "
-        "| server CPU µs/req |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+        "| backend | batch | conns | runs quoted | req/s | records/s | ceiling rec/s "
+        "| of ceiling | p50 ms | p99 ms | non-200 | rows check | RSS MiB | CPU server "
+        "| CPU db | CPU wrk | server CPU µs/req |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for c in cells:
-        ceiling = ceilings.get((c.backend, c.batch))
-        ratio = f"**{100 * c.med('logs_s') / ceiling:.0f}%**" if ceiling else "-"
         errors = sum(r.non200 + r.sock_err for r in c.runs)
         check = "ok" if all(r.rows_ok for r in c.runs) else "MISMATCH"
+        quoted = f"{len(c.quoted)}/{len(c.runs)}"
+        if not c.quoted:
+            flagged = "flagged: the ceiling moved more than 20 % during every run (see the notes)"
+            cols = [c.backend, c.batch, c.conns, quoted, flagged, *[""] * 5, errors, check]
+            lines.append("| " + " | ".join(str(col) for col in [*cols, *[""] * 5]) + " |")
+            continue
+        ceiling = c.med("ceiling")
+        ratio = f"**{100 * c.med('of_ceiling'):.0f}%**" if ceiling else "-"
         lines.append(
-            f"| {c.backend} | {c.batch} | {c.conns} | {fmt(c.med('req_s'))} "
+            f"| {c.backend} | {c.batch} | {c.conns} | {quoted} | {fmt(c.med('req_s'))} "
             f"| {fmt(c.med('logs_s'))} | {fmt(ceiling) if ceiling else '-'} | {ratio} "
             f"| {c.med('p50'):.1f} | {c.med('p99'):.1f} | {errors} | {check} "
             f"| {c.med('rss'):.0f} | {c.med('cpu_server'):.2f} | {c.med('cpu_db'):.2f} "
             f"| {c.med('cpu_wrk'):.2f} | {c.med('cpu_us_req'):,.0f} |"
         )
     return lines
+
+
+def ceiling_notes(label: str, runs: list[Run]) -> list[str]:
+    """One note per run with its two ceilings; flagged runs say so."""
+    notes = []
+    for i, r in enumerate(runs, 1):
+        if r.ceiling is None:
+            continue
+        flag = " **flagged, not quoted**" if r.flagged else ""
+        notes.append(
+            f"{label} batch {r.batch} x {r.conns} run {i}: ceiling {r.ceilings_text()} rows/s, "
+            f"{r.logs_s:,.0f} records/s{flag}"
+        )
+    return notes
 
 
 def main() -> None:
@@ -408,7 +521,18 @@ def main() -> None:
     parser.add_argument("--python", default=sys.executable, help="interpreter for app.py")
     parser.add_argument("--mysql", default="root@127.0.0.1:3306", help="USER[:PW]@HOST:PORT")
     parser.add_argument("--no-ceiling", action="store_true", help="skip the ceilings")
-    parser.add_argument("--no-extras", action="store_true", help="skip latency/workers tests")
+    parser.add_argument(
+        "--slap-queries",
+        type=int,
+        default=0,
+        help="INSERTs per MySQL ceiling measurement (default: slap_ceiling.sh's own)",
+    )
+    parser.add_argument("--no-extras", action="store_true", help="skip every side test")
+    parser.add_argument(
+        "--side",
+        default=",".join(SIDE_TESTS),
+        help=f"side tests to run, of: {', '.join(SIDE_TESTS)} (default: all)",
+    )
     parser.add_argument("--soak", type=float, default=0, help="RSS soak run seconds (0: none)")
     parser.add_argument("--server-args", default="", help="extra flags for app.py")
     parser.add_argument("--quick", action="store_true", help="1 run x 3 s per cell")
@@ -416,8 +540,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.runs, args.duration = 1, 3
+    side = set() if args.no_extras else set(filter(None, args.side.split(",")))
+    if side - set(SIDE_TESTS):
+        die(f"--side: unknown {', '.join(sorted(side - set(SIDE_TESTS)))}")
     if not LOAD_LUA.exists():
-        die(f"{LOAD_LUA} is missing: this benchmark drives the shared ../shared/bench/load.lua")
+        die(f"{LOAD_LUA} is missing")
     if shutil.which("wrk") is None:
         die("wrk is not installed (apt-get install -y wrk)")
     batches = [int(b) for b in args.batches.split(",") if b]
@@ -432,7 +559,6 @@ def main() -> None:
     loads = [f"start {loadavg()}"]
 
     cells: list[Cell] = []
-    ceilings: dict[tuple[str, int], float] = {}
     notes: list[str] = []
     extra_lines: list[str] = []
 
@@ -445,6 +571,9 @@ def main() -> None:
             if backend_name == "mysql"
             else SQLiteBackend()
         )
+        ceilings = Ceilings(
+            backend.name, args.python, args.duration, not args.no_ceiling, log, args.slap_queries
+        )
         backend.setup()
         try:
             token = create_user(args.python, backend)
@@ -454,25 +583,21 @@ def main() -> None:
             with Server(args.python, backend, 1, server_extra) as server:
                 # Warm-up: the auth cache, the pool, the first pages of the table.
                 run_wrk(server, token, 30, 8, 2, args.threads, db_pid)
-                # Runs are interleaved (run 1 of every cell of a batch size, then run 2...)
-                # with one ceiling measurement before each round, so the server and the
-                # ceiling it is compared with see the same background load.
-                ceiling_runs: dict[int, list[float]] = {}
+                # Runs are interleaved (run 1 of every cell of a batch size, then run 2...),
+                # each between two measurements of the ceiling, so the server and the ceiling
+                # it is compared with see the same background load.
                 by_cell = {(b, n): Cell(backend.name, b, n) for b, n in plan}
                 for batch in dict.fromkeys(b for b, _ in plan):
                     for i in range(args.runs):
-                        if not args.no_ceiling:
-                            rows_s = (
-                                slap_ceiling(batch)
-                                if backend.name == "mysql"
-                                else sqlite_ceiling(args.python, batch, min(args.duration, 10))
-                            )
-                            ceiling_runs.setdefault(batch, []).append(rows_s)
-                            log(f"{backend.name} ceiling batch={batch} run {i + 1}: {rows_s:.0f}")
                         for b, n in plan:
                             if b != batch:
                                 continue
-                            r = run_wrk(server, token, b, n, args.duration, args.threads, db_pid)
+                            r = ceilings.around(
+                                b,
+                                lambda b=b, n=n, server=server, token=token: run_wrk(
+                                    server, token, b, n, args.duration, args.threads, db_pid
+                                ),
+                            )
                             by_cell[(b, n)].runs.append(r)
                             log(
                                 f"{backend.name} batch={b} conns={n} run {i + 1}: "
@@ -481,92 +606,140 @@ def main() -> None:
                                 f"rows {'ok' if r.rows_ok else 'MISMATCH'} ({r.detail}) "
                                 f"cpu srv {r.cpu_server:.2f} db {r.cpu_db:.2f} "
                                 f"wrk {r.cpu_wrk:.2f}"
+                                + (f" ceiling {r.ceilings_text()}" if r.ceiling else "")
+                                + (" FLAGGED" if r.flagged else "")
                             )
                             if not r.rows_ok:
                                 notes.append(f"{backend.name} {b}/{n}: {r.detail}")
                 cells.extend(by_cell.values())
-                for batch, values in ceiling_runs.items():
-                    ceilings[(backend.name, batch)] = statistics.median(values)
-                    notes.append(
-                        f"{backend.name} ceiling at batch {batch}, each run: "
-                        + ", ".join(f"{v:,.0f}" for v in values)
-                        + " rows/s"
-                    )
-                if not args.no_extras:
+                for cell in by_cell.values():
+                    notes.extend(ceiling_notes(backend.name, cell.runs))
+                if "one-client" in side:
                     # One kept-alive client, 30-record batches, as the real client sends.
                     one = [
-                        run_wrk(server, token, 30, 1, args.duration, 1, db_pid)
+                        ceilings.around(
+                            30,
+                            lambda server=server, token=token: run_wrk(
+                                server, token, 30, 1, args.duration, 1, db_pid
+                            ),
+                        )
                         for _ in range(args.runs)
                     ]
-                    p50 = statistics.median(r.p50 for r in one)
-                    p99 = statistics.median(r.p99 for r in one)
-                    rps = statistics.median(r.req_s for r in one)
-                    extra_lines.append(
-                        f"| {backend.name} | one kept-alive client, batch 30 | p50 {p50:.2f} ms, "
-                        f"p99 {p99:.2f} ms, {rps:,.0f} req/s |"
-                    )
+                    notes.extend(ceiling_notes(f"{backend.name} one client", one))
+                    one = [r for r in one if not r.flagged]
+                    if one:
+                        p50 = statistics.median(r.p50 for r in one)
+                        p99 = statistics.median(r.p99 for r in one)
+                        rps = statistics.median(r.req_s for r in one)
+                        extra_lines.append(
+                            f"| {backend.name} | one kept-alive client, batch 30 | p50 "
+                            f"{p50:.2f} ms, p99 {p99:.2f} ms, {rps:,.0f} req/s |"
+                        )
+                    else:
+                        extra_lines.append(
+                            f"| {backend.name} | one kept-alive client, batch 30 | flagged: "
+                            "the ceiling moved more than 20 % during every run |"
+                        )
                     log(extra_lines[-1])
                 if args.soak and backend.name == "mysql":
                     extra_lines.append(soak(server, token, args, db_pid, log))
-            if not args.no_extras:
-                # (label, workers, flags, batches); --workers 1 on hypercorn is the matrix.
+            # (side test, label, workers, flags, (batch, conns) cells); --workers 1 on
+            # hypercorn is the matrix. The production command is checked against every goal.
+            variants = [
+                ("production", "production: " + " ".join(PRODUCTION), 1, PRODUCTION, GOAL_CELLS),
+                ("hypercorn-workers", "hypercorn --workers 2", 2, [], ((1, 64), (30, 64))),
+                ("asyncio", "hypercorn --event-loop asyncio (no uvloop)", 1, AIO, ((30, 64),)),
+                ("uvicorn", "--http-server uvicorn", 1, UVI, ((1, 64), (30, 64))),
+            ]
+            if backend.name == "sqlite":
                 variants = [
-                    ("hypercorn --workers 2", 2, [], (1, 30)),
-                    ("hypercorn --event-loop asyncio (no uvloop)", 1, AIO, (30,)),
-                    ("--http-server uvicorn", 1, UVI, (1, 30)),
-                    ("--http-server uvicorn --workers 2", 2, UVI, (1, 30)),
+                    ("uvicorn", "--http-server uvicorn", 1, UVI, ((30, 64), (1000, 64))),
+                    (
+                        "production",
+                        "production: " + " ".join(PRODUCTION),
+                        1,
+                        PRODUCTION,
+                        ((30, 64), (1000, 64)),
+                    ),
                 ]
-                if backend.name == "sqlite":
-                    variants = [("--http-server uvicorn", 1, UVI, (30, 1000))]
-                for label, workers, flags, sizes in variants:
-                    with Server(args.python, backend, workers, server_extra + flags) as server:
-                        run_wrk(server, token, 30, 8, 2, args.threads, db_pid)
-                        for batch in sizes:
-                            extra_lines.append(side_line(label, server, token, batch, args, db_pid))
-                            log(extra_lines[-1])
+            for name, label, workers, flags, sizes in variants:
+                if name not in side:
+                    continue
+                with Server(args.python, backend, workers, server_extra + flags) as server:
+                    run_wrk(server, token, 30, 8, 2, args.threads, db_pid)
+                    for batch, n in sizes:
+                        line, runs = side_line(
+                            label, server, token, batch, n, args, db_pid, ceilings
+                        )
+                        extra_lines.append(line)
+                        notes.extend(ceiling_notes(f"{backend.name} {label}", runs))
+                        log(extra_lines[-1])
         finally:
             backend.teardown()
         loads.append(f"after {backend_name} {loadavg()}")
 
-    if not args.no_extras:
+    if "floor" in side:
         # The HTTP stack alone (no parsing, auth, validation or storage): the floor.
         floors = [
             ("quart", "hypercorn", (1, 30)),
             ("quart", "uvicorn", (1, 30)),
             ("asgi", "hypercorn", (1,)),
         ]
+        no_ceiling = Ceilings("floor", args.python, args.duration, False, log)
         for kind, http, sizes in floors:
             flags = ["--kind", kind, "--http-server", http]
             with Server(args.python, FloorBackend(kind), 1, flags) as server:
                 run_wrk(server, "0" * 32, 1, 8, 2, args.threads, db_pid)
                 for batch in sizes:
                     label = f"HTTP floor: bare {kind} app on {http} + uvloop, no work"
-                    extra_lines.append(side_line(label, server, "0" * 32, batch, args, db_pid))
+                    line, _ = side_line(
+                        label, server, "0" * 32, batch, 64, args, db_pid, no_ceiling
+                    )
+                    extra_lines.append(line)
                     log(extra_lines[-1])
 
-    write_report(args, started, loads, cells, ceilings, extra_lines, notes)
+    write_report(args, started, loads, cells, extra_lines, notes)
 
 
 def side_line(
-    label: str, server: Server, token: str, batch: int, args: argparse.Namespace, db_pid: int | None
-) -> str:
-    """Median of `args.runs` runs at `batch` records and 64 connections, as a table row."""
+    label: str,
+    server: Server,
+    token: str,
+    batch: int,
+    conns: int,
+    args: argparse.Namespace,
+    db_pid: int | None,
+    ceilings: Ceilings,
+) -> tuple[str, list[Run]]:
+    """Median of `args.runs` runs at `batch` records and `conns` connections, as a table row
+    (runs whose ceiling moved more than 20 % left out), and the runs."""
     rs = [
-        run_wrk(server, token, batch, 64, args.duration, args.threads, db_pid)
+        ceilings.around(
+            batch,
+            lambda: run_wrk(server, token, batch, conns, args.duration, args.threads, db_pid),
+        )
         for _ in range(args.runs)
     ]
-
-    def med(attr: str) -> float:
-        return statistics.median(getattr(r, attr) for r in rs)
-
+    quoted = [r for r in rs if not r.flagged]
+    head = f"| {server.backend.name} | {label}; batch {batch}, {conns} conns |"
     errs = sum(r.non200 + r.sock_err for r in rs)
     rows = "ok" if all(r.rows_ok for r in rs) else "MISMATCH"
+    if not quoted:
+        return f"{head} flagged: the ceiling moved more than 20 % during every run |", rs
+
+    def med(attr: str) -> float:
+        return statistics.median(getattr(r, attr) for r in quoted)
+
+    share = ""
+    if quoted[0].ceiling:
+        share = f" = **{100 * med('of_ceiling'):.0f}%** of the ceiling {fmt(med('ceiling'))}"
     return (
-        f"| {server.backend.name} | {label}; batch {batch}, 64 conns | {med('req_s'):,.0f} req/s, "
-        f"{med('logs_s'):,.0f} rec/s, p50 {med('p50'):.1f} ms, p99 {med('p99'):.1f} ms, "
+        f"{head} {med('req_s'):,.0f} req/s, {med('logs_s'):,.0f} rec/s{share}, "
+        f"p50 {med('p50'):.1f} ms, p99 {med('p99'):.1f} ms, "
         f"server CPU {med('cpu_server'):.2f} cores = {med('cpu_us_req'):,.0f} µs/req, "
-        f"db CPU {med('cpu_db'):.2f}, errors {errs}, rows {rows} |"
-    )
+        f"db CPU {med('cpu_db'):.2f}, errors {errs}, rows {rows}, "
+        f"runs quoted {len(quoted)}/{len(rs)} |"
+    ), rs
 
 
 def soak(server: Server, token: str, args: argparse.Namespace, db_pid: int | None, log) -> str:
@@ -599,31 +772,36 @@ def soak(server: Server, token: str, args: argparse.Namespace, db_pid: int | Non
     )
 
 
-def write_report(args, started, loads, cells, ceilings, extra_lines, notes) -> None:
+def write_report(args, started, loads, cells, extra_lines, notes) -> None:
     lines = [
         "# Ingest benchmark results",
         "",
         f"Generated by `python3 bench/run.py` ({' '.join(sys.argv[1:]) or 'defaults'}) "
         f"started {started}; {args.runs} run(s) x {args.duration:g} s per cell, medians; "
-        f"wrk -t{args.threads} with `../shared/bench/load.lua` on `//send_logs`.",
+        f"wrk -t{args.threads} with `bench/load.lua` on `//send_logs`.",
         f"Load average (1/5/15 min): {'; '.join(loads)}. Machine: {os.cpu_count()} cores, "
         "server, database and wrk on the same box.",
         "",
         "**of ceiling** = server records/s / the database's own ceiling at the same batch "
-        "size: `slap_ceiling.sh BATCH 8` (mariadb-slap, C, no HTTP) for MySQL, "
+        "size, measured in a fresh database just before and just after each run (their mean): "
+        "`bench/slap_ceiling.sh BATCH 8` (mariadb-slap, C, no HTTP) for MySQL, "
         "`bench/sqlite_ceiling.py` (bare Python loop of multi-row INSERTs, same file "
-        "settings) for SQLite. CPU columns are cores used (utime+stime / wall time): the "
-        "server process tree, mariadbd, wrk. Rows check: rows added == 200s x batch (plus at "
-        "most conns x batch in flight) after every run. Runs are interleaved: for each batch "
-        "size, one ceiling measurement, then one run of each connection count, three times.",
+        "settings) for SQLite. A run whose two ceilings differ by more than 20 % (the "
+        "machine's load changed under it) is **flagged and not quoted**: the medians are "
+        "over the other runs (**runs quoted**), every run's ceilings are in the notes. CPU "
+        "columns are cores used (utime+stime / wall time): the server process tree, "
+        "mariadbd, wrk. Rows check: rows added == 200s x batch (plus at most conns x batch in "
+        "flight) after every run. Runs are interleaved: for each batch size, one run of each "
+        "connection count, three times.",
         "",
-        *matrix_table(cells, ceilings),
+        *matrix_table(cells),
         "",
     ]
     if extra_lines:
         lines += ["| backend | test | result |", "|---|---|---|", *extra_lines, ""]
     if notes:
-        lines += ["Notes (ceiling runs; any row-count mismatch):", *[f"- {n}" for n in notes], ""]
+        lines += ["Notes (each run's ceilings; any row-count mismatch):"]
+        lines += [f"- {n}" for n in notes] + [""]
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))
 

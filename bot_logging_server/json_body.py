@@ -5,14 +5,19 @@ The body limit is Quart's ``MAX_CONTENT_LENGTH`` (set from ``max_body_bytes``): 
 is cut off with 413 as soon as it passes the limit, so an oversized body never sits in memory.
 `read_body` can set a smaller limit for one request (past it, nothing more is read), and how
 many body bytes all requests hold at once is bounded by `bot_logging_server.admission`.
+
+A body that does not arrive whole within ``--body-timeout`` (Quart's ``BODY_TIMEOUT``) is
+answered 408.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import parse_qsl
 
 from quart import request
+from werkzeug.exceptions import RequestTimeout
 
 from bot_logging_server.errors import BadRequest
 from bot_logging_server.schemas.base import ValidationFailed, loads_json
@@ -40,19 +45,30 @@ async def read_body(most: int | None = None) -> bytes | None:
 
     With `most`, a declared ``Content-Length`` over it answers None before anything is
     read, and a body without one is read only until it passes `most`. Raises werkzeug's 413
-    past the app's body limit.
+    past the app's body limit, and 408 when the body does not arrive within the body timeout.
+
+    Without `most` this is what ``request.get_data()`` does, with a cheaper timer: Quart's
+    own runs the body through ``asyncio.wait_for``, a task per request (a few percent of a
+    small request's CPU time).
     """
-    if most is None:
-        return await request.get_data(cache=False, as_text=False, parse_form_data=False)
-    if request.content_length is not None and request.content_length > most:
-        return None
-    chunks, size = [], 0
-    async for chunk in request.body:
-        size += len(chunk)
-        if size > most:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+    body = request.body
+    try:
+        async with asyncio.timeout(request.body_timeout):
+            if most is None:
+                raw = await body
+                body.clear()  # the bytes are ours now: no second copy kept for the request
+                return raw
+            if request.content_length is not None and request.content_length > most:
+                return None
+            chunks, size = [], 0
+            async for chunk in body:
+                size += len(chunk)
+                if size > most:
+                    return None
+                chunks.append(chunk)
+            return b"".join(chunks)
+    except TimeoutError:
+        raise RequestTimeout() from None
 
 
 async def read_json() -> Any:
@@ -60,7 +76,7 @@ async def read_json() -> Any:
 
     Raises `BadRequest` for a body that is not JSON, and werkzeug's 413 past the body limit.
     """
-    return parse_json(await request.get_data(cache=False, as_text=False, parse_form_data=False))
+    return parse_json(await read_body())
 
 
 async def read_form() -> dict[str, str]:
@@ -69,7 +85,7 @@ async def read_form() -> dict[str, str]:
     A field given twice keeps its last value; bytes that are not UTF-8 become U+FFFD. Raises
     `BadRequest` past `_MAX_FORM_FIELDS` fields, and werkzeug's 413 past the body limit.
     """
-    raw = await request.get_data(cache=False, as_text=False, parse_form_data=False)
+    raw = await read_body()
     try:
         pairs = parse_qsl(
             raw.decode("utf-8", "replace"),

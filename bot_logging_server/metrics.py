@@ -36,7 +36,7 @@ import shutil
 import socket
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -83,6 +83,10 @@ class Metrics:
     group_rows: Histogram
     connections_in_use: Gauge
     alert_deliveries: Counter
+    #: The labelled children `observe_request` used, by (route, method, status).
+    _children: dict[tuple[str, str, int], tuple[Any, Any]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -142,8 +146,18 @@ class Metrics:
         self, route: str, method: str, status: int, seconds: float, records: int | None
     ) -> None:
         """Count one answered request; `records` is what a 200 from /send_logs stored."""
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route, method).observe(seconds)
+        # prometheus-client's labels() checks and looks up its arguments on every call, a
+        # good part of the cost of a small request: the children are remembered here.
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route, method),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
         if records is not None and status == 200:
             self.records.inc(records)
             self.batch_records.observe(records)

@@ -15,8 +15,9 @@ environment its workers inherit.
 
 `serving_app` adds to the app what only a served app needs: `HTTPGuard` (request heads,
 stalled readers; see `bot_logging_server.http_guard`) and an event-loop exception handler
-that keeps connections cancelled at shutdown out of the error log. Nothing here runs at
-import time.
+that keeps connections cancelled at shutdown out of the error log. A server process (one
+serving alone, or a worker) also tunes Python's garbage collector once it has started
+(`bot_logging_server.gc_tuning`). Nothing here runs at import time.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from quart import Quart
 from bot_logging_server import create_app, logformat, metrics
 from bot_logging_server.blueprints.stats_ws import MAX_FRAME_BYTES, close_sockets, drain_sockets
 from bot_logging_server.config import SETTINGS, Config, ConfigError, build_config
+from bot_logging_server.gc_tuning import tune_gc_once_started
 from bot_logging_server.http_guard import HTTPGuard, install_hypercorn_guard
 from bot_logging_server.storage import StorageError, make_storage
 from bot_logging_server.tail import stop_streams
@@ -324,7 +326,9 @@ def worker_app() -> Quart:
 
         mask_websocket_targets()
     configure_logging(config.log_level, config.log_format)
-    return serving_app(config)
+    app = serving_app(config)
+    tune_gc_once_started(app)
+    return app
 
 
 # -- Serving ----------------------------------------------------------------------------------
@@ -422,6 +426,7 @@ def _serve_hypercorn(config: Config, flags: Mapping[str, Any], use_uvloop: bool)
         if config.workers == 1:
             install_hypercorn_guard(config.max_body_bytes)
             app = serving_app(config)
+            tune_gc_once_started(app)
 
             @app.before_serving
             async def _listening() -> None:  # after the storage has opened
@@ -482,10 +487,14 @@ def _serve_uvicorn(config: Config, flags: Mapping[str, Any], use_uvloop: bool) -
         "ws_max_size": MAX_FRAME_BYTES,
         "lifespan": "on",
         "access_log": False,
+        # Like hypercorn: the client is the connection's peer, whatever X-Forwarded-For says
+        # (and one ASGI layer less per request).
+        "proxy_headers": False,
         # Keep our logging set-up (uvicorn's default config would replace it).
         "log_config": None,
         "log_level": config.log_level.lower(),
         "timeout_graceful_shutdown": GRACEFUL_SECONDS,
+        # Idle connections, and (JSONErrorsProtocol) request heads, must arrive within it.
         "timeout_keep_alive": max(1, round(config.keep_alive_timeout)),
     }
     socks = _listen_all(config, 2048)
@@ -494,6 +503,7 @@ def _serve_uvicorn(config: Config, flags: Mapping[str, Any], use_uvloop: bool) -
         check_storage(config)
         if config.workers == 1:
             app = serving_app(config)
+            tune_gc_once_started(app)
 
             @app.before_serving
             async def _listening() -> None:

@@ -8,12 +8,18 @@
 * `JSONErrorsProtocol`: uvicorn's HTTP/1.1 protocol (httptools when installed, else h11),
   whose answer to a request its parser refuses (malformed, or ``Content-Length`` with
   ``Transfer-Encoding``) is contract JSON, like every other answer, instead of plain text;
+  and which, like hypercorn, closes a connection whose request head has not arrived whole
+  within ``--keep-alive-timeout`` of the connection opening or of the previous answer.
+  uvicorn's own keep-alive timer only closes a connection on which nothing at all arrives
+  (and only after a first answer): a client sending its headers a byte at a time would hold
+  the connection, and a worker's memory, forever.
 * `mask_websocket_targets`: uvicorn logs every WebSocket's request target (``?key=<ingest
   key>`` included) on its own logger; this masks the secrets in those lines.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from collections.abc import Awaitable, Callable
@@ -63,7 +69,49 @@ class DrainingServer(uvicorn.Server):
 
 
 class JSONErrorsProtocol(_Protocol):
-    """uvicorn's HTTP/1.1 protocol; a request its parser refuses gets contract JSON (400)."""
+    """uvicorn's HTTP/1.1 protocol; a request its parser refuses gets contract JSON (400),
+    and a request head must arrive whole within the keep-alive timeout."""
+
+    _head_timer: asyncio.TimerHandle | None = None
+    #: The request being answered when the head timer was armed (None: none yet).
+    _waiting_after: object = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+        """Accept the connection; its first request head must arrive within the timeout."""
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._arm_head_timer()
+
+    def data_received(self, data: bytes) -> None:
+        """Parse `data`; once a new request's head is whole, its timer is off."""
+        super().data_received(data)
+        if self._head_timer is not None and self.cycle is not self._waiting_after:
+            self._cancel_head_timer()
+
+    def on_response_complete(self) -> None:
+        """After an answer, with no other request started, the next head is timed again."""
+        super().on_response_complete()
+        if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
+            self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Forget the timer with the connection."""
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def _arm_head_timer(self) -> None:
+        self._cancel_head_timer()
+        self._waiting_after = self.cycle
+        self._head_timer = self.loop.call_later(self.timeout_keep_alive, self._head_too_slow)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        if self.cycle is self._waiting_after and not self.transport.is_closing():
+            self.transport.close()
 
     def send_400_response(self, msg: str) -> None:
         """Answer 400 ``{"code": 400, "message": "BadRequest", "detail": msg}`` and close."""

@@ -7,6 +7,8 @@
   the reason, elsewhere.
 * The Galera cluster fixtures (`galera_installed`, `galera_cluster`, `galera`) come from the
   plugin `galera_fixtures`.
+* `http_server` is parametrised over the HTTP servers (``--http-server hypercorn`` and
+  ``uvicorn``): the reliability tests run a real server process on each.
 * `app` is entered with ``app.test_app()`` so before/after-serving (storage open/close) run;
   `client` is its test client; `make_user` creates a fresh user and returns its token.
 * A test that hangs fails: pytest-timeout (``timeout`` in pyproject.toml) fails it with
@@ -27,7 +29,7 @@ from urllib.parse import urlsplit
 import pymysql
 import pytest
 import pytest_timeout
-from support import Account, new_account
+from support import HTTP_SERVERS, Account, new_account
 
 from bot_logging_server import create_app
 from bot_logging_server.config import Config, DatabaseURL, build_config
@@ -202,6 +204,14 @@ async def user(make_user: Callable[..., Awaitable[Account]]) -> Account:
 
 
 # -- real processes and faults ------------------------------------------------------------
+
+
+@pytest.fixture(params=HTTP_SERVERS)
+def http_server(request: pytest.FixtureRequest) -> list[str]:
+    """The flags ``--http-server NAME`` for a server process, once per supported server."""
+    if request.param == "uvicorn":
+        pytest.importorskip("uvicorn")
+    return ["--http-server", request.param]
 
 
 @pytest.fixture(params=BACKENDS)

@@ -17,14 +17,14 @@ from collections.abc import Iterator
 
 import orjson
 import pytest
-from support import Account, ServerProcess, add_user
+from support import HTTP_SERVERS, Account, ServerProcess, add_user
 
 pytestmark = pytest.mark.slow
 
 LIMIT = 100_000
 
 
-@pytest.fixture(scope="module", params=["hypercorn", "uvicorn"])
+@pytest.fixture(scope="module", params=HTTP_SERVERS)
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[ServerProcess, Account]]:

@@ -1,10 +1,11 @@
 """Limits hold before a body is in memory, and slow clients are timed out.
 
-Against a real server process over raw sockets (what hypercorn and Quart do on the network is
-the point): a ``Content-Length`` over ``--max-body-bytes`` is answered 413 at once, without
-the body being sent; a chunked body is cut off with 413 while the client is still sending; a
-batch over ``--max-records`` is 413; headers that trickle in are dropped after
-``--keep-alive-timeout``, a body that trickles in is answered 408 after ``--body-timeout``.
+Against a real server process over raw sockets, on hypercorn and on uvicorn (what the HTTP
+server and Quart do on the network is the point): a ``Content-Length`` over
+``--max-body-bytes`` is answered 413 at once, without the body being sent; a chunked body is
+cut off with 413 while the client is still sending; a batch over ``--max-records`` is 413;
+headers that trickle in are dropped after ``--keep-alive-timeout``, a body that trickles in
+is answered 408 after ``--body-timeout``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from support import Account, ServerProcess, add_user, batch_body, http, parse_reply
+from support import HTTP_SERVERS, Account, ServerProcess, add_user, batch_body, http, parse_reply
 
 pytestmark = pytest.mark.slow
 
@@ -22,13 +23,18 @@ LIMIT = 100_000
 MAX_RECORDS = 50
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Account]]:
-    """One server with small limits and short timeouts, and a user on it."""
-    tmp = tmp_path_factory.mktemp("limits")
+@pytest.fixture(scope="module", params=HTTP_SERVERS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServerProcess, Account]]:
+    """One server per HTTP server with small limits and short timeouts, and a user on it."""
+    if request.param == "uvicorn":
+        pytest.importorskip("uvicorn")
+    tmp = tmp_path_factory.mktemp(f"limits-{request.param}")
     url = f"sqlite:///{tmp / 'limits.db'}"
     user = asyncio.run(add_user(url))
-    flags = ["--max-body-bytes", str(LIMIT), "--max-records", str(MAX_RECORDS)]
+    flags = ["--http-server", request.param]
+    flags += ["--max-body-bytes", str(LIMIT), "--max-records", str(MAX_RECORDS)]
     flags += ["--keep-alive-timeout", "1", "--body-timeout", "1", "--read-timeout", "5"]
     with ServerProcess(url, tmp, *flags) as proc:
         proc.wait_ready_blocking()
@@ -159,6 +165,48 @@ async def test_headers_sent_too_slowly_get_the_connection_closed(server):
         writer.close()
     # keep-alive-timeout is 1 s: the connection is gone long before all headers are in.
     assert closed_after is not None and closed_after < 4
+
+
+async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
+    """Whether the server closes the connection within `seconds` (reading what it sends)."""
+    try:
+        async with asyncio.timeout(seconds):
+            while await reader.read(65536):
+                pass
+        return True
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
+
+
+async def test_a_connection_that_sends_nothing_is_closed_after_the_keep_alive_timeout(server):
+    proc, _ = server
+    reader, writer = await asyncio.open_connection("127.0.0.1", proc.port)
+    try:
+        assert await _closed_within(reader, 4)
+    finally:
+        writer.close()
+
+
+async def test_the_next_head_sent_too_slowly_after_an_answer_gets_the_connection_closed(server):
+    proc, user = server
+    reader, writer = await asyncio.open_connection("127.0.0.1", proc.port)
+    try:
+        body = batch_body(user.name, "first", 1)
+        writer.write(_head(proc.port, user, f"Content-Length: {len(body)}\r\n") + body)
+        first = parse_reply(await _read_reply(reader, timeout=10))
+        assert first.status == 200
+        # The next request's head, a byte every 0.2 s: never whole within the timeout.
+        closed = False
+        for byte in _head(proc.port, user, "Content-Length: 2\r\n")[:20]:
+            writer.write(bytes([byte]))
+            if await _closed_within(reader, 0.2):
+                closed = True
+                break
+        assert closed
+    finally:
+        writer.close()
 
 
 async def test_a_body_sent_too_slowly_is_answered_408(server):

@@ -5,7 +5,7 @@ database is unreachable (the real client retries anything that is not 200 or 400
 after the commit. The MySQL tests put a `faults.TCPProxy` between a real server process and
 MariaDB, cut it, kill the server's connections and freeze the network while a load runs, and
 check afterwards that every batch answered 200 is in the table exactly once and no batch is
-partial.
+partial, on each HTTP server (hypercorn and uvicorn).
 """
 
 from __future__ import annotations
@@ -94,12 +94,13 @@ def _kill_connections(direct_url: str) -> int:
 
 @pytest.mark.parametrize("fresh_database_url", ["mysql"], indirect=True)
 async def test_mysql_outages_under_load_answer_503_recover_and_lose_nothing_acknowledged(
-    fresh_database_url, mysql_proxy, tmp_path
+    fresh_database_url, mysql_proxy, tmp_path, http_server
 ):
     user = await add_user(fresh_database_url)
     url = _through(mysql_proxy.port, fresh_database_url)
     figures: dict[str, object] = {"recovery_seconds": []}
-    with ServerProcess(url, tmp_path, "--db-timeout", "2", "--pool-size", "4") as server:
+    flags = ["--db-timeout", "2", "--pool-size", "4", *http_server]
+    with ServerProcess(url, tmp_path, *flags) as server:
         await server.wait_ready()
         load = Load(server.port, user, workers=4, records=5).start()
         await asyncio.sleep(1.0)
@@ -163,11 +164,11 @@ async def test_mysql_outages_under_load_answer_503_recover_and_lose_nothing_ackn
 
 @pytest.mark.parametrize("fresh_database_url", ["mysql"], indirect=True)
 async def test_server_refuses_to_start_with_a_clear_message_when_mysql_is_down(
-    fresh_database_url, mysql_proxy, tmp_path
+    fresh_database_url, mysql_proxy, tmp_path, http_server
 ):
     url = _through(mysql_proxy.port, fresh_database_url)
     await mysql_proxy.cut()
-    server = ServerProcess(url, tmp_path, "--db-timeout", "2").start()
+    server = ServerProcess(url, tmp_path, "--db-timeout", "2", *http_server).start()
     try:
         assert await server.wait_exit(timeout=20) == 1
     finally:
@@ -210,7 +211,9 @@ async def test_sqlite_locked_by_another_process_answers_503_then_recovers(
 
 
 @pytest.mark.parametrize("fresh_database_url", ["mysql"], indirect=True)
-async def test_timeouts_never_leak_pooled_connections(fresh_database_url, mysql_proxy, tmp_path):
+async def test_timeouts_never_leak_pooled_connections(
+    fresh_database_url, mysql_proxy, tmp_path, http_server
+):
     # Pool of 2, 20 requests at once into a frozen network, three times: every wait ends in a
     # 503 within the timeout, and afterwards the pool still serves 20 requests at once.
     user = await add_user(fresh_database_url)
@@ -224,7 +227,8 @@ async def test_timeouts_never_leak_pooled_connections(fresh_database_url, mysql_
 
         return list(await asyncio.gather(*(one(i) for i in range(20))))
 
-    with ServerProcess(url, tmp_path, "--db-timeout", "1", "--pool-size", "2") as server:
+    flags = ["--db-timeout", "1", "--pool-size", "2", *http_server]
+    with ServerProcess(url, tmp_path, *flags) as server:
         await server.wait_ready()
         assert await burst("warm") == [200] * 20
         for round_ in range(3):

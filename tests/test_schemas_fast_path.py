@@ -1,23 +1,36 @@
-"""The fast validation path agrees with marshmallow on every input (docs/API.md, "Field rules").
+"""The msgspec path agrees with marshmallow on every input (docs/API.md, "Field rules").
 
-`load_batch` tries a plain loop first and hands anything unusual to marshmallow
-(`load_batch_reference`). These tests feed both the same tricky inputs: wherever marshmallow
-accepts, the fast path must give the identical batch or step aside; wherever marshmallow
-refuses, the fast path must step aside, so the 400 and its detail are marshmallow's.
+A body of the common shape is decoded by msgspec straight into typed structs and the value
+rules applied to them (`read_batch`, `IngestBatch.rows`, and `load_batch` for a parsed
+object); anything else, and any value that breaks a rule, is left to marshmallow
+(`load_batch_reference`). These tests feed both the same tricky inputs, as parsed objects and
+as the bytes a client sends: wherever marshmallow accepts, the msgspec path must give the
+identical batch or step aside; wherever marshmallow refuses, the msgspec path must step
+aside, so the 400 and its detail are marshmallow's.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import math
 import random
 from typing import Any
 
+import msgspec
 import pytest
 
+from bot_logging_server.errors import BadRequest
+from bot_logging_server.json_body import parse_json
 from bot_logging_server.schemas import ingest
 from bot_logging_server.schemas.base import ValidationFailed
-from bot_logging_server.schemas.ingest import load_batch, load_batch_reference
+from bot_logging_server.schemas.ingest import (
+    load_batch,
+    load_batch_reference,
+    read_batch,
+    read_envelope,
+    record_count,
+)
 
 MISSING = object()
 DEFAULT = object()
@@ -56,21 +69,59 @@ def data(logs: Any = DEFAULT, **overrides: Any) -> dict[str, Any]:
     return body
 
 
-def outcome(loader: Any, body: Any, limit: int = 65_536) -> Any:
+def outcome(loader: Any, *args: Any) -> Any:
     try:
-        return ("ok", loader(copy.deepcopy(body), limit))
+        return ("ok", loader(*args))
     except ValidationFailed as exc:
+        return ("400", exc.detail)
+    except BadRequest as exc:
         return ("400", exc.detail)
 
 
+def wire_rows(data: Any, limit: int) -> Any:
+    """The msgspec path alone on a parsed object: its rows, or None when it steps aside."""
+    try:
+        wire = msgspec.convert(copy.deepcopy(data), ingest.WireData)
+    except msgspec.ValidationError:
+        return None
+    return ingest._wire_rows(wire, limit)
+
+
+def reference_from_bytes(raw: bytes, limit: int) -> Any:
+    """What the server answered before msgspec: parse, envelope, count, marshmallow."""
+    username, data = read_envelope(parse_json(raw))
+    return username, record_count(data), load_batch_reference(data, limit)
+
+
+def msgspec_from_bytes(raw: bytes, limit: int) -> Any:
+    batch = read_batch(raw)
+    return batch.user, batch.records, batch.rows(limit)
+
+
 def assert_agree(body: Any, limit: int = 65_536) -> None:
-    reference = outcome(load_batch_reference, body, limit)
-    assert outcome(load_batch, body, limit) == reference
-    fast = ingest._load_batch_fast(copy.deepcopy(body), limit)
+    # A parsed object (load_batch), and the same object as the bytes a Python client sends.
+    reference = outcome(load_batch_reference, copy.deepcopy(body), limit)
+    assert outcome(load_batch, copy.deepcopy(body), limit) == reference
+    fast = wire_rows(body, limit)
     if reference[0] == "400":
-        assert fast is None, "the fast path accepted what marshmallow refuses"
+        assert fast is None, "the msgspec path accepted what marshmallow refuses"
     elif fast is not None:
         assert fast == reference[1]
+    assert_bytes_agree(json.dumps({"data": body}).encode(), limit)
+
+
+def assert_bytes_agree(raw: bytes, limit: int = 65_536) -> None:
+    reference = outcome(reference_from_bytes, raw, limit)
+    assert outcome(msgspec_from_bytes, raw, limit) == reference
+    try:
+        wire = ingest._DECODE_BODY.decode(raw).data
+    except (msgspec.DecodeError, RecursionError):
+        return
+    fast = ingest._wire_rows(wire, limit)
+    if reference[0] == "400":
+        assert fast is None, "the msgspec path accepted what marshmallow refuses"
+    elif fast is not None:
+        assert fast == reference[1][2]
 
 
 LEVELS = [30, 0, 100, 101, -1, 40.0, 40.5, "40", " 40 ", "040", "4O", "Warning", "WARN", "fatal",
@@ -148,11 +199,64 @@ def test_shapes_agree(body):
     assert_agree(body)
 
 
-def test_the_common_shape_takes_the_fast_path():
+def test_the_common_shape_takes_the_msgspec_path():
     body = data([record(level=(30, 40, 50)[i % 3], msg=f"m {i}") for i in range(1000)])
-    fast = ingest._load_batch_fast(copy.deepcopy(body), 65_536)
+    raw = json.dumps({"data": body}).encode()
+    batch = read_batch(raw)
+    assert batch.wire is not None
+    fast = ingest._wire_rows(batch.wire, 65_536)
     assert fast is not None
     assert fast == load_batch_reference(body, 65_536)
+    assert wire_rows(body, 65_536) == fast
+
+
+def nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+def raw_body(msg: bytes = b'"m"', extra: bytes = b"", level: bytes = b"40") -> bytes:
+    return (
+        b'{"data": {"user": "alice", "pid": 4242, "p_name": "python3", '
+        b'"post_time": "2020-05-05T12:22:22", "logs": [{"level": ' + level + b", "
+        b'"event_at": "2020-05-05T12:22:21", "msg": ' + msg + b"}]" + extra + b"}}"
+    )
+
+
+BODIES = {
+    # Integers past 64 bits: orjson reads them as floats, msgspec exactly.
+    "msg-2**64": raw_body(str(2**64).encode()),
+    "msg-2**64-1": raw_body(str(2**64 - 1).encode()),
+    "msg--2**63-1": raw_body(str(-(2**63) - 1).encode()),
+    "msg--2**63": raw_body(str(-(2**63)).encode()),
+    "msg-nested-2**70": raw_body(b'[1, {"n": ' + str(2**70).encode() + b"}]"),
+    "level-2**70": raw_body(level=str(2**70).encode()),
+    "pid-2**70": raw_body(extra=b', "pid": ' + str(2**70).encode()),
+    "msg-1E400": raw_body(b"1E400"),
+    "msg-NaN": raw_body(b"NaN"),
+    "msg-minus-zero": raw_body(b"-0"),
+    "msg-long-fraction": raw_body(b"0.1000000000000000055511151231257827021181583404541015625"),
+    "msg-nested-900": raw_body(nested(900)),
+    "msg-nested-1100": raw_body(nested(1100)),
+    "unknown-nested-1100": raw_body(extra=b', "future": ' + nested(1100)),
+    "unknown-NaN": raw_body(extra=b', "future": NaN'),
+    "msg-lone-surrogate": raw_body(b'"a\\udcffb"'),
+    "msg-twice": raw_body(b'"first", "msg": "second"'),
+    "user-twice": raw_body(extra=b', "user": "bob"'),
+    "user-twice-second-a-number": raw_body(extra=b', "user": 5'),
+    "data-twice": b'{"data": {"user": "alice"}, "data": {"user": "bob", "logs": []}}',
+    "data-twice-second-a-number": b'{"data": {"user": "alice", "logs": []}, "data": 5}',
+    "byte-order-mark": b"\xef\xbb\xbf" + raw_body(),
+    "surrounding-whitespace": b" \n" + raw_body() + b"\n ",
+    "trailing-garbage": raw_body() + b" x",
+    "invalid-utf8": raw_body(b'"\xff"'),
+    "array": b"[]",
+    "empty": b"",
+}
+
+
+@pytest.mark.parametrize("raw", BODIES.values(), ids=BODIES.keys())
+def test_bodies_as_sent_agree(raw):
+    assert_bytes_agree(raw)
 
 
 def test_random_mixtures_agree():

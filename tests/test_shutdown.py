@@ -1,5 +1,7 @@
 """Stopping the server, gently (SIGTERM) or not (kill -9), never loses an acknowledged batch.
 
+On each HTTP server (hypercorn and uvicorn):
+
 SIGTERM under load: the server stops accepting, finishes the requests it accepted (even one
 whose body is still arriving), commits, answers, closes its storage and exits 0. kill -9 in
 the middle of a load: every batch answered 200 is stored, and no batch is stored in part
@@ -27,10 +29,10 @@ pytestmark = pytest.mark.slow
 
 
 async def test_sigterm_under_load_finishes_accepted_requests_commits_and_exits_0(
-    fresh_database_url, tmp_path
+    fresh_database_url, tmp_path, http_server
 ):
     user = await add_user(fresh_database_url)
-    with ServerProcess(fresh_database_url, tmp_path) as server:
+    with ServerProcess(fresh_database_url, tmp_path, *http_server) as server:
         await server.wait_ready()
         load = Load(server.port, user, workers=6, records=20, pause=0.01).start()
         await asyncio.sleep(1.5)
@@ -64,11 +66,11 @@ async def test_sigterm_under_load_finishes_accepted_requests_commits_and_exits_0
     print(f"\nSIGTERM figures: statuses {statuses} {result}")
 
 
-async def test_kill_9_mid_load_leaves_no_partial_batch(fresh_database_url, tmp_path):
+async def test_kill_9_mid_load_leaves_no_partial_batch(fresh_database_url, tmp_path, http_server):
     user = await add_user(fresh_database_url)
     loads = []
     for round_ in range(3):
-        with ServerProcess(fresh_database_url, tmp_path) as server:
+        with ServerProcess(fresh_database_url, tmp_path, *http_server) as server:
             await server.wait_ready()
             load = Load(server.port, user, workers=4, records=200, prefix=f"k{round_}-")
             load.pause = 0.01

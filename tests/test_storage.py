@@ -280,8 +280,7 @@ async def test_an_upsert_inserts_a_new_key_and_updates_the_row_of_an_existing_on
 async def test_the_mysql_writer_escapes_each_distinct_value_of_a_group_once(
     storage, user, monkeypatch
 ):
-    """The speed of large batches: aiomysql's escaping, remembered (an override of its
-    private ``Cursor._escape_args``, which requirements.txt pins aiomysql for)."""
+    """The speed of large batches: the driver's escaping, remembered for the group."""
     import aiomysql
 
     escaped = []
@@ -299,6 +298,55 @@ async def test_the_mysql_writer_escapes_each_distinct_value_of_a_group_once(
     # and three times. Escaping every value would be 2200 calls.
     assert len(escaped) <= 14
     assert await storage.count_logs(user.id) == 200
+
+
+def _counting_inserts(monkeypatch) -> list[bytes]:
+    """The INSERT statements aiomysql cursors execute from now on (and still execute)."""
+    import aiomysql
+
+    inserts: list[bytes] = []
+    execute = aiomysql.Cursor.execute
+
+    async def counting(self, query, args=None):
+        if isinstance(query, bytes) and query.startswith(b"INSERT INTO user_logs"):
+            inserts.append(query)
+        return await execute(self, query, args)
+
+    monkeypatch.setattr(aiomysql.Cursor, "execute", counting)
+    return inserts
+
+
+@pytest.mark.parametrize("database_url", ["mysql"], indirect=True)
+async def test_a_mysql_group_over_the_statement_size_is_split_and_stored_whole(
+    storage, user, monkeypatch
+):
+    from bot_logging_server.storage import mysql
+
+    monkeypatch.setattr(mysql, "_STATEMENT_BYTES", 4000)
+    inserts = _counting_inserts(monkeypatch)
+    rows = [_row(msg=f"message {i} " + "x" * 100) for i in range(100)]
+    await storage.insert_logs(user.id, rows, datetime(2026, 1, 1))
+    assert len(inserts) > 2
+    assert all(len(statement) <= 4000 for statement in inserts)
+    stored = await recent_logs(storage, user.id, 100)
+    assert sorted(r.msg for r in stored) == sorted(r.msg for r in rows)
+
+
+@pytest.mark.parametrize("database_url", ["mysql"], indirect=True)
+async def test_a_failing_statement_of_a_split_mysql_group_stores_none_of_the_group(
+    storage, user, monkeypatch
+):
+    from bot_logging_server.storage import mysql
+
+    monkeypatch.setattr(mysql, "_STATEMENT_BYTES", 4000)
+    inserts = _counting_inserts(monkeypatch)
+    # The last row breaks the column's size (strict SQL mode), in the group's last statement.
+    rows = [_row(msg=f"message {i} " + "x" * 100) for i in range(100)]
+    rows.append(_row(p_name="p" * 300))
+    with pytest.raises(StorageError):
+        await storage.insert_logs(user.id, rows, datetime(2026, 1, 1))
+    assert len(inserts) > 2  # the first statements went through before the failure
+    assert await storage.count_logs(user.id) == 0  # the row count did not change
 
 
 @pytest.mark.parametrize("database_url", ["mysql"], indirect=True)

@@ -1,6 +1,7 @@
 """Several workers: ``python3 app.py --workers N`` starts safely and behaves the same.
 
-N hypercorn worker processes start at once on a database nobody has used yet, so they race
+N worker processes (hypercorn's, and uvicorn's) start at once on a database nobody has used
+yet, so they race
 to create it (MySQL) and its schema (both backends); the named lock (MySQL) and
 ``BEGIN IMMEDIATE`` (SQLite) must serialise them. Then the server answers as one process does,
 stores every acknowledged batch exactly once, and stops gracefully on SIGTERM with exit code 0,
@@ -31,9 +32,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("signal_to", ["parent", "group"])
 async def test_workers_start_on_a_fresh_database_serve_and_stop_cleanly(
-    fresh_database_url, tmp_path, signal_to
+    fresh_database_url, tmp_path, signal_to, http_server
 ):
-    with ServerProcess(fresh_database_url, tmp_path, "--workers", "3") as server:
+    with ServerProcess(fresh_database_url, tmp_path, "--workers", "3", *http_server) as server:
         await server.wait_ready(timeout=60)
         assert server.processes() >= 4  # the parent and 3 workers
         user = await add_user(fresh_database_url)

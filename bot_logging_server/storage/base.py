@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
+
 __all__ = [
     "BUCKETS",
     "CHARS_PER_INSERT",
@@ -151,12 +153,17 @@ class User:
         return cls(row[0], row[1], row[2], row[3], bool(row[4]), time(row[5]))
 
 
-@dataclass(frozen=True, slots=True)
-class LogRow:
+class LogRow(msgspec.Struct, frozen=True, gc=False):
     """One validated log record, ready to insert (the user and receive time come separately).
 
     `msg` is already cut to the configured limit; `msg_length` is the original length in
     characters and `truncated` says whether it was cut.
+
+    An immutable record like the dataclasses beside it (positional or keyword arguments,
+    equality by value), built as a msgspec struct because one is built per record received:
+    a frozen dataclass took about a tenth of the server's CPU time at 30 records a request.
+    Its fields are plain values, never containers, so it is left out of the garbage
+    collector's work (``gc=False``).
     """
 
     pid: int

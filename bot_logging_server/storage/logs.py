@@ -11,9 +11,10 @@ batch goes alone and can never fail the batches sent beside it.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from datetime import datetime
+
+import msgspec
 
 from bot_logging_server.storage.base import (
     MAX_STAT_ROWS,
@@ -65,7 +66,9 @@ def _fit(rows: Sequence[LogRow], max_value_bytes: int | None) -> Sequence[LogRow
     fitted = []
     for row in rows:
         msg = cut_to_size(row.msg, max_value_bytes)
-        fitted.append(row if msg is row.msg else dataclasses.replace(row, msg=msg, truncated=True))
+        fitted.append(
+            row if msg is row.msg else msgspec.structs.replace(row, msg=msg, truncated=True)
+        )
     return fitted
 
 

@@ -17,10 +17,10 @@ server is seen by every server. A deadlock or certification conflict (1213) is a
 which group commit writes again. Migrations stay safe when servers on different nodes run
 them at once, although ``GET_LOCK`` holds on one node only (`storage.mysql_schema`).
 
-Three private parts of aiomysql are relied on (requirements.txt pins it below its next minor
-version): `_BatchCursor` overrides ``Cursor._escape_args``, `MySQLDatabase._discard` calls
-``Pool._wakeup``, and `MySQLDatabase._move_to` points ``Pool._conn_kwargs`` at the new node.
-tests/test_storage.py and tests/test_cluster_storage.py check that they still work.
+Two private parts of aiomysql are relied on (requirements.txt pins it below its next minor
+version): `MySQLDatabase._discard` calls ``Pool._wakeup``, and `MySQLDatabase._move_to`
+points ``Pool._conn_kwargs`` at the new node. tests/test_storage.py and
+tests/test_cluster_storage.py check that they still work.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import contextlib
 import functools
 import hashlib
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -138,12 +138,6 @@ def _format_style(sql: str) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _insert(table: str, columns: tuple[str, ...], placeholder: str) -> str:
-    # A plain VALUES (...) shape: aiomysql's executemany rewrites it into one multi-row INSERT.
-    values = ", ".join([placeholder] * len(columns))
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values})"
-
-
 def _translate(exc: BaseException) -> StorageError:
     """Map a driver, network or value exception to our own (never carrying SQL text)."""
     if isinstance(exc, (OSError, asyncio.TimeoutError, pymysql.err.InterfaceError)):
@@ -178,41 +172,41 @@ def _release_if_acquired(pool: aiomysql.Pool, task: asyncio.Future) -> None:
         pool.release(task.result())
 
 
-class _BatchCursor(aiomysql.Cursor):
-    """An aiomysql cursor whose ``executemany`` escapes each distinct value once.
+#: Bytes per statement of `MySQLDatabase.insert_many` (aiomysql's own ``executemany``
+#: limit); a larger group is written in several statements of the same transaction.
+_STATEMENT_BYTES = 1_024_000
+
+
+def _insert_statements(
+    table: str, columns: tuple[str, ...], rows: Sequence[tuple], escape: Callable[[Any], str]
+) -> Iterator[bytes]:
+    """Multi-row ``INSERT`` statements holding `rows`, each distinct value escaped once.
 
     The rows of a batch repeat most of their values (user, pid, process names, levels,
     times); profiling a 1000-record batch showed the driver's per-value escaping as the
-    largest cost. The escaping is still the driver's own (``conn.escape``), only remembered,
-    per type, for the length of one ``executemany`` call.
+    largest cost. The escaping is the driver's own (`escape`, which knows the session's
+    ``NO_BACKSLASH_ESCAPES``), remembered per column for the call. Equal values of
+    different types (``1``, ``True``, ``1.0``) are the same number in SQL.
     """
-
-    _memo: dict[type, dict[object, str]] | None = None
-
-    async def executemany(self, query: str, args: Sequence[tuple]) -> int | None:
-        """aiomysql's multi-row ``executemany``, with escaping remembered during the call."""
-        self._memo = {str: {}, int: {}}
-        try:
-            return await super().executemany(query, args)
-        finally:
-            self._memo = None
-
-    def _escape_args(self, args: object, conn: aiomysql.Connection) -> object:
-        memo = self._memo
-        if memo is None or type(args) is not tuple:
-            return super()._escape_args(args, conn)
+    prefix = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ".encode()
+    memos: list[dict[Any, str]] = [{} for _ in columns]
+    parts: list[bytes] = []
+    size = len(prefix)
+    for row in rows:
         literals = []
-        for arg in args:
-            # Per type: 1, True and 1.0 are equal dict keys but different SQL literals.
-            seen = memo.get(type(arg))
-            if seen is None:
-                literals.append(conn.escape(arg))
-                continue
-            literal = seen.get(arg)
+        for memo, value in zip(memos, row, strict=True):
+            literal = memo.get(value)
             if literal is None:
-                literal = seen[arg] = conn.escape(arg)
+                literal = memo[value] = escape(value)
             literals.append(literal)
-        return tuple(literals)
+        part = ("(" + ",".join(literals) + ")").encode("utf-8", "surrogateescape")
+        if parts and size + len(part) + 1 > _STATEMENT_BYTES:
+            yield prefix + b",".join(parts)
+            parts, size = [], len(prefix)
+        parts.append(part)
+        size += len(part) + 1
+    if parts:
+        yield prefix + b",".join(parts)
 
 
 class _MySQLTransaction(Transaction):
@@ -430,17 +424,15 @@ class MySQLDatabase(Database):
     async def insert_many(
         self, table: str, columns: Sequence[str], rows: list[tuple], keep: Keep | None = None
     ) -> None:
-        """One multi-row INSERT (aiomysql's ``executemany``) escaping each value once; commit.
+        """One multi-row INSERT (several past a megabyte), each value escaped once; commit.
 
         `keep` runs first, in the same transaction (on a cursor of its own).
         """
-        async with self._connection() as conn:
+        async with self._connection() as conn, conn.cursor() as cur:
             if keep is not None:
-                async with conn.cursor() as cur:
-                    rows = await keep(_MySQLTransaction(cur), rows)
-            if rows:
-                async with conn.cursor(_BatchCursor) as cur:
-                    await cur.executemany(_insert(table, tuple(columns), "%s"), rows)
+                rows = await keep(_MySQLTransaction(cur), rows)
+            for statement in _insert_statements(table, tuple(columns), rows, conn.escape):
+                await cur.execute(statement)
             await conn.commit()
 
     def connections_in_use(self) -> int:

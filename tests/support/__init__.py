@@ -3,7 +3,8 @@
 * `support.client`: in-process requests through the app's test client, accounts, and the
   contract's answer shapes (`post_logs`, `assert_error`, ...).
 * `support.process`: the real thing as processes: `free_port`, `run_app` (the CLI, to
-  completion), `AppProcess` and `ServerProcess` (in the background), raw `http`.
+  completion), `AppProcess` and `ServerProcess` (in the background), raw `http`, and
+  `HTTP_SERVERS` (every ``--http-server``).
 * `support.database`: `add_user` for a server process, `rows_per_batch` read directly.
 * `support.load`: `Load`, clients posting batches, and the check of what was stored.
 * `support.events`: ingest keys and stored events of the event wire interfaces.
@@ -38,6 +39,7 @@ from support.events import count_rows, key_name, new_key, no_leak, stored_events
 from support.faults import TCPProxy, ThreadedProxy
 from support.load import Load, batch_body
 from support.process import (
+    HTTP_SERVERS,
     ROOT,
     AppProcess,
     Reply,
@@ -52,6 +54,7 @@ from support.process import (
 
 __all__ = [
     "CLIENT_PATH",
+    "HTTP_SERVERS",
     "ROOT",
     "Account",
     "AppProcess",

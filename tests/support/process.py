@@ -35,6 +35,8 @@ import orjson
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "app.py"
+#: Every ``--http-server`` the server supports: the reliability tests run on each.
+HTTP_SERVERS = ("hypercorn", "uvicorn")
 
 
 def free_ports(count: int) -> list[int]:
