@@ -1,7 +1,7 @@
 """The msgspec path agrees with marshmallow on every input (docs/API.md, "Field rules").
 
 A body of the common shape is decoded by msgspec straight into typed structs and the value
-rules applied to them (`read_batch`, `IngestBatch.rows`, and `load_batch` for a parsed
+rules applied to them (`read_batch`, `Batch.rows`, and `load_batch` for a parsed
 object); anything else, and any value that breaks a rule, is left to marshmallow
 (`load_batch_reference`). These tests feed both the same tricky inputs, as parsed objects and
 as the bytes a client sends: wherever marshmallow accepts, the msgspec path must give the
@@ -94,8 +94,8 @@ def reference_from_bytes(raw: bytes, limit: int) -> Any:
 
 
 def msgspec_from_bytes(raw: bytes, limit: int) -> Any:
-    batch = read_batch(raw)
-    return batch.user, batch.records, batch.rows(limit)
+    batch = read_batch(raw, limit)
+    return batch.username, batch.records, batch.rows()
 
 
 def assert_agree(body: Any, limit: int = 65_536) -> None:
@@ -202,7 +202,7 @@ def test_shapes_agree(body):
 def test_the_common_shape_takes_the_msgspec_path():
     body = data([record(level=(30, 40, 50)[i % 3], msg=f"m {i}") for i in range(1000)])
     raw = json.dumps({"data": body}).encode()
-    batch = read_batch(raw)
+    batch = read_batch(raw, 65_536)
     assert batch.wire is not None
     fast = ingest._wire_rows(batch.wire, 65_536)
     assert fast is not None
