@@ -73,8 +73,12 @@ class Authenticator:
         self._hashing = asyncio.Semaphore(_HASHING_AT_ONCE)
         self._hash_waiting = 0
 
-    async def authenticate(self, username: str, token: str | None) -> User:
-        """The active user owning `token`; raise `Forbidden` otherwise (never saying why)."""
+    async def authenticate(self, username: str, token: str | None, reading: bool = False) -> User:
+        """The active user owning `token`; raise `Forbidden` otherwise (never saying why).
+
+        `reading`: a check for the read API, whose database read (on a cache miss) uses the
+        read side's connections, leaving ingest's to ingest (`Storage.get_user`).
+        """
         if token is None:
             raise Forbidden()
         token = token.strip().lower()
@@ -91,7 +95,7 @@ class Authenticator:
             return entry.user
         task = self._pending.get(key)
         if task is None:
-            task = asyncio.create_task(self._check(key, username, token))
+            task = asyncio.create_task(self._check(key, username, token, reading))
             self._pending[key] = task
             task.add_done_callback(lambda _t: self._pending.pop(key, None))
         # shield: one caller going away must not cancel the check the others wait for.
@@ -102,14 +106,17 @@ class Authenticator:
             raise Forbidden()
         return user
 
-    async def _check(self, key: tuple[str, bytes], username: str, token: str) -> User | None:
+    async def _check(
+        self, key: tuple[str, bytes], username: str, token: str, reading: bool
+    ) -> User | None:
         version = accounts.changes()
         # The row's age counts from before it was read, so a change is never trusted longer
         # than the cache time.
         read_at = time.monotonic()
         # A name no user can have is not looked up (a huge one would not even fit a query),
         # but it is still hashed below, like any unknown user.
-        user = await self._storage.get_user(username) if USERNAME_RE.match(username) else None
+        found = USERNAME_RE.match(username)
+        user = await self._storage.get_user(username, reading) if found else None
         entry = self._cache.pop(key, None)
         unchanged = entry is not None and user is not None and entry.user == user
         if unchanged and not user.disabled:
@@ -185,7 +192,7 @@ def requires_header_user(handler: Handler) -> Handler:
         username, token = header_credentials()
         if not username:
             raise Forbidden()
-        user = await get_authenticator().authenticate(username, token)
+        user = await get_authenticator().authenticate(username, token, reading=True)
         return await handler(user, *args, **kwargs)
 
     return wrapper

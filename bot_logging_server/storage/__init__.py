@@ -13,6 +13,9 @@ does). `init_app(app, storage)` opens it in ``before_serving`` and closes it in
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from quart import Quart, current_app
 
 from bot_logging_server.config import Config
@@ -28,6 +31,7 @@ from bot_logging_server.storage.base import (
     StoredLog,
     User,
     UserExists,
+    UserNotActive,
     UserNotFound,
     utc_now,
 )
@@ -46,6 +50,7 @@ __all__ = [
     "StoredLog",
     "User",
     "UserExists",
+    "UserNotActive",
     "UserNotFound",
     "get_storage",
     "init_app",
@@ -54,6 +59,9 @@ __all__ = [
 ]
 
 _EXTENSION = "bot_logging_server.storage"
+#: A health check's answer is reused this long: ``/healthz`` needs no authentication, and a
+#: write probe per request would let anyone compete with ingest for the writer.
+HEALTH_SECONDS = 1.0
 
 
 class Storage(UserTable, LogTable):
@@ -64,6 +72,12 @@ class Storage(UserTable, LogTable):
     several workers may start at once); `close` once at shutdown. Every other method raises
     only `StorageError`s: `StorageUnavailable` when the database is away.
     """
+
+    def __init__(self, db: Database) -> None:
+        """Serve every table family from `db` (not opened yet)."""
+        super().__init__(db)
+        self._health: asyncio.Future[None] | None = None
+        self._health_at = 0.0
 
     @property
     def name(self) -> str:
@@ -81,7 +95,32 @@ class Storage(UserTable, LogTable):
 
     async def ping(self) -> None:
         """Run a trivial query; raise `StorageUnavailable` when the database does not answer."""
-        await self.db.fetch("SELECT 1")
+        await self.db.lookup("SELECT 1")
+
+    async def check_health(self) -> None:
+        """Raise `StorageUnavailable`, naming the fault, unless the database takes writes now.
+
+        Unhealthy while the last write failed for a reason a retry may fix (disk full,
+        read-only, deadline passed...) and no write succeeded since, or when the backend's
+        write probe (`Database.check_writable`) fails. Concurrent calls share one check, and
+        an answer is reused for `HEALTH_SECONDS`.
+        """
+        checked = self._health
+        if checked is None or (
+            checked.done() and time.monotonic() - self._health_at > HEALTH_SECONDS
+        ):
+            self._health_at = time.monotonic()
+            checked = self._health = asyncio.ensure_future(self._check_health())
+            # Retrieved here too, in case every caller went away before it ended.
+            checked.add_done_callback(lambda task: task.cancelled() or task.exception())
+        # shield: a caller going away must not cancel the check the others wait for.
+        await asyncio.shield(checked)
+
+    async def _check_health(self) -> None:
+        fault = self.db.write_fault
+        if fault is not None:
+            raise StorageUnavailable(fault)
+        await self.db.check_writable()
 
 
 def make_storage(config: Config) -> Storage:
@@ -90,7 +129,12 @@ def make_storage(config: Config) -> Storage:
     if config.database.scheme == "mysql":
         from bot_logging_server.storage.mysql import MySQLDatabase
 
-        db = MySQLDatabase(config.database, pool_size=config.pool_size, timeout=config.db_timeout)
+        db = MySQLDatabase(
+            config.database,
+            pool_size=config.pool_size,
+            timeout=config.db_timeout,
+            write_pool_size=config.write_pool_size,
+        )
     else:
         from bot_logging_server.storage.sqlite import SQLiteDatabase
 

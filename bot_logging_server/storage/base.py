@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,10 +26,12 @@ __all__ = [
     "BUCKETS",
     "MAX_PAGE",
     "MAX_STAT_ROWS",
+    "WRITE_FAULT_SECONDS",
     "Database",
     "Dialect",
     "DuplicateKey",
     "Executed",
+    "Keep",
     "LevelCount",
     "LogQuery",
     "LogRow",
@@ -39,6 +42,7 @@ __all__ = [
     "Transaction",
     "User",
     "UserExists",
+    "UserNotActive",
     "UserNotFound",
     "join_filters",
     "time_text",
@@ -77,6 +81,11 @@ class UserExists(StorageError):
 
 class UserNotFound(StorageError):
     """No user has that name."""
+
+
+class UserNotActive(StorageError):
+    """The user was removed or disabled after the request was authenticated: nothing of its
+    batch was stored (answered 403, like any other refused user)."""
 
 
 # -- records ------------------------------------------------------------------------------
@@ -218,6 +227,9 @@ class Dialect(abc.ABC):
     name: str
     #: Appended to a SELECT that reads rows the same transaction is about to change.
     lock_rows: str = ""
+    #: Appended to a SELECT whose rows must not change until the transaction ends (others
+    #: may read them meanwhile).
+    share_rows: str = ""
 
     def encode_time(self, moment: datetime) -> object:
         """`moment` as a statement argument."""
@@ -270,6 +282,14 @@ class Transaction(abc.ABC):
         """Run one query and return every row."""
 
 
+#: How long a failed write keeps `Database.write_fault` set when no write succeeds after it.
+WRITE_FAULT_SECONDS = 30.0
+
+
+#: A check run first in a bulk insert's transaction: (transaction, rows) -> rows to insert.
+Keep = Callable[["Transaction", list[tuple]], Awaitable[list[tuple]]]
+
+
 class Database(abc.ABC):
     """A backend's connections, as the table families use them. One per process.
 
@@ -277,11 +297,17 @@ class Database(abc.ABC):
     applies pending migrations under a lock (several workers may start at once); `close`
     once at shutdown. Every other method raises `StorageUnavailable` when the database is
     away, and only `StorageError`s whatever goes wrong.
+
+    Two lanes keep reads from starving ingest: `fetch` runs on the read side's connections
+    (the read API: pages, exports, stats, tails), while `lookup`, `transaction` and
+    `insert_many` run on connections reads never take (token checks and writes). A read that
+    passes the timeout is stopped on the database, not only abandoned.
     """
 
     dialect: Dialect
     #: How many group-commit transactions may be in flight at once.
     writers: int = 1
+    _write_fault: tuple[float, str] | None = None
 
     @abc.abstractmethod
     async def open(self) -> None:
@@ -293,7 +319,40 @@ class Database(abc.ABC):
 
     @abc.abstractmethod
     async def fetch(self, sql: str, args: Sequence = ()) -> list[Sequence]:
-        """Run one read and return every row (it sees everything committed before it)."""
+        """Run one read and return every row (it sees everything committed before it).
+
+        On the read side's connections; stopped on the database (and `StorageUnavailable`)
+        when it runs past the timeout.
+        """
+
+    async def lookup(self, sql: str, args: Sequence = ()) -> list[Sequence]:
+        """Run one short read (by a key) on the connections reads never take: a token check
+        is never queued behind the read API's queries. Same contract as `fetch`."""
+        return await self.fetch(sql, args)
+
+    async def check_writable(self) -> None:
+        """Raise `StorageUnavailable`, naming the fault, when a write cannot be done now.
+
+        The default only reaches the write side; a backend that can prove a write does.
+        """
+        await self.lookup("SELECT 1")
+
+    @property
+    def write_fault(self) -> str | None:
+        """What the last write failed with, while no write succeeded since (for at most
+        `WRITE_FAULT_SECONDS`); else None."""
+        fault = self._write_fault
+        if fault is None or time.monotonic() - fault[0] > WRITE_FAULT_SECONDS:
+            return None
+        return fault[1]
+
+    def note_write(self, error: BaseException | None) -> None:
+        """Record how a write ended: a `StorageUnavailable` sets `write_fault`, success
+        clears it (a backend calls this after each transaction)."""
+        if error is None:
+            self._write_fault = None
+        elif isinstance(error, StorageUnavailable):
+            self._write_fault = (time.monotonic(), str(error))
 
     @abc.abstractmethod
     def transaction(self) -> contextlib.AbstractAsyncContextManager[Transaction]:
@@ -301,9 +360,15 @@ class Database(abc.ABC):
         when it raises (and the exception, as a `StorageError`, goes on)."""
 
     @abc.abstractmethod
-    async def insert_many(self, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
+    async def insert_many(
+        self, table: str, columns: Sequence[str], rows: list[tuple], keep: Keep | None = None
+    ) -> None:
         """Insert `rows` (values in `columns` order) in one transaction, as fast as the
-        backend can: a group commit's write."""
+        backend can: a group commit's write.
+
+        `keep`, when given, runs first in the same transaction and returns the rows to
+        insert (a family's last check, e.g. that the rows' owners still exist).
+        """
 
 
 class Table:

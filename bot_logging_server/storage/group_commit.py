@@ -13,6 +13,9 @@ transaction, all or nothing, and 200 is sent only after that commit):
 * if that shared transaction fails, every member of the group gets the error, and none of the
   group's rows is stored (the members' rows are in one transaction: all or nothing);
 * callers validate before they submit, so one invalid batch never joins a group;
+* ``write`` may leave out whole members it refuses (say, a user removed meanwhile) and store
+  the others: it then returns a function telling, for a member's rows, the exception that
+  member gets instead of success;
 * a member that is cancelled before its group is taken is dropped from the queue, so its
   rows are not written.
 
@@ -29,9 +32,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-__all__ = ["GroupCommit", "GroupStats"]
+__all__ = ["GroupCommit", "GroupStats", "Refusals"]
 
 Row = TypeVar("Row")
+#: What ``write`` may return: for a member's rows, the exception it gets (None: stored).
+Refusals = Callable[[Sequence[Row]], BaseException | None]
 
 
 @dataclass
@@ -55,7 +60,8 @@ class GroupCommit(Generic[Row]):
 
     Args:
         write: inserts a list of rows in ONE transaction and commits, or raises (and then
-            nothing of the list is stored).
+            nothing of the list is stored). It may leave out whole members' rows, and then
+            returns `Refusals` naming them; else None.
         writers: how many transactions may be in flight at once (1 for SQLite's single
             writer; a few for a MySQL pool).
         max_rows: a group stops growing at this many rows (a single larger batch still goes,
@@ -64,7 +70,7 @@ class GroupCommit(Generic[Row]):
 
     def __init__(
         self,
-        write: Callable[[list[Row]], Awaitable[None]],
+        write: Callable[[list[Row]], Awaitable[Refusals[Row] | None]],
         *,
         writers: int = 1,
         max_rows: int = 5000,
@@ -82,7 +88,8 @@ class GroupCommit(Generic[Row]):
     async def submit(self, rows: Sequence[Row]) -> None:
         """Write `rows` in a transaction shared with concurrent callers; return after commit.
 
-        Raises whatever the shared ``write`` raised (a copy per member) when it failed.
+        Raises whatever the shared ``write`` raised (a copy per member) when it failed, or
+        the exception ``write`` refused these rows with.
         """
         if not rows:
             return
@@ -136,7 +143,7 @@ class GroupCommit(Generic[Row]):
         for member in group:
             rows.extend(member.rows)
         try:
-            await self._write(rows)
+            refusals = await self._write(rows)
         except BaseException as exc:
             for member in group:
                 if member.done.done():
@@ -151,11 +158,17 @@ class GroupCommit(Generic[Row]):
                 raise
             return
         self.stats.transactions += 1
-        self.stats.rows += len(rows)
         self.stats.largest_group = max(self.stats.largest_group, len(group))
         for member in group:
-            if not member.done.done():
+            refused = refusals(member.rows) if refusals is not None else None
+            if refused is None:
+                self.stats.rows += len(member.rows)
+            if member.done.done():
+                continue
+            if refused is None:
                 member.done.set_result(None)
+            else:
+                member.done.set_exception(refused)
 
 
 def _copy(exc: BaseException) -> BaseException:

@@ -2,6 +2,11 @@
 
 Written once for every backend (see `storage.base.Dialect`). Every read is scoped to one
 user (`_where` always starts with ``user_id = ?``), whatever the filters.
+
+A batch is authenticated before it is written, and a user may be removed or disabled (by
+another process) in between: the group's transaction therefore reads its users again, first
+(locking their rows until the commit on MySQL), and leaves out the batches of users no longer
+active, whose requests get `UserNotActive`; the other batches of the group are stored.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ from bot_logging_server.storage.base import (
     LogRow,
     StoredLog,
     Table,
+    Transaction,
+    UserNotActive,
     join_filters,
 )
-from bot_logging_server.storage.group_commit import GroupCommit
+from bot_logging_server.storage.group_commit import GroupCommit, Refusals
 
 __all__ = ["LogTable"]
 
@@ -95,16 +102,36 @@ class LogTable(Table):
         """Insert every row in one transaction, shared with concurrent calls; return how many.
 
         Returns after the commit that holds these rows; raises (and stores none of them) when
-        that shared transaction fails.
+        that shared transaction fails, and `UserNotActive` when the user was removed or
+        disabled before it began.
         """
         if not rows:
             return 0
         await self._group.submit(_params(user_id, rows, received_at, self.db.dialect.encode_time))
         return len(rows)
 
-    async def _write_log_rows(self, params: list[tuple]) -> None:
-        """A group's transaction: every member's rows in one bulk insert."""
-        await self.db.insert_many("user_logs", _INSERT_COLUMNS, params)
+    async def _write_log_rows(self, params: list[tuple]) -> Refusals[tuple] | None:
+        """A group's transaction: every active user's rows in one bulk insert."""
+        inactive: set[int] = set()
+
+        async def active_users_only(tx: Transaction, rows: list[tuple]) -> list[tuple]:
+            owners = {row[0] for row in rows}
+            marks = ", ".join("?" * len(owners))
+            found = await tx.fetch(
+                f"SELECT id FROM users WHERE id IN ({marks}) AND disabled = 0"
+                f"{self.db.dialect.share_rows}",
+                sorted(owners),
+            )
+            inactive.update(owners - {int(row[0]) for row in found})
+            return [row for row in rows if row[0] not in inactive] if inactive else rows
+
+        await self.db.insert_many("user_logs", _INSERT_COLUMNS, params, keep=active_users_only)
+        if not inactive:
+            return None
+        # Every row of a member has the same owner (one `insert_logs` call).
+        return lambda rows: (
+            UserNotActive("user removed or disabled") if rows[0][0] in inactive else None
+        )
 
     async def count_logs(self, user_id: int) -> int:
         """How many log rows this user has."""

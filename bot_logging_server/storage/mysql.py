@@ -1,12 +1,18 @@
-"""MySQL / MariaDB: its SQL dialect, and one aiomysql pool per process.
+"""MySQL / MariaDB: its SQL dialect, and two aiomysql pools per process.
 
-The pool is opened by `MySQLDatabase.open` (at start-up), which first creates the database
+The pools are opened by `MySQLDatabase.open` (at start-up), which first creates the database
 (utf8mb4) when it is missing and the account may, then applies pending migrations while
 holding a named lock (``GET_LOCK``), so several workers can start at once. Sessions run in UTC
 with strict SQL mode. Errors become `StorageUnavailable` (connection lost or refused, too
 many connections, lock timeouts: a retry may work) or `StorageError`. Waiting for a pooled
 connection and the work on it are each bounded by ``db_timeout``; a connection that saw any
 error is closed, never reused, so the pool heals by itself once the database is back.
+
+Reads cannot starve ingest: the read API's queries (`MySQLDatabase.fetch`) run on the read
+pool (``pool_size``), while token checks, transactions and group commits run on a small write
+pool (``write_pool_size``) that reads never take. A read pool session carries a statement time
+limit of ``db_timeout`` (MariaDB ``max_statement_time``, MySQL ``max_execution_time``), so a
+read that times out is stopped on the database too, not only abandoned by the server.
 
 Two private parts of aiomysql are relied on (requirements.txt pins it below its next minor
 version): `_BatchCursor` overrides ``Cursor._escape_args``, and `MySQLDatabase._discard`
@@ -32,6 +38,7 @@ from bot_logging_server.storage.base import (
     Dialect,
     DuplicateKey,
     Executed,
+    Keep,
     StorageError,
     StorageUnavailable,
     Transaction,
@@ -42,9 +49,23 @@ __all__ = ["MIGRATIONS", "MySQLDatabase", "MySQLDialect"]
 
 MIGRATIONS = for_backend("mysql")
 
-# Error numbers after which a retry can succeed: connection refused, lost or gone, too many
-# connections, server shutting down, lock wait timeout, deadlock, read-only.
-_RETRYABLE = {1040, 1053, 1205, 1213, 1290, 1927, 2002, 2003, 2006, 2013, 2055}
+# Error numbers after which a retry can succeed, and how a log line names them.
+_RETRYABLE = {
+    1021: "disk full",
+    1040: "too many connections",
+    1053: "server shutting down",
+    1114: "table full (disk full?)",
+    1205: "lock wait timeout",
+    1213: "deadlock",
+    1290: "the server is read-only",
+    1317: "query interrupted",
+    1927: "connection killed",
+    1969: "the query ran past its time limit and was stopped",  # MariaDB max_statement_time
+    2006: "server has gone away",
+    2013: "lost connection",
+    2055: "lost connection",
+    3024: "the query ran past its time limit and was stopped",  # MySQL max_execution_time
+}
 _DUPLICATE_KEY = 1062
 # Strong references to fire-and-forget tasks (asyncio keeps only weak ones).
 _BACKGROUND: set[asyncio.Future] = set()
@@ -74,6 +95,7 @@ class MySQLDialect(Dialect):
 
     name = "mysql"
     lock_rows = " FOR UPDATE"
+    share_rows = " LOCK IN SHARE MODE"
 
     def decode_time(self, value: Any) -> datetime:
         """The driver already returns a DATETIME as a datetime."""
@@ -125,7 +147,7 @@ def _translate(exc: BaseException) -> StorageError:
         if code in (2002, 2003):
             return StorageUnavailable(f"cannot connect to the database server (MySQL error {code})")
         if code in _RETRYABLE:
-            return StorageUnavailable(f"database unavailable (MySQL error {code})")
+            return StorageUnavailable(f"{_RETRYABLE[code]} (MySQL error {code})")
         if code == _DUPLICATE_KEY:
             return DuplicateKey(f"duplicate key (MySQL error {code})")
         return StorageError(f"database error (MySQL error {code})")
@@ -192,26 +214,45 @@ class _MySQLTransaction(Transaction):
 
 
 class MySQLDatabase(Database):
-    """One aiomysql pool, opened at start-up."""
+    """Two aiomysql pools, opened at start-up: one for reads, one for ingest and auth."""
 
     dialect = MySQLDialect()
 
-    def __init__(self, url: DatabaseURL, pool_size: int = 10, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: DatabaseURL,
+        pool_size: int = 10,
+        timeout: float = 10.0,
+        write_pool_size: int = 4,
+    ) -> None:
         """Remember where to connect; nothing connects before `open`.
 
-        `timeout` bounds, in seconds, the wait for a pooled connection and each unit of work
-        on it; past it the operation raises `StorageUnavailable`.
+        `pool_size` connections serve reads, `write_pool_size` others serve token checks and
+        writes. `timeout` bounds, in seconds, the wait for a pooled connection and each unit
+        of work on it (and each read on the database); past it the operation raises
+        `StorageUnavailable`.
         """
         if not _DB_NAME_RE.fullmatch(url.name):
             raise StorageError("database name may only hold letters, digits, _ $ and -")
         self._url = url
         self._pool_size = pool_size
+        self._write_pool_size = write_pool_size
         self._timeout = timeout
-        self._pool: aiomysql.Pool | None = None
-        # Few transactions in flight at once; the rest of the pool serves reads and auth.
-        self.writers = max(1, min(_GROUP_WRITERS, pool_size - 1))
+        self._read_pool: aiomysql.Pool | None = None
+        self._write_pool: aiomysql.Pool | None = None
+        #: Whether the server is MariaDB (else MySQL): how a statement time limit is spelled.
+        self._mariadb = True
+        # Few transactions in flight at once; the rest of the write pool serves token checks.
+        self.writers = max(1, min(_GROUP_WRITERS, write_pool_size - 1))
 
-    def _connect_args(self) -> dict[str, object]:
+    def _connect_args(self, read_limit: bool = False) -> dict[str, object]:
+        init = "SET time_zone = '+00:00', sql_mode = 'STRICT_ALL_TABLES'"
+        if read_limit:
+            # The read pool's sessions: a statement past the timeout is stopped by the server.
+            if self._mariadb:
+                init += f", max_statement_time = {self._timeout:.3f}"
+            else:
+                init += f", max_execution_time = {max(1, round(self._timeout * 1000)):d}"
         return {
             "host": self._url.host,
             "port": self._url.port,
@@ -219,22 +260,26 @@ class MySQLDatabase(Database):
             "password": self._url.password,
             "charset": "utf8mb4",
             "connect_timeout": min(_CONNECT_TIMEOUT, self._timeout),
-            "init_command": "SET time_zone = '+00:00', sql_mode = 'STRICT_ALL_TABLES'",
+            "init_command": init,
         }
 
+    async def _create_pool(self, size: int, read_limit: bool) -> aiomysql.Pool:
+        return await aiomysql.create_pool(
+            minsize=1,
+            maxsize=size,
+            db=self._url.name,
+            autocommit=False,
+            pool_recycle=3600,
+            **self._connect_args(read_limit),
+        )
+
     async def open(self) -> None:
-        """Create the database if missing (and allowed), open the pool, migrate."""
+        """Create the database if missing (and allowed), open the pools, migrate."""
         try:
             await self._ensure_database()
-            self._pool = await aiomysql.create_pool(
-                minsize=1,
-                maxsize=self._pool_size,
-                db=self._url.name,
-                autocommit=False,
-                pool_recycle=3600,
-                **self._connect_args(),
-            )
+            self._write_pool = await self._create_pool(self._write_pool_size, False)
             await self._migrate()
+            self._read_pool = await self._create_pool(self._pool_size, True)
         except StorageError:
             await self.close()
             raise
@@ -246,6 +291,9 @@ class MySQLDatabase(Database):
         conn = await aiomysql.connect(**self._connect_args())
         try:
             async with conn.cursor() as cur:
+                await cur.execute("SELECT VERSION()")
+                (version,) = await cur.fetchone()
+                self._mariadb = "mariadb" in str(version).lower()
                 await cur.execute(
                     "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
                     (self._url.name,),
@@ -267,7 +315,7 @@ class MySQLDatabase(Database):
             conn.close()
 
     async def _migrate(self) -> None:
-        async with self._connection() as conn, conn.cursor() as cur:
+        async with self._connection(self._write_pool) as conn, conn.cursor() as cur:
             # DDL is not transactional in MySQL: a named lock keeps workers from racing.
             await cur.execute("SELECT GET_LOCK('bot_logging_server.migrate', 60)")
             (got,) = await cur.fetchone()
@@ -307,21 +355,22 @@ class MySQLDatabase(Database):
                 await conn.commit()
 
     async def close(self) -> None:
-        """Close the pool and wait for its connections to close."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close()
-            await pool.wait_closed()
+        """Close the pools and wait for their connections to close."""
+        pools = (self._read_pool, self._write_pool)
+        self._read_pool = self._write_pool = None
+        for pool in pools:
+            if pool is not None:
+                pool.close()
+                await pool.wait_closed()
 
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[aiomysql.Connection]:
-        """A pooled connection; on any error it is rolled back, closed and not reused.
+    async def _connection(self, pool: aiomysql.Pool | None) -> AsyncIterator[aiomysql.Connection]:
+        """A connection of `pool`; on any error it is rolled back, closed and not reused.
 
         Getting the connection and the work done on it are each bounded by the timeout, so a
         database that is down, or a network that swallows packets, costs a 503, not a hang.
         Any exception but our own leaves as a `StorageError`.
         """
-        pool = self._pool
         if pool is None:
             raise StorageUnavailable("storage is not open")
         try:
@@ -346,13 +395,22 @@ class MySQLDatabase(Database):
         # one that died silently fails its statement, within the timeout, and is dropped.
         task = asyncio.ensure_future(pool.acquire())
         try:
-            # shield: a timeout (or the request going away) cancels the wait, and the task is
-            # cancelled below, where a connection it got anyway is handed back to the pool.
-            return await asyncio.wait_for(asyncio.shield(task), self._timeout)
+            # asyncio.wait, not wait_for: on Python 3.11 wait_for loses a cancellation that
+            # comes as the connection arrives (a tail then outlives its client).
+            await asyncio.wait((task,), timeout=self._timeout)
         except BaseException:
-            task.cancel()
-            task.add_done_callback(functools.partial(_release_if_acquired, pool))
+            self._give_up(pool, task)
             raise
+        if not task.done():
+            self._give_up(pool, task)
+            raise TimeoutError("no pooled connection within the timeout")
+        return task.result()
+
+    @staticmethod
+    def _give_up(pool: aiomysql.Pool, task: asyncio.Future) -> None:
+        """Stop waiting for `task`'s connection; one it gets anyway goes back to the pool."""
+        task.cancel()
+        task.add_done_callback(functools.partial(_release_if_acquired, pool))
 
     @staticmethod
     def _discard(pool: aiomysql.Pool, conn: aiomysql.Connection) -> None:
@@ -366,24 +424,51 @@ class MySQLDatabase(Database):
             _BACKGROUND.add(task)
             task.add_done_callback(_BACKGROUND.discard)
 
-    async def fetch(self, sql: str, args: Sequence = ()) -> list[Sequence]:
-        """Run one read on a pooled connection, then end its snapshot."""
-        async with self._connection() as conn, conn.cursor() as cur:
+    async def _fetch(self, pool: aiomysql.Pool | None, sql: str, args: Sequence) -> list[Sequence]:
+        async with self._connection(pool) as conn, conn.cursor() as cur:
             await cur.execute(_format_style(sql), tuple(args))
             rows = await cur.fetchall()
             # End the read's snapshot so the next read on this connection sees new commits.
             await conn.commit()
         return list(rows)
 
+    async def fetch(self, sql: str, args: Sequence = ()) -> list[Sequence]:
+        """Run one read on the read pool (stopped by the server past the timeout)."""
+        return await self._fetch(self._read_pool, sql, args)
+
+    async def lookup(self, sql: str, args: Sequence = ()) -> list[Sequence]:
+        """Run one short read on the write pool, which the read API never uses."""
+        return await self._fetch(self._write_pool, sql, args)
+
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
-        """A pooled connection's transaction; on any error the connection is dropped."""
-        async with self._connection() as conn, conn.cursor() as cur:
-            yield _MySQLTransaction(cur)
-            await conn.commit()
+        """A transaction on the write pool; on any error the connection is dropped."""
+        try:
+            async with self._connection(self._write_pool) as conn, conn.cursor() as cur:
+                yield _MySQLTransaction(cur)
+                await conn.commit()
+        except BaseException as exc:
+            self.note_write(exc)
+            raise
+        self.note_write(None)
 
-    async def insert_many(self, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
-        """One multi-row INSERT (aiomysql's ``executemany``) escaping each value once; commit."""
-        async with self._connection() as conn, conn.cursor(_BatchCursor) as cur:
-            await cur.executemany(_insert(table, tuple(columns), "%s"), rows)
-            await conn.commit()
+    async def insert_many(
+        self, table: str, columns: Sequence[str], rows: list[tuple], keep: Keep | None = None
+    ) -> None:
+        """One multi-row INSERT (aiomysql's ``executemany``) escaping each value once; commit.
+
+        `keep` runs first, in the same transaction (on a cursor of its own).
+        """
+        try:
+            async with self._connection(self._write_pool) as conn:
+                if keep is not None:
+                    async with conn.cursor() as cur:
+                        rows = await keep(_MySQLTransaction(cur), rows)
+                if rows:
+                    async with conn.cursor(_BatchCursor) as cur:
+                        await cur.executemany(_insert(table, tuple(columns), "%s"), rows)
+                await conn.commit()
+        except BaseException as exc:
+            self.note_write(exc)
+            raise
+        self.note_write(None)
