@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from quart import Quart
 
-from bot_logging_server import auth, ratelimit, storage, tail
+from bot_logging_server import auth, ratelimit, readlimit, storage, tail
 from bot_logging_server._version import __version__
 from bot_logging_server.blueprints import register_blueprints
 from bot_logging_server.config import APP_CONFIG_KEY, Config
@@ -55,6 +55,7 @@ def create_app(config: Config) -> Quart:
     storage.init_app(app, store)
     auth.init_app(app, auth.Authenticator(store, config.auth_cache_seconds))
     ratelimit.init_app(app, config)
+    readlimit.init_app(app, config)
     tail.init_app(app)
     register_error_handlers(app)
     register_blueprints(app, config)
