@@ -195,11 +195,11 @@ async def test_ingest_p99_stays_under_100_ms_while_60_heavy_readers_run(
         "read_p50_ms": round(_percentile(readers.latencies, 0.5) * 1000),
     }
     print(f"\nfair sharing: {figures}")
-    # The readers were heavy: the read side was saturated (a read waited many times the
+    assert busy_p99 < P99_BOUND + idle_p99, figures
+    # And the readers were heavy: the read side was saturated (a read waited many times the
     # length of an ingest), and none was refused for being over the per-user limit.
     assert _percentile(readers.latencies, 0.5) > 10 * _percentile(busy, 0.5), figures
     assert 429 not in readers.statuses, figures
-    assert busy_p99 < P99_BOUND + idle_p99, figures
 
 
 async def test_a_token_check_never_waits_behind_a_running_read(make_config):
@@ -210,24 +210,27 @@ async def test_a_token_check_never_waits_behind_a_running_read(make_config):
     try:
         new = await create_user(storage, f"u_{uuid.uuid4().hex[:10]}")
         heavy = asyncio.ensure_future(storage.db.fetch(_heavy_query(storage)))
-        await asyncio.sleep(0.3)  # the heavy read is running
-        assert not heavy.done()
-        started = time.monotonic()
-        assert (await asyncio.wait_for(storage.get_user(new.user.username), 5)) is not None
-        assert time.monotonic() - started < 0.5
-        with contextlib.suppress(StorageUnavailable):
-            await heavy
+        try:
+            await asyncio.sleep(0.3)  # the heavy read is running
+            assert not heavy.done()
+            started = time.monotonic()
+            assert (await asyncio.wait_for(storage.get_user(new.user.username), 5)) is not None
+            assert time.monotonic() - started < 0.5
+        finally:
+            with contextlib.suppress(StorageUnavailable, TimeoutError):
+                await asyncio.wait_for(heavy, 10)
     finally:
         await storage.close()
 
 
 def _heavy_query(storage: Storage, marker: str = "blst_heavy") -> str:
-    """A read that keeps the database busy for minutes, whose text holds `marker`."""
+    """A read that keeps the database busy for many seconds (SQLite: about 20, MariaDB:
+    minutes, killed at the end of the test), whose text holds `marker`."""
     if storage.name == "mysql":
         return f"SELECT BENCHMARK(5000000000, MD5('{marker}'))"
     return (
         f"WITH RECURSIVE {marker}(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM {marker} "
-        f"WHERE n < 5000000000) SELECT COUNT(*) FROM {marker}"
+        f"WHERE n < 100000000) SELECT COUNT(*) FROM {marker}"
     )
 
 
