@@ -7,7 +7,8 @@ transaction, on MySQL/MariaDB (aiomysql) or on an embedded SQLite file (aiosqlit
 
 Where things are:
 
-* `bot_logging_server.cli`: the command line (``python3 app.py``): serve, and ``users ...``;
+* `bot_logging_server.cli`: the command line (``python3 app.py``): serve, ``users ...`` and
+  ``keys ...`` (ingest keys);
 * `bot_logging_server.server`: serving (hypercorn or uvicorn, workers, signals);
 * `bot_logging_server.config`: the `Config` built from flags, environment and defaults, by
   one table of settings (`bot_logging_server.config.settings`);
@@ -15,7 +16,10 @@ Where things are:
 * `bot_logging_server.schemas`: the request schemas (marshmallow), one module per concern;
 * `bot_logging_server.auth` and `bot_logging_server.tokens`: who is asking;
 * `bot_logging_server.storage`: the storage interface and its MySQL and SQLite backends;
-* `bot_logging_server.errors`: the contract's JSON error shape, rendered in one place.
+* `bot_logging_server.errors`: the contract's JSON error shape, rendered in one place;
+* `bot_logging_server.events`: usage events: the common model and the one path every event
+  interface writes through (`record_events`), sessions started and stopped; `cors` opens the
+  event endpoints to web pages of other origins.
 * `bot_logging_server.records`, `bot_logging_server.tail`, `bot_logging_server.openapi`: the
   read side (records on the wire, the live tail, the OpenAPI document); the web viewer's files
   are in ``static/``, served at ``/``.
@@ -25,13 +29,14 @@ Where things are:
 
 from __future__ import annotations
 
-from quart import Quart
+from typing import TYPE_CHECKING
 
-from bot_logging_server import auth, ratelimit, readlimit, storage, tail
 from bot_logging_server._version import __version__
-from bot_logging_server.blueprints import register_blueprints
-from bot_logging_server.config import APP_CONFIG_KEY, Config
-from bot_logging_server.errors import register_error_handlers
+
+if TYPE_CHECKING:
+    from quart import Quart
+
+    from bot_logging_server.config import Config
 
 __all__ = ["__version__", "create_app"]
 
@@ -42,6 +47,24 @@ def create_app(config: Config) -> Quart:
     The returned app is an ASGI application; serve it with hypercorn (the CLI does), or enter
     ``app.test_app()`` in tests so that start-up and shutdown run.
     """
+    # Imported here, not at the top, so that `bot_logging_server.handler` (a logging handler
+    # for applications) imports with the standard library alone.
+    from quart import Quart
+
+    from bot_logging_server import (
+        auth,
+        metrics,
+        observe,
+        ratelimit,
+        readlimit,
+        retention,
+        storage,
+        tail,
+    )
+    from bot_logging_server.blueprints import register_blueprints
+    from bot_logging_server.config import APP_CONFIG_KEY
+    from bot_logging_server.errors import register_error_handlers
+
     app = Quart(__name__, static_folder=None)
     app.config[APP_CONFIG_KEY] = config
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
@@ -59,4 +82,7 @@ def create_app(config: Config) -> Quart:
     tail.init_app(app)
     register_error_handlers(app)
     register_blueprints(app, config)
+    metrics.init_app(app, config)  # --metrics-port
+    observe.init_app(app, config)  # times every request: metrics, --access-log
+    retention.init_app(app, config)  # the background purge
     return app

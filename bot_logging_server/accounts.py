@@ -1,11 +1,17 @@
-"""Creating and managing users: the one place that turns names and passwords into tokens.
+"""Creating and managing users and their ingest keys: the one place that turns names and
+passwords into tokens, and makes keys.
 
-Used by the ``users`` CLI and by ``POST /create_user``. The token is returned once, to be
-shown once; only its hash is stored.
+Used by the ``users`` and ``keys`` CLI and by ``POST /create_user``. A token or key is
+returned once, to be shown once; only its hash is stored.
 
-A change to an existing user made here (disable, enable, token rotation, removal) counts in
-`changes`, so that this process's cache of verified tokens (`bot_logging_server.auth`) drops
-at once what it holds; a change made by another process takes up to ``auth_cache_seconds``.
+An ingest key belongs to one user and may only write usage events (it is safe to embed in a
+web page). Its name follows the user-name rule and is unique across the server, so the
+commands that change a key take its name alone.
+
+A change made here to an existing user or key (disable, enable, token rotation, removal)
+counts in `changes`, so that this process's cache of verified tokens and keys
+(`bot_logging_server.auth`) drops at once what it holds; a change made by another process
+takes up to ``auth_cache_seconds``.
 """
 
 from __future__ import annotations
@@ -14,18 +20,23 @@ import asyncio
 from dataclasses import dataclass
 
 from bot_logging_server.schemas.accounts import USERNAME_RE, USERNAME_RULE
-from bot_logging_server.storage import Storage, User
-from bot_logging_server.tokens import hash_token, password_token, random_token
+from bot_logging_server.storage import IngestKey, Storage, User, UserNotFound
+from bot_logging_server.tokens import hash_token, key_lookup, password_token, random_token
 
 __all__ = [
+    "NewKey",
     "NewToken",
     "changes",
+    "check_key_name",
     "check_new_user",
     "check_username",
-    "create_user",
+    "create_key",
+    "list_keys",
+    "remove_key",
     "remove_user",
     "rotate_token",
     "set_disabled",
+    "set_key_disabled",
 ]
 
 
@@ -35,6 +46,14 @@ class NewToken:
 
     user: User
     token: str
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """An ingest key and its value in clear: shown once, never stored."""
+
+    key: IngestKey
+    value: str
 
 
 #: Telegram chat ids are stored in a signed 64-bit column.
@@ -113,5 +132,57 @@ async def remove_user(storage: Storage, username: str) -> int:
     """
     try:
         return await storage.remove_user(username)
+    finally:
+        _changed()
+
+
+def check_key_name(name: str) -> str:
+    """`name` when it follows the rule of key names (that of user names); else `ValueError`."""
+    if not USERNAME_RE.match(name):
+        raise ValueError(f"key name must be {USERNAME_RULE}")
+    return name
+
+
+async def create_key(storage: Storage, username: str, name: str) -> NewKey:
+    """Create ingest key `name` for `username`: 128 random bits as 32 hex characters.
+
+    Raises `ValueError` for a bad name, `UserNotFound` for an unknown user and `KeyExists`
+    when the name is taken (by any user).
+    """
+    check_username(username)
+    check_key_name(name)
+    user = await storage.get_user(username)
+    if user is None:
+        raise UserNotFound(username)
+    value = random_token()
+    key_hash = await asyncio.to_thread(hash_token, value)
+    await storage.create_key(user.id, name, key_lookup(value), key_hash)
+    key = await storage.get_key(name)
+    assert key is not None
+    return NewKey(key, value)
+
+
+async def list_keys(storage: Storage, username: str | None = None) -> list[IngestKey]:
+    """Every key (of `username` only, when given); `UserNotFound` for an unknown user."""
+    if username is None:
+        return await storage.list_keys()
+    user = await storage.get_user(username)
+    if user is None:
+        raise UserNotFound(username)
+    return await storage.list_keys(user.id)
+
+
+async def set_key_disabled(storage: Storage, name: str, disabled: bool) -> None:
+    """Disable or enable key `name`; `KeyNotFound` for an unknown name."""
+    try:
+        await storage.set_key_disabled(name, disabled)
+    finally:
+        _changed()
+
+
+async def remove_key(storage: Storage, name: str) -> None:
+    """Delete key `name` (the events it wrote stay); `KeyNotFound` for an unknown name."""
+    try:
+        await storage.remove_key(name)
     finally:
         _changed()

@@ -1,9 +1,11 @@
 """The ASGI entry point of worker processes (``--workers N``).
 
 hypercorn (or uvicorn) starts each worker by importing
-``bot_logging_server.asgi:app_from_environment()``; the parent has put its flags in the
-``BOT_LOGGING_SERVER_FLAGS`` environment variable (`bot_logging_server.server.CONFIG_ENV`),
-so every worker builds exactly the parent's configuration.
+``bot_logging_server.asgi:app_from_environment()``. The parent's configuration reaches the
+worker inside the server's own config object, which multiprocessing hands over through a
+pipe (`bot_logging_server.server.worker_app`), so every worker builds exactly the parent's
+configuration and no secret is put in its environment. Imported by a server started some
+other way, the app is configured from the ``LOGGER_*`` environment variables alone.
 """
 
 from __future__ import annotations
@@ -16,5 +18,5 @@ __all__ = ["app_from_environment"]
 
 
 def app_from_environment() -> Quart:
-    """Build the app from the flags the parent process left in ``BOT_LOGGING_SERVER_FLAGS``."""
+    """Build the app from the parent's configuration (else the ``LOGGER_*`` environment)."""
     return worker_app()

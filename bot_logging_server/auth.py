@@ -11,6 +11,12 @@ hash is recomputed only if the stored hash changed. A change made in this proces
 `bot_logging_server.accounts` (disable, rotate, remove: `accounts.changes`) drops the cache at once.
 Concurrent checks of the same pair share one computation, so a burst of requests after
 start-up costs one scrypt, not one each.
+
+Ingest keys (`Authenticator.find_key`, `Authenticator.authenticate_key`) are checked the same
+way, under the same cache rules: a key arrives alone, so its row is found by its lookup index
+(`bot_logging_server.tokens.key_lookup`), then its hash verified; an unknown key is checked
+against the dummy hash. A key authenticates only for writing events: it is never a token, so
+no read endpoint and no log endpoint accepts it.
 """
 
 from __future__ import annotations
@@ -30,16 +36,18 @@ from quart import current_app, request
 
 from bot_logging_server import accounts
 from bot_logging_server.errors import Forbidden, ServiceUnavailable
+from bot_logging_server.observe import note
 from bot_logging_server.schemas.accounts import USERNAME_RE
 from bot_logging_server.schemas.values import clean_text
-from bot_logging_server.storage import Storage, User
-from bot_logging_server.tokens import DUMMY_HASH, is_token_shaped, verify_token
+from bot_logging_server.storage import IngestKey, Storage, User
+from bot_logging_server.tokens import DUMMY_HASH, is_token_shaped, key_lookup, verify_token
 
 __all__ = [
     "Authenticator",
     "get_authenticator",
     "header_credentials",
     "header_token",
+    "request_ingest_key",
     "requires_header_user",
 ]
 
@@ -61,6 +69,13 @@ class _Verified:
     changes: int
 
 
+@dataclass(frozen=True, slots=True)
+class _VerifiedKey:
+    key: IngestKey
+    checked_at: float
+    changes: int
+
+
 class Authenticator:
     """Checks (user, token) pairs for one app; holds the cache of verified pairs."""
 
@@ -72,6 +87,8 @@ class Authenticator:
         self._pending: dict[tuple[str, bytes], asyncio.Task[User | None]] = {}
         self._hashing = asyncio.Semaphore(_HASHING_AT_ONCE)
         self._hash_waiting = 0
+        self._keys: OrderedDict[bytes, _VerifiedKey] = OrderedDict()
+        self._pending_keys: dict[bytes, asyncio.Task[IngestKey | None]] = {}
 
     async def authenticate(self, username: str, token: str | None, reading: bool = False) -> User:
         """The active user owning `token`; raise `Forbidden` otherwise (never saying why).
@@ -92,6 +109,7 @@ class Authenticator:
             # A user changed in this process since: re-read at once.
             and entry.changes == accounts.changes()
         ):
+            note(user=entry.user.username)  # the access log's user
             return entry.user
         task = self._pending.get(key)
         if task is None:
@@ -104,6 +122,7 @@ class Authenticator:
             # For the operator only (the client is never told why); never the token.
             log.debug("refused the token sent for user %r", username[:64])
             raise Forbidden()
+        note(user=user.username)  # the access log's user
         return user
 
     async def _check(
@@ -126,6 +145,67 @@ class Authenticator:
         if not await self._verify(token, stored) or user is None or user.disabled:
             return None
         return self._remember(key, user, version, read_at)
+
+    async def find_key(self, key: str | None) -> IngestKey | None:
+        """The ingest key whose value is `key` (active or not), or None when there is none.
+
+        Interfaces that answer "unknown key" and "disabled key" differently use this; the
+        others use `authenticate_key`. A key's state is at most ``auth_cache_seconds`` old
+        (a change made through `bot_logging_server.accounts` in this process: none).
+        """
+        if key is None:
+            return None
+        key = key.strip().lower()
+        if not is_token_shaped(key):
+            return None
+        digest = hashlib.sha256(b"key:" + key.encode()).digest()
+        entry = self._keys.get(digest)
+        if (
+            entry is not None
+            and time.monotonic() - entry.checked_at < self._ttl
+            and entry.changes == accounts.changes()
+        ):
+            return entry.key
+        task = self._pending_keys.get(digest)
+        if task is None:
+            task = asyncio.create_task(self._check_key(digest, key))
+            self._pending_keys[digest] = task
+            task.add_done_callback(lambda _t: self._pending_keys.pop(digest, None))
+        return await asyncio.shield(task)
+
+    async def authenticate_key(self, key: str | None) -> IngestKey:
+        """The active ingest key `key` (neither it nor its owner disabled); raise
+        `Forbidden` otherwise (never saying why)."""
+        found = await self.find_key(key)
+        if found is None or not found.active:
+            raise Forbidden()
+        return found
+
+    async def _check_key(self, digest: bytes, key: str) -> IngestKey | None:
+        version = accounts.changes()
+        read_at = time.monotonic()
+        candidates = await self._storage.keys_by_lookup(key_lookup(key))
+        entry = self._keys.pop(digest, None)
+        if entry is not None:
+            for candidate in candidates:
+                if candidate.id == entry.key.id and candidate.key_hash == entry.key.key_hash:
+                    # The same stored hash verified before: its state is re-read, not hashed.
+                    return self._remember_key(digest, candidate, version, read_at)
+        if not candidates:
+            await self._verify(key, DUMMY_HASH)
+            return None
+        for candidate in candidates:
+            if await self._verify(key, candidate.key_hash):
+                return self._remember_key(digest, candidate, version, read_at)
+        return None
+
+    def _remember_key(
+        self, digest: bytes, key: IngestKey, version: int, read_at: float
+    ) -> IngestKey:
+        self._keys[digest] = _VerifiedKey(key, read_at, version)
+        while len(self._keys) > _CACHE_ENTRIES:
+            self._keys.popitem(last=False)
+        return key
 
     async def _verify(self, token: str, stored: str) -> bool:
         if self._hash_waiting >= _HASHING_QUEUE:
@@ -161,6 +241,17 @@ def header_token() -> str | None:
     """``X-User-Token``; None when missing, or when sent twice with different values."""
     values = set(request.headers.getlist("X-User-Token"))
     return values.pop() if len(values) == 1 else None
+
+
+def request_ingest_key() -> str | None:
+    """The ingest key of the current request: header ``X-Ingest-Key``, else the query
+    parameter ``key`` (what a browser page can put in a URL); None when neither is sent."""
+    values = set(request.headers.getlist("X-Ingest-Key"))
+    if len(values) == 1:
+        return values.pop()
+    if values:
+        return None  # sent twice, differently
+    return request.args.get("key") or None
 
 
 def header_credentials() -> tuple[str, str | None]:

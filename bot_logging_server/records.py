@@ -2,7 +2,8 @@
 
 A record carries every column of ``user_logs`` under its name, ``level`` as the number plus
 ``level_name``, and every time in ISO 8601 UTC with microseconds and ``Z``
-(``2020-05-05T12:22:21.000000Z``).
+(``2020-05-05T12:22:21.000000Z``). Usage events (`event_json`) and sessions
+(`session_json`) follow the same rules.
 """
 
 from __future__ import annotations
@@ -15,16 +16,18 @@ from typing import Any
 
 import orjson
 
-from bot_logging_server.storage import StoredLog
+from bot_logging_server.storage import Session, StoredEvent, StoredLog
 
 __all__ = [
     "CSV_COLUMNS",
     "csv_header",
     "csv_rows",
+    "event_json",
     "iso",
     "level_name",
     "ndjson_lines",
     "record_json",
+    "session_json",
     "sse",
 ]
 
@@ -73,6 +76,57 @@ def record_json(log: StoredLog) -> dict[str, Any]:
         "event_at": iso(log.event_at),
         "post_time": iso(log.post_time),
         "received_at": iso(log.received_at),
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else iso(moment)
+
+
+def event_json(event: StoredEvent) -> dict[str, Any]:
+    """A stored usage event as the read endpoints answer it
+    (`openapi.responses.StoredEventSchema`)."""
+    return {
+        "id": event.id,
+        "source": event.source,
+        "session": event.session,
+        "session_id": event.session_id,
+        "ingest_key_id": event.ingest_key_id,
+        "category": event.category,
+        "name": event.name,
+        "page": event.page,
+        "data": event.data,
+        "data_raw": event.data_raw,
+        "client_time": event.client_time,
+        "client_at": _iso(event.client_at),
+        "time_valid": event.time_valid,
+        "event_at": iso(event.event_at),
+        "received_at": iso(event.received_at),
+        "sequence": event.sequence,
+        "ip": event.ip,
+        "user_agent": event.user_agent,
+    }
+
+
+def session_json(session: Session) -> dict[str, Any]:
+    """A session as the read endpoints answer it (`openapi.responses.SessionSchema`)."""
+    return {
+        "id": session.id,
+        "source": session.source,
+        "session": session.key,
+        "ingest_key_id": session.ingest_key_id,
+        "started_at": iso(session.started_at),
+        "started_client_time": session.started_client_time,
+        "started_client_at": _iso(session.started_client_at),
+        "stopped_at": _iso(session.stopped_at),
+        "stopped_client_time": session.stopped_client_time,
+        "stopped_client_at": _iso(session.stopped_client_at),
+        "attributes": session.attributes,
+        "ip": session.ip,
+        "user_agent": session.user_agent,
+        "event_count": session.event_count,
+        "last_event_at": _iso(session.last_event_at),
+        "last_event_name": session.last_event_name,
     }
 
 

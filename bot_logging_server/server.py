@@ -1,24 +1,38 @@
 """Serving the app: hypercorn or uvicorn, uvloop or asyncio, one process or several.
 
-`serve` runs the server for a `Config` until SIGINT/SIGTERM and exits 1 when start-up fails
-(so that a supervisor restarts it). With ``--workers N`` the workers are separate processes:
-they rebuild the parent's configuration from the flags the parent leaves in `CONFIG_ENV`, in
-`worker_app` (called by ``bot_logging_server.asgi``). `serving_app` adds to the app what only
-a served app needs: an event-loop exception handler that keeps connections cancelled at
-shutdown out of the error log. Nothing here runs at import time.
+`serve` runs the server for a `Config` until SIGINT/SIGTERM. Start-up is checked before
+anything is served, so that a server that cannot run says why in one line and exits 1 at
+once (a supervisor then restarts it): the port is bound first, then the storage is opened,
+migrated, checked writable and closed again (`check_storage`); only then is
+``listening on ...`` printed and the app served (it opens its own storage).
+
+With ``--workers N`` (``auto``: one per CPU core) the workers are separate processes. Each
+rebuilds the parent's configuration in `worker_app` (called by ``bot_logging_server.asgi``)
+from settings that travel inside the server's own config object, which multiprocessing hands
+to the worker through a pipe: no secret (API key, database password) is ever put in a
+worker's environment, and the parent removes the secret ``LOGGER_*`` variables from the
+environment its workers inherit.
+
+`serving_app` adds to the app what only a served app needs: `HTTPGuard` (request heads,
+stalled readers; see `bot_logging_server.http_guard`) and an event-loop exception handler
+that keeps connections cancelled at shutdown out of the error log. Nothing here runs at
+import time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import dataclasses
 import logging
 import os
 import signal
+import socket
+import sqlite3
 import sys
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+import threading
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any, NoReturn
 
 import hypercorn.asyncio
 import hypercorn.config
@@ -26,15 +40,21 @@ import hypercorn.run
 from hypercorn.utils import LifespanFailureError
 from quart import Quart
 
-from bot_logging_server import create_app
-from bot_logging_server.config import Config, ConfigError, build_config
-from bot_logging_server.storage import StorageError
+from bot_logging_server import create_app, logformat, metrics
+from bot_logging_server.config import SETTINGS, Config, ConfigError, build_config
+from bot_logging_server.http_guard import HTTPGuard, install_hypercorn_guard
+from bot_logging_server.storage import StorageError, make_storage
 from bot_logging_server.tail import stop_streams
 
 __all__ = [
-    "CONFIG_ENV",
+    "EXIT_GRACE_SECONDS",
     "GRACEFUL_SECONDS",
+    "CarriesSettings",
+    "StartupError",
+    "check_storage",
     "configure_logging",
+    "exit_process",
+    "failure_reason",
     "serve",
     "serving_app",
     "shutdown_trigger",
@@ -42,17 +62,22 @@ __all__ = [
     "worker_app",
 ]
 
-#: The environment variable through which worker processes receive the parent's flags.
-CONFIG_ENV = "BOT_LOGGING_SERVER_FLAGS"
 #: Seconds a stopping server gives the requests it accepted to finish.
 GRACEFUL_SECONDS = 10
+#: Seconds a failed process waits for its leftover threads before it exits regardless.
+EXIT_GRACE_SECONDS = 0.5
 
 log = logging.getLogger("bot_logging_server")
 
 
-def configure_logging(level: str) -> None:
-    """Send the server's (and hypercorn's) messages to stderr at `level`, one line each."""
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+class StartupError(Exception):
+    """The server cannot start; the message is the one line that says why."""
+
+
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Send the server's (and hypercorn's) messages to stderr at `level`, one line each:
+    text, or JSON objects (`bot_logging_server.logformat`)."""
+    logformat.configure(level, log_format)
 
 
 def wants_uvloop(choice: str) -> bool:
@@ -71,6 +96,90 @@ def wants_uvloop(choice: str) -> bool:
     return True
 
 
+def failure_reason(exc: BaseException) -> str:
+    """One line naming why `exc` happened: our message, plus the driver's own words.
+
+    Storage errors carry a short message of ours (``database error (MySQL error 1045)``);
+    the driver exception they were raised from says what actually went wrong (``Access
+    denied for user 'x'@'localhost'``, ``file is not a database``). Drivers never put a
+    password in these messages.
+    """
+    text = str(exc) or type(exc).__name__
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None:
+        args = getattr(cause, "args", ())
+        detail = args[1] if len(args) == 2 and isinstance(args[1], str) else str(cause)
+        if detail and detail not in text:
+            text = f"{text}: {detail}"
+            break
+        cause = cause.__cause__ or cause.__context__
+    return " ".join(text.split())
+
+
+def exit_process(code: int, threads_before: set[threading.Thread] | None = None) -> NoReturn:
+    """End the process with `code`, even if a driver left a thread running.
+
+    A database driver's worker thread that is not a daemon (aiosqlite's is not) keeps the
+    interpreter alive after a failed start-up; one stuck on a frozen disk never ends. Threads
+    started since `threads_before` get `EXIT_GRACE_SECONDS` to finish; if any is still
+    alive, the process exits at once (after flushing its output).
+    """
+    before = threads_before if threads_before is not None else {threading.main_thread()}
+    left = [t for t in threading.enumerate() if t not in before and not t.daemon and t.is_alive()]
+    deadline = EXIT_GRACE_SECONDS
+    for thread in left:
+        thread.join(deadline)
+    if any(t.is_alive() for t in left):
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+    raise SystemExit(code)
+
+
+def check_storage(config: Config) -> None:
+    """Open the configured storage (creating and migrating it), check it is writable, close.
+
+    Raises `StartupError` with one line naming the storage (never its password) and the
+    cause: access denied, server unreachable, not a database, read-only file...
+    """
+
+    async def check() -> None:
+        storage = make_storage(config)
+        await storage.open()
+        try:
+            if config.database.scheme == "sqlite":
+                await asyncio.to_thread(_sqlite_writable, config.database.path, config.db_timeout)
+        finally:
+            await storage.close()
+
+    try:
+        asyncio.run(check())
+    except (StorageError, sqlite3.Error, OSError) as exc:
+        raise StartupError(
+            f"start-up failed: storage {config.database.masked()}: {failure_reason(exc)}"
+        ) from None
+
+
+def _sqlite_writable(path: str, timeout: float) -> None:
+    """Raise `sqlite3.OperationalError` ("readonly database") unless the file takes a write.
+
+    SQLite opens a file it cannot write read-only without complaint, and every write would
+    then fail. The probe rewrites the header's ``user_version`` to its own value and rolls
+    back: nothing changes.
+    """
+    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+    try:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(f"PRAGMA user_version = {int(version):d}")
+        finally:
+            conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+
+
 def _loop_exception_handler(loop: asyncio.AbstractEventLoop, context: dict) -> None:
     """asyncio's handler for errors no task awaited, minus connections cancelled at shutdown.
 
@@ -85,12 +194,15 @@ def _loop_exception_handler(loop: asyncio.AbstractEventLoop, context: dict) -> N
 
 
 def serving_app(config: Config) -> Quart:
-    """`create_app` for a served process: the loop's exception handler set when serving starts.
+    """`create_app` for a served process: `HTTPGuard` in front, the loop's exception handler.
 
     The handler is installed from the app's start-up hook because with workers, or with
     uvicorn, the server creates the event loop itself.
     """
     app = create_app(config)
+    app.asgi_app = HTTPGuard(  # type: ignore[method-assign]
+        app.asgi_app, max_body_bytes=config.max_body_bytes, send_timeout=config.read_timeout
+    )
 
     @app.before_serving
     async def _quiet_shutdown_cancellations() -> None:
@@ -99,11 +211,15 @@ def serving_app(config: Config) -> Quart:
     return app
 
 
-def shutdown_trigger(app: Quart) -> Callable[[], Awaitable[None]]:
+def shutdown_trigger(
+    app: Quart, received_before: list[int] | None = None
+) -> Callable[[], Awaitable[None]]:
     """A hypercorn ``shutdown_trigger``: wait for SIGINT/SIGTERM, then end the live tails.
 
     hypercorn waits (up to its graceful timeout) for open responses before it stops; a live
     tail never finishes by itself, so without this every shutdown would wait that long.
+    hypercorn starts the trigger only once it serves; a signal that came earlier (listed in
+    `received_before` by `_signals_remembered`) stops the server as soon as it starts.
     """
 
     async def trigger() -> None:
@@ -113,22 +229,126 @@ def shutdown_trigger(app: Quart) -> Callable[[], Awaitable[None]]:
             if hasattr(signal, name):
                 with contextlib.suppress(NotImplementedError):
                     loop.add_signal_handler(getattr(signal, name), received.set)
+        if received_before:
+            received.set()
         await received.wait()
         stop_streams(app)
 
     return trigger
 
 
+@contextlib.contextmanager
+def _signals_remembered() -> Iterator[list[int]]:
+    """Until the server handles SIGINT/SIGTERM itself, note them instead of dying of them.
+
+    "listening on" is printed as soon as the port listens and the storage is open; a
+    supervisor may stop the server from then on, before hypercorn has its own handlers.
+    """
+    received: list[int] = []
+
+    def note(signum: int, _frame: object) -> None:
+        received.append(signum)
+
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+# -- Settings for worker processes ------------------------------------------------------------
+
+#: What the parent handed to this worker process (set when the server's config arrives).
+_INHERITED: dict[str, dict[str, Any]] | None = None
+
+
+class CarriesSettings:
+    """Mixin for a server's config object that carries our settings to worker processes.
+
+    multiprocessing pickles the server's config object to each worker through a pipe; on
+    arrival (`__setstate__`) the settings are kept for `worker_app`. Bound sockets are not
+    part of the state (they reach the workers their own way).
+    """
+
+    worker_settings: dict[str, dict[str, Any]] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("bound_sockets", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        global _INHERITED
+        _INHERITED = state.get("worker_settings")
+        self.__dict__.update(state)
+
+
+class _HypercornConfig(CarriesSettings, hypercorn.config.Config):
+    """hypercorn's config with the listening socket bound beforehand (`bound_sockets`)."""
+
+    bound_sockets: hypercorn.config.Sockets | None = None
+
+    def create_sockets(self) -> hypercorn.config.Sockets:
+        """The sockets bound before start-up, else hypercorn's own."""
+        return self.bound_sockets if self.bound_sockets is not None else super().create_sockets()
+
+
+def _settings_for_workers(flags: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The flags, and the secret settings' environment variables, taken out of the environment.
+
+    The workers rebuild the configuration from both; the variables are removed from this
+    process's environment so that the workers' environment (``/proc/PID/environ``) holds none.
+    """
+    environ = {s.env: os.environ.pop(s.env) for s in SETTINGS if s.secret and s.env in os.environ}
+    return {"flags": dict(flags), "environ": environ}
+
+
 def worker_app() -> Quart:
-    """The app of one worker process, from the flags the parent left in `CONFIG_ENV`."""
-    # hypercorn's parent turns SIGTERM into a graceful stop of every worker; a worker that
-    # received SIGTERM itself (systemd signals the whole group) would die on the spot, losing
-    # the requests it is serving. So workers leave SIGTERM to the parent.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    flags = json.loads(os.environ.get(CONFIG_ENV, "{}"))
-    config = build_config(flags, os.environ)
-    configure_logging(config.log_level)
+    """The app of one worker process, with the configuration its parent handed over."""
+    inherited = _INHERITED or {"flags": {}, "environ": {}}
+    config = build_config(inherited["flags"], {**os.environ, **inherited["environ"]})
+    if config.http_server == "hypercorn":
+        # hypercorn's parent turns SIGTERM into a graceful stop of every worker; a worker
+        # that received SIGTERM itself (systemd signals the whole group) would die on the
+        # spot, losing the requests it is serving. So hypercorn workers leave SIGTERM to the
+        # parent. (uvicorn's parent stops its workers with SIGTERM: they must keep it.)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        install_hypercorn_guard(config.max_body_bytes)
+    configure_logging(config.log_level, config.log_format)
     return serving_app(config)
+
+
+# -- Serving ----------------------------------------------------------------------------------
+
+
+def _listen(config: Config, backlog: int) -> socket.socket:
+    """Bind and listen on the configured address; `StartupError` names why it cannot."""
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((config.host, config.port))
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        where = f"[{config.host}]" if family == socket.AF_INET6 else config.host
+        reason = (exc.strerror or str(exc)).lower()
+        message = f"start-up failed: cannot listen on {where}:{config.port}: {reason}"
+        raise StartupError(message) from None
+    sock.setblocking(False)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _announce(config: Config, sock: socket.socket) -> None:
+    """Print the start-up line (backend, where, the address actually listened on)."""
+    port = sock.getsockname()[1]
+    line = dataclasses.replace(config, port=port).describe()
+    if config.log_format == "json":
+        log.info(line)  # every line of a JSON log is JSON
+    else:
+        print(line, flush=True)
 
 
 def serve(config: Config, flags: Mapping[str, Any]) -> None:
@@ -136,73 +356,97 @@ def serve(config: Config, flags: Mapping[str, Any]) -> None:
 
     `flags` are the command-line flags `config` was built from: worker processes rebuild
     the same configuration from them. Raises `ConfigError` when the event loop or the HTTP
-    server asked for is not installed.
+    server asked for is not installed. A start-up failure logs one line and exits 1 within
+    about a second (`exit_process`), whatever thread a driver left behind.
     """
-    configure_logging(config.log_level)
-    print(config.describe(), flush=True)
+    configure_logging(config.log_level, config.log_format)
+    # --metrics-port with --workers: the parent serves every worker's numbers, summed.
+    metrics.start_worker_exporter(config)
     use_uvloop = wants_uvloop(config.event_loop)
-    if config.http_server == "uvicorn":
-        _serve_uvicorn(config, flags, use_uvloop)
-        return
-    hc = hypercorn.config.Config()
-    host = f"[{config.host}]" if ":" in config.host else config.host
-    hc.bind = [f"{host}:{config.port}"]
+    threads_before = set(threading.enumerate())
+    try:
+        if config.http_server == "uvicorn":
+            _serve_uvicorn(config, flags, use_uvloop)
+        else:
+            _serve_hypercorn(config, flags, use_uvloop)
+    except StartupError as exc:
+        log.error("%s", exc)
+        exit_process(1, threads_before)
+    log.info("stopped")
+
+
+def _serve_hypercorn(config: Config, flags: Mapping[str, Any], use_uvloop: bool) -> None:
+    hc = _HypercornConfig()
     hc.graceful_timeout = float(GRACEFUL_SECONDS)
     # Slow clients: headers must arrive within keep_alive_timeout of the connection opening
-    # (or of the previous answer), no read may wait longer than read_timeout, and the body
-    # must be complete within body_timeout (Quart's BODY_TIMEOUT, set in create_app).
+    # (or of the previous answer), and the body within body_timeout (Quart's BODY_TIMEOUT,
+    # set in create_app). hypercorn's read_timeout would also close a connection whose
+    # client sends nothing while it reads a long response (an export, a live tail): it is
+    # off, and HTTPGuard cuts instead a response the client stops reading.
     hc.keep_alive_timeout = config.keep_alive_timeout
-    hc.read_timeout = config.read_timeout
+    hc.read_timeout = None
+    # h11 refuses a head still incomplete past this size; a complete one is measured by
+    # head_refusal against the documented limit, however it was written.
+    hc.h11_max_incomplete_size = 64 * 1024
     # Route hypercorn's own messages through our logging set-up (no second handler).
     hc.errorlog = logging.getLogger("hypercorn.error")
+    sock = _listen(config, hc.backlog)
+    hc.bound_sockets = hypercorn.config.Sockets([], [sock], [])
     try:
+        check_storage(config)
         if config.workers == 1:
+            install_hypercorn_guard(config.max_body_bytes)
             app = serving_app(config)
-            # The trigger also ends live tails at once (workers: at the graceful timeout).
-            serving = hypercorn.asyncio.serve(app, hc, shutdown_trigger=shutdown_trigger(app))
-            if use_uvloop:
-                import uvloop
 
-                uvloop.run(serving)
-            else:
-                asyncio.run(serving)
-        else:
-            hc.worker_class = "uvloop" if use_uvloop else "asyncio"
-            # Workers are separate processes: hand them the same flags to rebuild the config.
-            os.environ[CONFIG_ENV] = json.dumps(dict(flags))
-            hc.workers = config.workers
-            hc.application_path = "bot_logging_server.asgi:app_from_environment()"
-            sys.exit(hypercorn.run.run(hc))
-    except LifespanFailureError as exc:
-        # The database is not waited for: exit 1 at once, so that a supervisor (systemd,
-        # docker) restarts the server, and say where it tried (never the password).
-        log.error(
-            "start-up failed (storage %s): %s", config.database.masked(), exc.__cause__ or exc
-        )
-        raise SystemExit(1) from None
-    except StorageError as exc:
-        log.error("start-up failed (storage %s): %s", config.database.masked(), exc)
-        raise SystemExit(1) from None
-    log.info("stopped")
+            @app.before_serving
+            async def _listening() -> None:  # after the storage has opened
+                _announce(config, sock)
+
+            try:
+                with _signals_remembered() as received:
+                    # The trigger also ends live tails at once (workers: at the graceful
+                    # timeout).
+                    trigger = shutdown_trigger(app, received)
+                    serving = hypercorn.asyncio.serve(app, hc, shutdown_trigger=trigger)
+                    if use_uvloop:
+                        import uvloop
+
+                        uvloop.run(serving)
+                    else:
+                        asyncio.run(serving)
+            except LifespanFailureError as exc:
+                # The storage went away between the check and the app's own start-up.
+                raise StartupError(
+                    f"start-up failed: storage {config.database.masked()}: "
+                    f"{failure_reason(exc.__cause__ or exc)}"
+                ) from None
+            return
+        hc.worker_class = "uvloop" if use_uvloop else "asyncio"
+        hc.workers = config.workers
+        hc.worker_settings = _settings_for_workers(flags)
+        hc.application_path = "bot_logging_server.asgi:app_from_environment()"
+        _announce(config, sock)
+        code = hypercorn.run.run(hc)
+        if code != 0:
+            raise StartupError(f"a worker process failed (exit code {code}); see above")
+    finally:
+        sock.close()
 
 
 def _serve_uvicorn(config: Config, flags: Mapping[str, Any], use_uvloop: bool) -> None:
     """Serve the same app with uvicorn (httptools when installed); exit 1 if start-up fails."""
     try:
         import uvicorn
+        from uvicorn.supervisors import Multiprocess
+
+        from bot_logging_server.uvicorn_http import UvicornConfig, http_protocol
     except ImportError:
         raise ConfigError("--http-server uvicorn: uvicorn is not installed") from None
-    try:
-        import httptools  # noqa: F401
-
-        http = "httptools"
-    except ImportError:
-        http = "h11"
     options: dict[str, Any] = {
         "host": config.host,
         "port": config.port,
         "loop": "uvloop" if use_uvloop else "asyncio",
-        "http": http,
+        "http": http_protocol(),
         "lifespan": "on",
         "access_log": False,
         # Keep our logging set-up (uvicorn's default config would replace it).
@@ -211,21 +455,47 @@ def _serve_uvicorn(config: Config, flags: Mapping[str, Any], use_uvloop: bool) -
         "timeout_graceful_shutdown": GRACEFUL_SECONDS,
         "timeout_keep_alive": max(1, round(config.keep_alive_timeout)),
     }
+    sock = _listen(config, 2048)
     try:
+        check_storage(config)
         if config.workers == 1:
-            uvicorn.run(serving_app(config), **options)
-        else:
-            # Workers are separate processes: hand them the same flags to rebuild the config.
-            os.environ[CONFIG_ENV] = json.dumps(dict(flags))
-            uvicorn.run(
-                "bot_logging_server.asgi:app_from_environment",
-                factory=True,
-                workers=config.workers,
-                **options,
-            )
-    except SystemExit as exc:
-        if exc.code not in (0, None):
-            # uvicorn exits 3 when the app's start-up (storage open) failed; it logged why.
-            log.error("start-up failed (see the messages above)")
-            raise SystemExit(1) from None
-        raise
+            app = serving_app(config)
+
+            @app.before_serving
+            async def _listening() -> None:
+                _announce(config, sock)
+
+            server = uvicorn.Server(UvicornConfig(app, **options))
+            with _signals_end_quietly():
+                server.run(sockets=[sock])
+            if not server.started:
+                # uvicorn has logged why (the app's start-up: the storage went away).
+                raise StartupError("start-up failed (see the message above)")
+            return
+        uv = UvicornConfig(
+            "bot_logging_server.asgi:app_from_environment",
+            factory=True,
+            workers=config.workers,
+            **options,
+        )
+        uv.worker_settings = _settings_for_workers(flags)
+        _announce(config, sock)
+        Multiprocess(uv, sockets=[sock]).run()
+    finally:
+        sock.close()
+
+
+@contextlib.contextmanager
+def _signals_end_quietly() -> Any:
+    """Let SIGINT/SIGTERM stop uvicorn gracefully and the process then exit 0.
+
+    uvicorn restores the handlers it found and raises the signal again once it has stopped,
+    which with the default handlers kills the process (exit -15) after a clean stop; with
+    these no-op handlers in place the process goes on to exit normally.
+    """
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

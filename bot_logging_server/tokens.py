@@ -8,6 +8,11 @@ password-derived token from its hash is slow. Comparison is constant-time.
 
 Hashing is deliberately slow (about 50 ms): callers on the event loop run `verify_token` in a
 thread, and `bot_logging_server.auth` caches successful checks.
+
+Ingest keys are random tokens of the same shape, stored the same way. A key arrives without
+a name, so each is also stored with its `key_lookup`: the first 64 bits of its SHA-256, an
+index to find the candidate row (never enough to rebuild a 128-bit random key) before the
+scrypt hash is checked.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ __all__ = [
     "DUMMY_HASH",
     "hash_token",
     "is_token_shaped",
+    "key_lookup",
     "password_token",
     "random_token",
     "verify_token",
@@ -45,6 +51,11 @@ def random_token() -> str:
 def is_token_shaped(token: str | None) -> bool:
     """True when `token` is exactly 32 lower-case hex characters."""
     return token is not None and _TOKEN_RE.fullmatch(token) is not None
+
+
+def key_lookup(key: str) -> str:
+    """The stored index of an ingest key: 16 hex characters of its SHA-256."""
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def hash_token(token: str) -> str:

@@ -15,17 +15,19 @@ async def test_unknown_path_is_404_json(client, path):
 
 async def test_every_route_answers_405_json_to_a_wrong_method(app):
     client = app.test_client()
-    checked = 0
+    methods_of: dict[str, set[str]] = {}  # a path may have one rule per method
     for rule in app.app.url_map.iter_rules():
-        if rule.arguments:
-            continue
+        if not rule.arguments:
+            methods_of.setdefault(rule.rule, set()).update(rule.methods)
+    checked = 0
+    for path, methods in methods_of.items():
         for method in ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
-            if method in rule.methods:
+            if method in methods:
                 continue
-            response = await client.open(rule.rule, method=method)
+            response = await client.open(path, method=method)
             await assert_error(response, 405, "MethodNotAllowed")
             assert set(response.headers["Allow"].replace(" ", "").split(",")) >= (
-                rule.methods - {"HEAD"}
+                methods - {"HEAD"}
             )
             checked += 1
     assert checked >= 10

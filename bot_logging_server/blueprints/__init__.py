@@ -4,15 +4,30 @@
 * `users`: ``POST /create_user`` (the original's, off without an API key);
 * `health`: ``GET /healthz``;
 * `read`: ``/api/logs``, ``/api/logs/export``, ``/api/stats``, ``/api/tail`` (reading);
+* `events`: ``/api/events`` (write a batch, read), ``/api/sessions``, ``/api/events/stats``;
 * `docs`: ``/openapi.json`` and ``/docs``;
-* `viewer`: the web log viewer at ``/`` and its files under ``/static/``.
+* `viewer`: the web log viewer at ``/`` and its files under ``/static/``;
+* the usage-event wire interfaces, each only translating its wire format to the common
+  event model (`bot_logging_server.events`): `eye` (``/eye/...``), `microticks`
+  (``/sessions``, ``/sessions/stop``, ``/events``) and `track` (``/track``).
 """
 
 from __future__ import annotations
 
 from quart import Quart
 
-from bot_logging_server.blueprints import docs, health, ingest, read, users, viewer
+from bot_logging_server.blueprints import (
+    docs,
+    events,
+    eye,
+    health,
+    ingest,
+    microticks,
+    read,
+    track,
+    users,
+    viewer,
+)
 from bot_logging_server.config import Config
 
 __all__ = ["register_blueprints"]
@@ -20,7 +35,7 @@ __all__ = ["register_blueprints"]
 
 def register_blueprints(app: Quart, config: Config) -> None:
     """Register every blueprint on `app`; ``/create_user`` only when an API key is set."""
-    for module in (ingest, health, read, docs, viewer):
+    for module in (ingest, health, read, events, docs, viewer, eye, microticks, track):
         app.register_blueprint(module.bp)
     if config.api_key:
         app.register_blueprint(users.bp)

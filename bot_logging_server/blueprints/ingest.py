@@ -18,6 +18,7 @@ from bot_logging_server.auth import get_authenticator, header_token
 from bot_logging_server.config import get_config
 from bot_logging_server.errors import BadRequest, PayloadTooLarge, json_response
 from bot_logging_server.json_body import read_json
+from bot_logging_server.observe import note
 from bot_logging_server.ratelimit import check_rate_limit
 from bot_logging_server.schemas.base import ValidationFailed
 from bot_logging_server.schemas.ingest import load_batch, read_envelope, record_count
@@ -48,6 +49,7 @@ async def send_logs() -> Response:
         raise PayloadTooLarge(f"data.logs: more than {config.max_records} records")
     rows = _or_400(load_batch, data, config.max_msg_chars)  # every other field
     added = await get_storage().insert_logs(user.id, rows, utc_now())  # one transaction
+    note(records=added)  # metrics and the access log
     return json_response({"code": 200, "message": "Logs added successfully", "added": added})
 
 

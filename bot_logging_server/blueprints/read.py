@@ -9,6 +9,9 @@ are the same everywhere (`schemas.query.LogQuerySchema`): ``level`` (minimum), `
 * ``GET /api/logs``: ``{"logs": [record, ...], "next_cursor": "..." | null}``, newest first,
   paged by keyset (``cursor``), so new records never shift a page.
 * ``GET /api/logs/export?format=ndjson|csv``: every matching record, streamed page by page.
+  The body is complete only when its chunked encoding ends with the final empty chunk: an
+  export that cannot go on (the database went away after the first page, the client stopped
+  reading) ends without it.
 * ``GET /api/stats?bucket=minute|hour|day``: counts per level per bucket of ``event_at``.
 * ``GET /api/tail``: Server-Sent Events of new matching records (`bot_logging_server.tail`).
 
@@ -19,12 +22,14 @@ one more is a 429, checked after authentication and the parameters.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import AsyncIterator
 
 from quart import Blueprint, Response, current_app, request
 
 from bot_logging_server.auth import get_authenticator, header_credentials, requires_header_user
 from bot_logging_server.errors import BadRequest, json_response
+from bot_logging_server.http_guard import ResponseAborted
 from bot_logging_server.readlimit import get_read_limiter, held_by
 from bot_logging_server.records import (
     csv_header,
@@ -36,13 +41,22 @@ from bot_logging_server.records import (
 )
 from bot_logging_server.schemas.base import ValidationFailed
 from bot_logging_server.schemas.query import encode_cursor, load_query
-from bot_logging_server.storage import MAX_PAGE, LogQuery, Storage, User, get_storage
+from bot_logging_server.storage import (
+    MAX_PAGE,
+    LogQuery,
+    Storage,
+    StorageError,
+    StoredLog,
+    User,
+    get_storage,
+)
 from bot_logging_server.storage.base import MAX_STAT_ROWS
 from bot_logging_server.tail import Follower, event_stream
 
 __all__ = ["bp", "export_logs", "list_logs", "stats", "tail"]
 
 bp = Blueprint("read", __name__, url_prefix="/api")
+log = logging.getLogger(__name__)
 
 _CONTENT_TYPES = {"ndjson": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
 
@@ -65,22 +79,42 @@ async def list_logs(user: User) -> Response:
     return json_response({"logs": [record_json(r) for r in page], "next_cursor": next_cursor})
 
 
+def _page_size(cap: int | None, sent: int) -> int:
+    return MAX_PAGE if cap is None else min(MAX_PAGE, cap - sent)
+
+
 async def _export_body(
-    storage: Storage, user_id: int, query: LogQuery, fmt: str, cap: int | None
+    storage: Storage,
+    user_id: int,
+    query: LogQuery,
+    fmt: str,
+    cap: int | None,
+    first: list[StoredLog],
 ) -> AsyncIterator[bytes]:
-    """Keyset pages of `MAX_PAGE` records, each encoded as soon as it is read."""
+    """Keyset pages of `MAX_PAGE` records, each encoded as soon as it is read.
+
+    `first` is the first page, read before the response started (so that a database that
+    is away then is a 503). A later page that cannot be read ends the body without its
+    final chunk (`ResponseAborted`): the client sees the export is incomplete.
+    """
     if fmt == "csv":
         yield csv_header()
-    sent = 0
-    while cap is None or sent < cap:
-        size = MAX_PAGE if cap is None else min(MAX_PAGE, cap - sent)
-        page = await storage.query_logs(user_id, dataclasses.replace(query, limit=size))
+    page, sent = first, 0
+    while True:
+        size = _page_size(cap, sent)
         if page:
             yield csv_rows(page) if fmt == "csv" else ndjson_lines(page)
             sent += len(page)
-        if len(page) < size:
+        if len(page) < size or (cap is not None and sent >= cap):
             return
         query = dataclasses.replace(query, before_id=page[-1].id)
+        try:
+            page = await storage.query_logs(
+                user_id, dataclasses.replace(query, limit=_page_size(cap, sent))
+            )
+        except StorageError as exc:
+            log.warning("export cut after %d records: %s", sent, exc)
+            raise ResponseAborted(f"export cut after {sent} records: {exc}") from None
 
 
 @bp.get("/logs/export")
@@ -89,10 +123,17 @@ async def export_logs(user: User) -> Response:
     """Every matching record (newest first) as NDJSON or CSV, streamed; never all in memory."""
     args = _query_args("export")
     fmt, cap = args.pop("format"), args.pop("limit")
+    query, storage = LogQuery(**args), get_storage()
     slot = get_read_limiter().take("reads", user.id)  # else 429; held until the stream ends
-    body = held_by(_export_body(get_storage(), user.id, LogQuery(**args), fmt, cap), slot)
+    try:
+        first = await storage.query_logs(
+            user.id, dataclasses.replace(query, limit=_page_size(cap, 0))
+        )
+    except BaseException:
+        slot.release()
+        raise
     response = Response(
-        body,
+        held_by(_export_body(storage, user.id, query, fmt, cap, first), slot),
         content_type=_CONTENT_TYPES[fmt],
         headers={"Content-Disposition": f'attachment; filename="logs.{fmt}"'},
     )

@@ -138,6 +138,15 @@ class Config:
     max_tails_per_user: int
     event_loop: str
     http_server: str
+    metrics_port: int
+    metrics_host: str
+    log_format: str
+    access_log: str
+    retention_days: float
+    retention_rows: int
+    purge_interval: float
+    purge_batch: int
+    keyless_events_user: str | None
 
     def describe(self) -> str:
         """One start-up line: backend, where it is, and the listening URL; never a secret."""
@@ -145,6 +154,11 @@ class Config:
             f"bot-logging-server: storage {self.database.scheme} at {self.database.masked()}, "
             f"listening on http://{self.host}:{self.port}"
             + (f" with {self.workers} workers" if self.workers > 1 else "")
+            + (
+                f", metrics on http://{self.metrics_host}:{self.metrics_port}/metrics"
+                if self.metrics_port
+                else ""
+            )
         )
 
     def __repr__(self) -> str:
@@ -187,10 +201,14 @@ def _value(item: Setting, flags: Mapping[str, object | None], environ: Mapping[s
     raw = _raw(item, flags, environ)
     if item.kind is str:
         return _text(item, raw)
+    for word, compute in item.words:
+        if isinstance(raw, str) and raw.strip().lower() == word:
+            raw = compute()
     try:
         value = item.kind(raw)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ConfigError(f"{item.where}: {_shown(item, raw)} is not a number") from None
+        also = "".join(f" or {word!r}" for word, _ in item.words)
+        raise ConfigError(f"{item.where}: {_shown(item, raw)} is not a number{also}") from None
     if item.range_or_choices is not None:
         low, high = item.range_or_choices
         if not low <= value <= high:  # type: ignore[operator]

@@ -15,9 +15,11 @@ name in `Config` (unless it only feeds the database URL), and its row in the REA
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["SECRETS", "SETTINGS", "SQLITE_PATH", "Setting", "setting"]
+__all__ = ["SECRETS", "SETTINGS", "SQLITE_PATH", "Setting", "cpu_cores", "setting"]
 
 #: Where the data lives when no database user and no URL is given (relative to the working
 #: directory).
@@ -38,6 +40,8 @@ class Setting:
         help: the flag's help text (``--help`` adds the environment variable and default).
         secret: the value is never printed: no default in ``--help``, never in an error.
         flag: the command-line option, when it is not ``--`` + the name with dashes.
+        words: values given as a word (any case) instead of a number, each with the function
+            that computes the number it stands for (``--workers auto``).
     """
 
     name: str
@@ -48,6 +52,7 @@ class Setting:
     help: str
     secret: bool = False
     flag: str = ""
+    words: tuple[tuple[str, Callable[[], int | float]], ...] = ()
 
     def __post_init__(self) -> None:
         """Derive the flag from the name when none is given."""
@@ -76,12 +81,31 @@ class Setting:
 
 
 _SECONDS = (0.1, 3600)
+_MAX_WORKERS = 64
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on (at least 1, at most the workers' limit)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(_MAX_WORKERS, cores))
+
 
 #: Every setting, in the order of ``--help`` and of the README's flag table.
 SETTINGS: tuple[Setting, ...] = (
     Setting("host", "LOGGER_HOST", "127.0.0.1", str, None, "Address to listen on."),
     Setting("port", "LOGGER_PORT", 5000, int, (0, 65535), "Port to listen on."),
-    Setting("workers", "LOGGER_WORKERS", 1, int, (1, 64), "Server processes (hypercorn workers)."),
+    Setting(
+        "workers",
+        "LOGGER_WORKERS",
+        1,
+        int,
+        (1, _MAX_WORKERS),
+        "Server processes; auto: one per CPU core.",
+        words=(("auto", cpu_cores),),
+    ),
     Setting(
         "db_user",
         "LOGGER_DB_USER",
@@ -207,14 +231,14 @@ SETTINGS: tuple[Setting, ...] = (
         _SECONDS,
         "Seconds a client has to send a whole request body; then 408.",
     ),
-    # hypercorn's read_timeout.
+    # A response (export, live tail) runs as long as the client keeps reading it.
     Setting(
         "read_timeout",
         "LOGGER_READ_TIMEOUT",
         30,
         int,
         (1, 3600),
-        "Seconds without any data before a connection is closed.",
+        "Seconds a response waits for a client that stopped reading it; then it is cut.",
     ),
     # hypercorn's keep_alive_timeout (uvicorn: timeout_keep_alive, rounded).
     Setting(
@@ -275,6 +299,83 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         ("hypercorn", "uvicorn"),
         "HTTP server: hypercorn, or uvicorn (optional dependency; faster, see bench/RESULTS.md).",
+    ),
+    # Operators' view: metrics, the server's own log lines, the access log.
+    Setting(
+        "metrics_port",
+        "LOGGER_METRICS_PORT",
+        0,
+        int,
+        (0, 65535),
+        "Serve Prometheus metrics at /metrics on this port, a listener of its own. 0: off.",
+    ),
+    Setting(
+        "metrics_host",
+        "LOGGER_METRICS_HOST",
+        "127.0.0.1",
+        str,
+        None,
+        "Address the metrics listener binds (only with --metrics-port).",
+    ),
+    Setting(
+        "log_format",
+        "LOGGER_LOG_FORMAT",
+        "text",
+        str,
+        ("text", "json"),
+        "The server's log lines: text, or json (one JSON object per line).",
+    ),
+    Setting(
+        "access_log",
+        "LOGGER_ACCESS_LOG",
+        "off",
+        str,
+        ("off", "on"),
+        "on: log one line per request (method, path, status, duration, user, records).",
+    ),
+    # Retention: per-user values (users set-retention) override these defaults.
+    Setting(
+        "retention_days",
+        "LOGGER_RETENTION_DAYS",
+        0.0,
+        float,
+        (0, 36_500),
+        "Delete records older than this many days (by event_at). 0: keep them.",
+    ),
+    Setting(
+        "retention_rows",
+        "LOGGER_RETENTION_ROWS",
+        0,
+        int,
+        (0, 10**12),
+        "Keep at most this many newest records per user. 0: no limit.",
+    ),
+    Setting(
+        "purge_interval",
+        "LOGGER_PURGE_INTERVAL",
+        60.0,
+        float,
+        (0, 86_400),
+        "Seconds between background retention passes. 0: no background purge.",
+    ),
+    Setting(
+        "purge_batch",
+        "LOGGER_PURGE_BATCH",
+        1000,
+        int,
+        (1, 10_000),
+        "Records deleted per transaction when purging (small: ingest never waits long).",
+    ),
+    # Usage events from a web page may come without an ingest key (the tracker demo had no
+    # auth at all); off by default: such events are refused.
+    Setting(
+        "keyless_events_user",
+        "LOGGER_KEYLESS_EVENTS_USER",
+        None,
+        str,
+        None,
+        "User that usage events sent without an ingest key (POST /track) are stored for; "
+        "unset: they are refused with 401.",
     ),
 )
 

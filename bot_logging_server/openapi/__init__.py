@@ -15,7 +15,8 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import fields
 
 from bot_logging_server.openapi import responses
-from bot_logging_server.schemas import accounts, ingest, query, values
+from bot_logging_server.openapi.interfaces import add_interface_paths
+from bot_logging_server.schemas import accounts, events, ingest, query, values
 
 __all__ = ["build_spec"]
 
@@ -52,10 +53,12 @@ def _custom_field(converter: Any, field: fields.Field, **kwargs: Any) -> dict[st
     return {}
 
 
-def _read_operation(summary: str, query: type, ok: dict[str, Any], **extra: Any) -> dict:
+def _read_operation(
+    summary: str, query: type, ok: dict[str, Any], tag: str = "read", **extra: Any
+) -> dict:
     return {
         "summary": summary,
-        "tags": ["read"],
+        "tags": [tag],
         "security": _READ_SECURITY,
         "parameters": [{"in": "query", "schema": query}, *extra.pop("parameters", [])],
         "responses": {
@@ -100,11 +103,23 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
     spec.components.security_scheme(
         "api_key", {"type": "apiKey", "in": "header", "name": "X-Api-Key"}
     )
+    spec.components.security_scheme(
+        "ingest_key",
+        {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-Ingest-Key",
+            "description": "An ingest key (python3 app.py keys add USER NAME): writes events "
+            "only. Also accepted as the query parameter key.",
+        },
+    )
     for schema in (
         responses.ErrorSchema,
         responses.StoredLogSchema,
         responses.LogPageSchema,
         responses.StatsSchema,
+        responses.StoredEventSchema,
+        responses.SessionSchema,
     ):
         spec.components.schema(schema.__name__.removesuffix("Schema"), schema=schema)
 
@@ -236,6 +251,7 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
             )
         },
     )
+    _event_paths(spec)
     spec.path(
         path="/openapi.json",
         operations={
@@ -264,4 +280,66 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
                 {"in": "path", "name": "filename", "required": True, "schema": {"type": "string"}}
             ]
         spec.path(path=path, operations={"get": operation})
+    add_interface_paths(spec)
     return spec.to_dict()
+
+
+def _event_paths(spec: APISpec) -> None:
+    """The native usage-events API: ``/api/events`` (write, read), sessions, stats."""
+    post = {
+        "summary": "Store a batch of up to 1000 usage events (one transaction).",
+        "description": "With an ingest key (header X-Ingest-Key or ?key=), or a user's "
+        "token as the read endpoints take it. Browsers may post from any origin (CORS).",
+        "tags": ["events"],
+        "security": [{"ingest_key": []}, *_READ_SECURITY],
+        "requestBody": {
+            "required": True,
+            "content": {_JSON: {"schema": events.EventsBodySchema}},
+        },
+        "responses": {
+            "200": {
+                "description": "Stored (after the commit).",
+                "content": {_JSON: {"schema": responses.EventsResultSchema}},
+            },
+            "400": _error("The batch can never be stored as sent (detail says why)."),
+            "403": _error("Unknown or disabled key, or wrong user/token pair."),
+            "413": _error("Body over the limit, or more than 1000 events."),
+            "429": _error("Over the rate limit; retry after Retry-After."),
+            "503": _error("The database is unavailable; retry after Retry-After."),
+        },
+    }
+    listing = _read_operation(
+        "One page of the user's events (keyset pagination).",
+        events.EventsQuerySchema,
+        {"description": "A page.", "content": {_JSON: {"schema": responses.EventPageSchema}}},
+        tag="events",
+    )
+    spec.path(path="/api/events", operations={"post": post, "get": listing})
+    spec.path(
+        path="/api/sessions",
+        operations={
+            "get": _read_operation(
+                "One page of the user's sessions (keyset pagination).",
+                events.SessionsQuerySchema,
+                {
+                    "description": "A page.",
+                    "content": {_JSON: {"schema": responses.SessionPageSchema}},
+                },
+                tag="events",
+            )
+        },
+    )
+    spec.path(
+        path="/api/events/stats",
+        operations={
+            "get": _read_operation(
+                "Counts per event name per time bucket of event_at.",
+                events.EventStatsQuerySchema,
+                {
+                    "description": "The counts.",
+                    "content": {_JSON: {"schema": responses.EventStatsSchema}},
+                },
+                tag="events",
+            )
+        },
+    )

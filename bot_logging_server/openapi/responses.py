@@ -15,11 +15,18 @@ from bot_logging_server.storage import BUCKETS
 __all__ = [
     "CreateUserResultSchema",
     "ErrorSchema",
+    "EventPageSchema",
+    "EventStatsSchema",
+    "EventsResultSchema",
     "HealthSchema",
     "LevelCountSchema",
     "LogPageSchema",
+    "NameCountSchema",
     "SendLogsResultSchema",
+    "SessionPageSchema",
+    "SessionSchema",
     "StatsSchema",
+    "StoredEventSchema",
     "StoredLogSchema",
 ]
 
@@ -105,3 +112,101 @@ class HealthSchema(_Open):
 
     status = fields.String(required=True, metadata={"example": "ok"})
     storage = fields.String(required=True, metadata={"example": "mysql"})
+
+
+class EventsResultSchema(_Open):
+    """The 200 answer of ``POST /api/events``."""
+
+    code = fields.Integer(required=True, metadata={"example": 200})
+    message = fields.String(required=True, metadata={"example": "Events added successfully"})
+    added = fields.Integer(required=True)
+
+
+class StoredEventSchema(_Open):
+    """One stored usage event; times are ISO 8601 UTC with ``Z``."""
+
+    id = fields.Integer(required=True)
+    source = fields.String(required=True, metadata={"example": "api"})
+    session = fields.String(required=True, allow_none=True)
+    session_id = fields.Integer(required=True, allow_none=True)
+    ingest_key_id = fields.Integer(
+        required=True, allow_none=True, metadata={"description": "The key that wrote it."}
+    )
+    category = fields.String(required=True, allow_none=True)
+    name = fields.String(required=True)
+    page = fields.String(required=True, allow_none=True)
+    data = fields.Raw(required=True, allow_none=True, metadata={"description": "Any JSON."})
+    data_raw = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "The text, when the wire carried data as a JSON string."},
+    )
+    client_time = fields.String(
+        required=True, allow_none=True, metadata={"description": "The client's time as sent."}
+    )
+    client_at = fields.DateTime(
+        required=True, allow_none=True, metadata={"description": "client_time, parsed."}
+    )
+    time_valid = fields.Boolean(
+        required=True, metadata={"description": "False when client_time did not parse."}
+    )
+    event_at = fields.DateTime(
+        required=True, metadata={"description": "client_at, or received_at without one."}
+    )
+    received_at = fields.DateTime(required=True)
+    sequence = fields.Integer(required=True, allow_none=True)
+    ip = fields.String(required=True, allow_none=True)
+    user_agent = fields.String(required=True, allow_none=True)
+
+
+class EventPageSchema(_Open):
+    """``GET /api/events``: one page and the cursor of the next (null at the end)."""
+
+    events = fields.List(fields.Nested(StoredEventSchema), required=True)
+    next_cursor = fields.String(required=True, allow_none=True)
+
+
+class SessionSchema(_Open):
+    """One session: opened by its first event (or explicitly), stopped or not."""
+
+    id = fields.Integer(required=True)
+    source = fields.String(required=True)
+    session = fields.String(required=True, metadata={"description": "The session key."})
+    ingest_key_id = fields.Integer(required=True, allow_none=True)
+    started_at = fields.DateTime(required=True)
+    started_client_time = fields.String(required=True, allow_none=True)
+    started_client_at = fields.DateTime(required=True, allow_none=True)
+    stopped_at = fields.DateTime(required=True, allow_none=True)
+    stopped_client_time = fields.String(required=True, allow_none=True)
+    stopped_client_at = fields.DateTime(required=True, allow_none=True)
+    attributes = fields.Raw(required=True, allow_none=True)
+    ip = fields.String(required=True, allow_none=True)
+    user_agent = fields.String(required=True, allow_none=True)
+    event_count = fields.Integer(required=True)
+    last_event_at = fields.DateTime(required=True, allow_none=True)
+    last_event_name = fields.String(required=True, allow_none=True)
+
+
+class SessionPageSchema(_Open):
+    """``GET /api/sessions``: one page and the cursor of the next (null at the end)."""
+
+    sessions = fields.List(fields.Nested(SessionSchema), required=True)
+    next_cursor = fields.String(required=True, allow_none=True)
+
+
+class NameCountSchema(_Open):
+    """One histogram bar: events called `name` in the bucket starting at `start`."""
+
+    start = fields.DateTime(required=True)
+    name = fields.String(required=True)
+    count = fields.Integer(required=True)
+
+
+class EventStatsSchema(_Open):
+    """``GET /api/events/stats``: counts per (bucket, name), newest bucket first."""
+
+    bucket = fields.String(required=True, validate=validate.OneOf(BUCKETS))
+    counts = fields.List(fields.Nested(NameCountSchema), required=True)
+    partial = fields.Boolean(
+        required=True, metadata={"description": "True when older buckets were left out."}
+    )

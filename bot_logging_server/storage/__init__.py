@@ -1,10 +1,12 @@
 """Storage: the `Storage` object, its backends, and how the app holds one.
 
 Layout: `base` (records, exceptions, the `Dialect` and `Database` seams), one module per table
-family whose SQL is written once (`users`, `logs`), one module per backend holding only what
-differs (`mysql`, `sqlite`: dialect, connections, error mapping), `migrations` (the schema,
-both backends side by side) and `group_commit`. A new table family is a new module beside
-`users` and `logs`, a class `Storage` inherits, and a step in `migrations`.
+family whose SQL is written once (`users`, `logs`, `retention`, `keys`, `sessions`,
+`events`), one module per backend holding only what differs (`mysql`, `sqlite`: dialect,
+connections, error mapping), `migrations` (the schema, both backends side by side) and
+`group_commit`. A new table family is a new module beside those, a class `Storage`
+inherits, and a step in
+`migrations`.
 
 `make_storage(config)` picks the backend from the database URL's scheme (the one place that
 does). `init_app(app, storage)` opens it in ``before_serving`` and closes it in
@@ -35,18 +37,52 @@ from bot_logging_server.storage.base import (
     UserNotFound,
     utc_now,
 )
+from bot_logging_server.storage.events import (
+    EVENT_SORTS,
+    Event,
+    EventQuery,
+    EventTable,
+    NameCount,
+    Recorded,
+    StoredEvent,
+)
+from bot_logging_server.storage.keys import IngestKey, KeyExists, KeyNotFound, KeyTable
 from bot_logging_server.storage.logs import LogTable
+from bot_logging_server.storage.retention import RetentionRule, RetentionTable
+from bot_logging_server.storage.sessions import (
+    SESSION_SORTS,
+    Session,
+    SessionExists,
+    SessionQuery,
+    SessionTable,
+    StopOutcome,
+)
 from bot_logging_server.storage.users import UserTable
 
 __all__ = [
     "BUCKETS",
+    "EVENT_SORTS",
     "MAX_PAGE",
+    "SESSION_SORTS",
+    "Event",
+    "EventQuery",
+    "IngestKey",
+    "KeyExists",
+    "KeyNotFound",
     "LevelCount",
     "LogQuery",
     "LogRow",
+    "NameCount",
+    "Recorded",
+    "RetentionRule",
+    "Session",
+    "SessionExists",
+    "SessionQuery",
+    "StopOutcome",
     "Storage",
     "StorageError",
     "StorageUnavailable",
+    "StoredEvent",
     "StoredLog",
     "User",
     "UserExists",
@@ -64,7 +100,7 @@ _EXTENSION = "bot_logging_server.storage"
 HEALTH_SECONDS = 1.0
 
 
-class Storage(UserTable, LogTable):
+class Storage(UserTable, LogTable, RetentionTable, KeyTable, SessionTable, EventTable):
     """What the server needs from a database: every table family, on one `Database`.
 
     One instance per process, shared by requests. `open` is awaited once at start-up (it

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -24,8 +25,10 @@ from typing import Any
 
 __all__ = [
     "BUCKETS",
+    "CHARS_PER_INSERT",
     "MAX_PAGE",
     "MAX_STAT_ROWS",
+    "ROWS_PER_INSERT",
     "WRITE_FAULT_SECONDS",
     "Database",
     "Dialect",
@@ -45,6 +48,7 @@ __all__ = [
     "UserNotActive",
     "UserNotFound",
     "join_filters",
+    "multi_row_insert",
     "time_text",
     "utc_now",
 ]
@@ -256,10 +260,35 @@ class Dialect(abc.ABC):
         has no such hint, and then the families skip the work of deciding)."""
         return ""
 
+    def upsert(
+        self,
+        table: str,
+        columns: Sequence[str],
+        keys: Sequence[str],
+        *,
+        rows: int = 1,
+        add: Sequence[str] = (),
+        keep: Sequence[str] = (),
+    ) -> str:
+        """An INSERT of `rows` rows of `columns` that, for each row whose unique `keys`
+        exist already, updates that row instead: a column in `add` grows by the new value,
+        one in `keep` keeps its value, every other non-key column takes the new value."""
+        sets = []
+        for column in columns:
+            if column in keys or column in keep:
+                continue
+            new = self.new_value(column)
+            sets.append(f"{column} = {column} + {new}" if column in add else f"{column} = {new}")
+        insert = multi_row_insert(table, tuple(columns), rows)
+        return f"{insert} {self.on_conflict(keys)} {', '.join(sets)}"
+
     @abc.abstractmethod
-    def upsert(self, table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
-        """An INSERT of `columns` that, when a row with the same unique `keys` exists,
-        updates that row's other columns to the new values instead."""
+    def on_conflict(self, keys: Sequence[str]) -> str:
+        """What follows an INSERT to update the row whose unique `keys` exist already."""
+
+    @abc.abstractmethod
+    def new_value(self, column: str) -> str:
+        """In `on_conflict`'s assignments: the value the INSERT tried to give `column`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +309,47 @@ class Transaction(abc.ABC):
     @abc.abstractmethod
     async def fetch(self, sql: str, args: Sequence = ()) -> list[Sequence]:
         """Run one query and return every row."""
+
+    async def insert_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence]
+    ) -> None:
+        """Insert `rows` (values in `columns` order) with multi-row INSERTs in this
+        transaction.
+
+        A statement holds at most `ROWS_PER_INSERT` rows and about `CHARS_PER_INSERT`
+        characters of text, so that no statement passes the server's packet limit.
+        """
+        chunk: list[Sequence] = []
+        size = 0
+        for row in rows:
+            chunk.append(row)
+            size += sum(len(value) for value in row if isinstance(value, str))
+            if len(chunk) >= ROWS_PER_INSERT or size >= CHARS_PER_INSERT:
+                await self.execute(
+                    multi_row_insert(table, tuple(columns), len(chunk)), _flat(chunk)
+                )
+                chunk, size = [], 0
+        if chunk:
+            await self.execute(multi_row_insert(table, tuple(columns), len(chunk)), _flat(chunk))
+
+
+#: Rows per statement of `Transaction.insert_rows`: 64 rows of 16 columns is about a
+#: thousand parameters, well inside both backends' limits.
+ROWS_PER_INSERT = 64
+#: Characters of text per statement of `Transaction.insert_rows` (MySQL's packet limit is
+#: 16 MiB by default; a character is at most 4 bytes, escaping may double a byte).
+CHARS_PER_INSERT = 1_000_000
+
+
+def _flat(rows: Sequence[Sequence]) -> list:
+    return [value for row in rows for value in row]
+
+
+@functools.lru_cache(maxsize=256)
+def multi_row_insert(table: str, columns: tuple[str, ...], rows: int) -> str:
+    """``INSERT INTO table (columns) VALUES (?, ...), ...`` with `rows` VALUES tuples."""
+    values = "(" + ", ".join(["?"] * len(columns)) + ")"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([values] * rows)
 
 
 #: How long a failed write keeps `Database.write_fault` set when no write succeeds after it.
@@ -369,6 +439,19 @@ class Database(abc.ABC):
         `keep`, when given, runs first in the same transaction and returns the rows to
         insert (a family's last check, e.g. that the rows' owners still exist).
         """
+
+    def connections_in_use(self) -> int:
+        """How many of this process's connections are busy right now (for the metrics)."""
+        return 0
+
+    @abc.abstractmethod
+    def named_lock(
+        self, name: str, wait: float = 0.0
+    ) -> contextlib.AbstractAsyncContextManager[bool]:
+        """``async with db.named_lock("purge") as got``: `got` is True when this process
+        holds the lock `name` (for this database, across processes) for the block, False
+        when another holder kept it for `wait` seconds. The lock is released at the block's
+        end, and by the database or the OS if the process dies."""
 
 
 class Table:

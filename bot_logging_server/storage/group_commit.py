@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ __all__ = ["GroupCommit", "GroupStats", "Refusals"]
 Row = TypeVar("Row")
 #: What ``write`` may return: for a member's rows, the exception it gets (None: stored).
 Refusals = Callable[[Sequence[Row]], BaseException | None]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -84,6 +87,9 @@ class GroupCommit(Generic[Row]):
         self._queue: deque[_Member[Row]] = deque()
         self._in_flight: set[asyncio.Task[None]] = set()
         self.stats = GroupStats()
+        #: Called as ``on_commit(batches, rows)`` after each committed transaction (metrics);
+        #: what it raises is logged, never given to the group's members.
+        self.on_commit: Callable[[int, int], None] | None = None
 
     async def submit(self, rows: Sequence[Row]) -> None:
         """Write `rows` in a transaction shared with concurrent callers; return after commit.
@@ -169,6 +175,11 @@ class GroupCommit(Generic[Row]):
                 member.done.set_result(None)
             else:
                 member.done.set_exception(refused)
+        if self.on_commit is not None:
+            try:
+                self.on_commit(len(group), len(rows))
+            except Exception:
+                log.exception("group commit: the on_commit hook failed")
 
 
 def _copy(exc: BaseException) -> BaseException:

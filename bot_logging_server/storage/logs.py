@@ -93,6 +93,10 @@ class LogTable(Table):
         super().__init__(db)
         self._group: GroupCommit[tuple] = GroupCommit(self._write_log_rows, writers=db.writers)
 
+    def observe_group_commits(self, hook: Callable[[int, int], None] | None) -> None:
+        """Call ``hook(batches, rows)`` after every committed group-commit transaction."""
+        self._group.on_commit = hook
+
     async def drain(self) -> None:
         """Finish every pending group commit."""
         await self._group.drain()

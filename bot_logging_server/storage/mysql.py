@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
@@ -115,11 +116,14 @@ class MySQLDialect(Dialect):
         """``FORCE INDEX (index)``."""
         return f"FORCE INDEX ({index})"
 
-    def upsert(self, table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
-        """``INSERT ... ON DUPLICATE KEY UPDATE col = VALUES(col)`` (MariaDB's spelling;
-        MySQL 8.0.20+ accepts it with a deprecation note)."""
-        updates = ", ".join(f"{c} = VALUES({c})" for c in columns if c not in keys)
-        return f"{_insert(table, tuple(columns), '?')} ON DUPLICATE KEY UPDATE {updates}"
+    def on_conflict(self, keys: Sequence[str]) -> str:
+        """``ON DUPLICATE KEY UPDATE`` (any unique key: the table's own)."""
+        return "ON DUPLICATE KEY UPDATE"
+
+    def new_value(self, column: str) -> str:
+        """``VALUES(column)`` (MariaDB's spelling; MySQL 8.0.20+ accepts it with a
+        deprecation note)."""
+        return f"VALUES({column})"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -472,3 +476,37 @@ class MySQLDatabase(Database):
             self.note_write(exc)
             raise
         self.note_write(None)
+
+    def connections_in_use(self) -> int:
+        """Pooled connections (both pools) checked out right now."""
+        pools = (self._read_pool, self._write_pool)
+        return sum(pool.size - pool.freesize for pool in pools if pool is not None)
+
+    @contextlib.asynccontextmanager
+    async def named_lock(self, name: str, wait: float = 0.0) -> AsyncIterator[bool]:
+        """``GET_LOCK`` on a connection of its own (not the pool's, whose work is bounded by
+        the timeout), held for the block; the server frees it if the connection dies."""
+        # Per database: servers on other databases of the same MySQL never wait on each other.
+        key = f"bot_logging_server.{name}.{self._url.name}"
+        if len(key) > 64:
+            key = f"bot_logging_server.{name}.{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+        try:
+            conn = await aiomysql.connect(db=self._url.name, **self._connect_args())
+        except Exception as exc:
+            raise _translate(exc) from exc
+        try:
+            try:
+                async with conn.cursor() as cur:
+                    await cur.execute("SELECT GET_LOCK(%s, %s)", (key, wait))
+                    (got,) = await cur.fetchone()
+            except Exception as exc:
+                raise _translate(exc) from exc
+            try:
+                yield got == 1
+            finally:
+                if got == 1:
+                    with contextlib.suppress(Exception):
+                        async with conn.cursor() as cur:
+                            await cur.execute("SELECT RELEASE_LOCK(%s)", (key,))
+        finally:
+            conn.close()

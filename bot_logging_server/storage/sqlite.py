@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import logging
 import os
@@ -114,13 +115,13 @@ class SQLiteDialect(Dialect):
         chars, suffix = _BUCKET_PREFIX[width]
         return f"substr({column}, 1, {chars})", lambda value: datetime.fromisoformat(value + suffix)
 
-    def upsert(self, table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
-        """``INSERT ... ON CONFLICT (keys) DO UPDATE SET col = excluded.col``."""
-        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
-        return (
-            f"{_insert(table, tuple(columns), 1)} ON CONFLICT ({', '.join(keys)}) "
-            f"DO UPDATE SET {updates}"
-        )
+    def on_conflict(self, keys: Sequence[str]) -> str:
+        """``ON CONFLICT (keys) DO UPDATE SET``."""
+        return f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET"
+
+    def new_value(self, column: str) -> str:
+        """``excluded.column``."""
+        return f"excluded.{column}"
 
 
 @functools.lru_cache(maxsize=64)
@@ -452,3 +453,36 @@ class SQLiteDatabase(Database):
         except OSError as exc:
             return f": {exc.strerror or type(exc).__name__}".lower()
         return ""
+
+    def connections_in_use(self) -> int:
+        """How many of the three connections are busy right now."""
+        return sum(slot.lock.locked() for slot in (self._writer, self._reader, self._lookups))
+
+    @contextlib.asynccontextmanager
+    async def named_lock(self, name: str, wait: float = 0.0) -> AsyncIterator[bool]:
+        """An exclusive ``flock`` on the file ``<database>-<name>.lock`` beside the database,
+        held for the block; the OS frees it if the process dies."""
+        path = f"{self._path}-{name}.lock"
+        try:
+            handle = await asyncio.to_thread(open, path, "a")
+        except OSError as exc:
+            raise StorageError(f"cannot open the lock file: {exc.strerror}") from exc
+        try:
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    got = True
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        got = False
+                        break
+                    await asyncio.sleep(0.05)
+            try:
+                yield got
+            finally:
+                if got:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        finally:
+            handle.close()

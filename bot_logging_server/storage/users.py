@@ -1,7 +1,7 @@
 """The ``users`` table: create, look up, list, disable, rotate and remove users.
 
 Written once for every backend (see `storage.base.Dialect`). Creating and managing users with
-tokens, and dropping this process's auth cache after a change, is `bot_logging_server.users`;
+tokens, and dropping this process's auth cache after a change, is `bot_logging_server.accounts`;
 this module only stores what it is given.
 """
 
@@ -76,7 +76,8 @@ class UserTable(Table):
             raise UserNotFound(username)
 
     async def remove_user(self, username: str) -> int:
-        """Delete a user and all their logs in one transaction; return the logs deleted.
+        """Delete a user and all their data (logs, events, sessions, ingest keys) in one
+        transaction; return the logs deleted.
 
         Raises `UserNotFound` for an unknown name.
         """
@@ -88,5 +89,8 @@ class UserTable(Table):
             if not rows:
                 raise UserNotFound(username)
             deleted = await tx.execute("DELETE FROM user_logs WHERE user_id = ?", (rows[0][0],))
+            await tx.execute("DELETE FROM retention WHERE user_id = ?", (rows[0][0],))
+            for table in ("events", "sessions", "ingest_keys"):
+                await tx.execute(f"DELETE FROM {table} WHERE user_id = ?", (rows[0][0],))
             await tx.execute("DELETE FROM users WHERE id = ?", (rows[0][0],))
         return deleted.rowcount

@@ -1,0 +1,461 @@
+"""The ``events`` table: usage events written by group commit (creating or updating their
+sessions in the same transaction), pages and stats read back.
+
+Written once for every backend (see `storage.base.Dialect`). Every read is scoped to one
+owner (``user_id = ?`` always comes first), whatever the filters.
+
+Writing: concurrent `EventTable.insert_events` calls share transactions (`GroupCommit`), and
+each shared transaction does, all or nothing:
+
+1. one upsert of the sessions its events name (in key order, so two transactions lock rows
+   in the same order): a new session is inserted with ``event_count`` = its events in the
+   group, an existing one has ``event_count`` grown and its last event updated. Rows locked
+   by the upsert are read back, so the transaction that finds ``event_count`` equal to its
+   own count is the one that created the session: exactly one caller is told "new session",
+   however many post to it at once, and no count is lost;
+2. the events, in arrival order, with multi-row INSERTs (`Transaction.insert_rows`); an event
+   whose id the caller needs (`insert_event`) gets a one-row INSERT of its own.
+
+Times: ``event_at`` is the client's time when it parsed, else the receive time (the order
+of a session's events, time ranges and stats use it); ``clock_skew_ms`` is the client's time
+minus the receive time, 0 when the client sent none and NULL when what it sent did not parse,
+so "unparseable or ahead of the server's clock" is one indexed range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot_logging_server.storage.base import (
+    MAX_STAT_ROWS,
+    Database,
+    StorageError,
+    Table,
+    Transaction,
+    join_filters,
+    multi_row_insert,
+)
+from bot_logging_server.storage.group_commit import GroupCommit
+from bot_logging_server.storage.sessions import (
+    SESSION_WRITE_COLUMNS,
+    binary_text,
+    check_page,
+    json_or_none,
+    parse_json_or_none,
+)
+
+__all__ = [
+    "EVENT_SORTS",
+    "Event",
+    "EventQuery",
+    "EventTable",
+    "NameCount",
+    "Recorded",
+    "StoredEvent",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One usage event of the common model, as a wire interface hands it over.
+
+    Attributes:
+        source: the interface it came through (``eye microticks track stats api``).
+        name: what happened (the Eye's ``name``, Microticks' ``action``, ...).
+        session: the session key (up to 64 characters) or None; a new key opens a session.
+        category: optional grouping (the Eye's ``category``).
+        page: optional page (path or URL) it happened on.
+        data: any JSON value (normally an object); None: no data.
+        data_raw: the text as received when the wire carried ``data`` as a JSON string.
+        client_time: the client's time exactly as sent, or None when it sent none (any JSON
+            value: `check_event` keeps a number or anything else as its JSON text).
+        client_at: `client_time` parsed (naive UTC), None when it did not parse.
+        sequence: the client's sequence number (the tracker's ``order``), if any.
+        ip, user_agent: who sent it.
+    """
+
+    source: str
+    name: str
+    session: str | None = None
+    category: str | None = None
+    page: str | None = None
+    data: Any = None
+    data_raw: str | None = None
+    client_time: str | None = None
+    client_at: datetime | None = None
+    sequence: int | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One row of ``events`` as read back, with its session's key (None without a session).
+
+    `time_valid` is False when a client time was sent but did not parse.
+    """
+
+    id: int
+    user_id: int
+    source: str
+    session_id: int | None
+    session: str | None
+    ingest_key_id: int | None
+    category: str | None
+    name: str
+    page: str | None
+    data: Any
+    data_raw: str | None
+    client_time: str | None
+    client_at: datetime | None
+    clock_skew_ms: int | None
+    event_at: datetime
+    sequence: int | None
+    received_at: datetime
+    ip: str | None
+    user_agent: str | None
+
+    @property
+    def time_valid(self) -> bool:
+        """False when the client sent a time that did not parse."""
+        return self.clock_skew_ms is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What `EventTable.insert_events` stored: how many events, and the session keys that
+    these events opened (their first event ever)."""
+
+    added: int
+    new_sessions: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class NameCount:
+    """One bar of the events histogram: `count` events called `name` in the bucket of
+    ``event_at`` starting at `start`."""
+
+    start: datetime
+    name: str
+    count: int
+
+
+#: ``EventQuery.sort`` values and the column each sorts on (ties by id, same direction).
+EVENT_SORTS = {
+    "id": "e.id",
+    "time": "e.event_at",
+    "received": "e.received_at",
+    "name": "e.name",
+    "category": "e.category",
+    "session": "e.session_id",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    """Which of an owner's events to read, and one page of them.
+
+    Filters (all optional, combined with AND): `source`; `session` (key) or `session_id`;
+    `ingest_key_id`; `category`, `name`, `page`, `ip` (equal to); `since <= event_at <
+    until`; `invalid_time`: only events whose client time did not parse or is more than
+    `tolerance_ms` ahead of their receive time.
+    Page: `sort` (a key of `EVENT_SORTS`), `descending`, `before_id`/`after_id` (the keyset
+    cursor, meaningful with ``sort="id"``), `offset` (for interfaces that page by offset),
+    `limit` (1..`MAX_PAGE`).
+    """
+
+    source: str | None = None
+    session: str | None = None
+    session_id: int | None = None
+    ingest_key_id: int | None = None
+    category: str | None = None
+    name: str | None = None
+    page: str | None = None
+    ip: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    invalid_time: bool = False
+    tolerance_ms: int = 0
+    sort: str = "id"
+    descending: bool = True
+    before_id: int | None = None
+    after_id: int | None = None
+    offset: int = 0
+    limit: int = 100
+
+    def __post_init__(self) -> None:
+        """Refuse a bad page (a programming error: the schemas check clients' values)."""
+        check_page(self.limit, self.offset, self.sort, EVENT_SORTS)
+
+
+_INSERT_COLUMNS = (
+    "user_id",
+    "source",
+    "ingest_key_id",
+    "category",
+    "name",
+    "page",
+    "data",
+    "data_raw",
+    "client_time",
+    "client_at",
+    "clock_skew_ms",
+    "event_at",
+    "sequence",
+    "received_at",
+    "ip",
+    "user_agent",
+    "session_id",  # last: filled in by the group's transaction
+)
+_SESSION_UPSERT = (*SESSION_WRITE_COLUMNS, "event_count", "last_event_at", "last_event_name")
+_SESSION_KEYS = ("source", "session_key", "user_id")
+_EVENT_COLUMNS = (
+    "e.id, e.user_id, e.source, e.session_id, s.session_key, e.ingest_key_id, e.category, "
+    "e.name, e.page, e.data, e.data_raw, e.client_time, e.client_at, e.clock_skew_ms, "
+    "e.event_at, e.sequence, e.received_at, e.ip, e.user_agent"
+)
+#: Sessions per upsert / read-back statement of a group.
+_SESSIONS_PER_STATEMENT = 64
+_ONE_MS = timedelta(milliseconds=1)
+
+#: (source, session key, owner): a session's unique key, in the index's order.
+_SessionKey = tuple[str, str, int]
+
+
+@dataclass(eq=False, slots=True)
+class _Pending:
+    """One event waiting in the group commit; the group's transaction fills the results."""
+
+    values: tuple
+    session: _SessionKey | None
+    session_start: tuple  # ingest_key_id, started_at, client time raw and parsed, ip, agent
+    name: str
+    last_at: object
+    single: bool = False
+    id: int | None = field(default=None)
+    session_created: bool = False
+
+
+class EventTable(Table):
+    """The queries of ``events``; inserts share transactions (and upsert their sessions)."""
+
+    def __init__(self, db: Database) -> None:
+        """Run on `db`; up to ``db.writers`` group-commit transactions in flight."""
+        super().__init__(db)
+        self._event_group: GroupCommit[_Pending] = GroupCommit(
+            self._write_events, writers=db.writers
+        )
+
+    async def drain(self) -> None:
+        """Finish every pending group commit of events."""
+        await self._event_group.drain()
+        await super().drain()
+
+    # -- writing events -----------------------------------------------------------------
+
+    def _pending(
+        self, user_id: int, event: Event, received_at: datetime, key_id: int | None
+    ) -> _Pending:
+        encode = self.db.dialect.encode_time
+        received = encode(received_at)
+        skew: int | None = None  # a client time that did not parse
+        if event.client_at is not None:
+            skew = (event.client_at - received_at) // _ONE_MS
+        elif event.client_time is None:
+            skew = 0  # no client time: the event's time is the receive time
+        client_at = None if event.client_at is None else encode(event.client_at)
+        values = (
+            user_id,
+            event.source,
+            key_id,
+            event.category,
+            event.name,
+            event.page,
+            json_or_none(event.data),
+            event.data_raw,
+            event.client_time,
+            client_at,
+            skew,
+            client_at if client_at is not None else received,
+            event.sequence,
+            received,
+            event.ip,
+            event.user_agent,
+        )
+        session = None if event.session is None else (event.source, event.session, user_id)
+        start = (key_id, received, event.client_time, client_at, event.ip, event.user_agent)
+        return _Pending(values, session, start, event.name, received)
+
+    async def insert_events(
+        self,
+        user_id: int,
+        events: Sequence[Event],
+        received_at: datetime,
+        key_id: int | None = None,
+    ) -> Recorded:
+        """Store `events` for owner `user_id` in one transaction shared with concurrent calls.
+
+        Returns after the commit: how many were stored and which session keys they opened.
+        Raises (and stores none of them) when that shared transaction fails. `key_id` is the
+        ingest key that wrote them (None: the owner's token). Events must be valid already
+        (`bot_logging_server.events.record_events` checks them).
+        """
+        pending = [self._pending(user_id, e, received_at, key_id) for e in events]
+        await self._event_group.submit(pending)
+        new = frozenset(p.session[1] for p in pending if p.session_created and p.session)
+        return Recorded(len(pending), new)
+
+    async def insert_event(
+        self, user_id: int, event: Event, received_at: datetime, key_id: int | None = None
+    ) -> tuple[int, bool]:
+        """`insert_events` for one event whose id is needed: returns (its id, whether it
+        opened its session). Costs one statement more in its group than a batch does."""
+        pending = self._pending(user_id, event, received_at, key_id)
+        pending.single = True
+        await self._event_group.submit([pending])
+        assert pending.id is not None
+        return pending.id, pending.session_created
+
+    async def _write_events(self, group: list[_Pending]) -> None:
+        """A group's transaction: its sessions upserted, then its events inserted."""
+        async with self.db.transaction() as tx:
+            session_ids = await self._upsert_sessions(tx, group)
+            bulk: list[tuple] = []
+            for p in group:
+                row = (*p.values, session_ids[p.session] if p.session else None)
+                if not p.single:
+                    bulk.append(row)
+                    continue
+                await tx.insert_rows("events", _INSERT_COLUMNS, bulk)
+                bulk = []
+                done = await tx.execute(multi_row_insert("events", _INSERT_COLUMNS, 1), row)
+                p.id = done.lastrowid
+            await tx.insert_rows("events", _INSERT_COLUMNS, bulk)
+
+    async def _upsert_sessions(self, tx: Transaction, group: list[_Pending]) -> dict:
+        """Create or update every session `group` names; return their ids by key."""
+        counts: dict[_SessionKey, int] = {}
+        first: dict[_SessionKey, _Pending] = {}
+        last: dict[_SessionKey, _Pending] = {}
+        for p in group:
+            if p.session is not None:
+                counts[p.session] = counts.get(p.session, 0) + 1
+                first.setdefault(p.session, p)
+                last[p.session] = p
+        ordered = sorted(counts)  # one lock order for every transaction
+        ids: dict[_SessionKey, int] = {}
+        for start in range(0, len(ordered), _SESSIONS_PER_STATEMENT):
+            part = ordered[start : start + _SESSIONS_PER_STATEMENT]
+            args: list = []
+            for key in part:
+                args += [*key, *first[key].session_start, counts[key]]
+                args += [last[key].last_at, last[key].name]
+            await tx.execute(
+                self.db.dialect.upsert(
+                    "sessions",
+                    _SESSION_UPSERT,
+                    _SESSION_KEYS,
+                    rows=len(part),
+                    add=("event_count",),
+                    keep=_SESSION_UPSERT[3:9],
+                ),
+                args,
+            )
+            where = " OR ".join(["(source = ? AND session_key = ? AND user_id = ?)"] * len(part))
+            rows = await tx.fetch(
+                f"SELECT id, source, session_key, user_id, event_count FROM sessions WHERE {where}",
+                [value for key in part for value in key],
+            )
+            for row in rows:
+                key = (row[1], binary_text(row[2]), row[3])
+                ids[key] = row[0]
+                if key in counts and int(row[4]) == counts[key]:
+                    first[key].session_created = True  # this group inserted it
+        missing = [key for key in ordered if key not in ids]
+        if missing:  # never expected: the upsert just wrote them
+            raise StorageError(f"{len(missing)} sessions not found after their upsert")
+        return ids
+
+    async def count_events(self, user_id: int) -> int:
+        """How many events this owner has."""
+        rows = await self.db.fetch("SELECT COUNT(*) FROM events WHERE user_id = ?", (user_id,))
+        return int(rows[0][0])
+
+    # -- reading events -------------------------------------------------------------------
+
+    def _event_where(
+        self, user_id: int, query: EventQuery, with_cursor: bool = True
+    ) -> tuple[str, list]:
+        """The WHERE clause (columns of ``events e``) for `query`, scoped to `user_id`."""
+        encode = self.db.dialect.encode_time
+        clauses = [
+            ("e.source = ?", query.source),
+            (
+                "e.session_id IN (SELECT id FROM sessions WHERE session_key = ? "
+                "AND user_id = e.user_id)",
+                query.session,
+            ),
+            ("e.session_id = ?", query.session_id),
+            ("e.ingest_key_id = ?", query.ingest_key_id),
+            ("e.category = ?", query.category),
+            ("e.name = ?", query.name),
+            ("e.page = ?", query.page),
+            ("e.ip = ?", query.ip),
+            ("e.event_at >= ?", None if query.since is None else encode(query.since)),
+            ("e.event_at < ?", None if query.until is None else encode(query.until)),
+            (
+                "(e.clock_skew_ms IS NULL OR e.clock_skew_ms > ?)",
+                query.tolerance_ms if query.invalid_time else None,
+            ),
+        ]
+        if with_cursor:
+            clauses += [("e.id < ?", query.before_id), ("e.id > ?", query.after_id)]
+        return join_filters(("e.user_id = ?", user_id), clauses)
+
+    async def query_events(self, user_id: int, query: EventQuery) -> list[StoredEvent]:
+        """One page of the owner's events matching `query`, in its order."""
+        where, args = self._event_where(user_id, query)
+        order = "DESC" if query.descending else "ASC"
+        rows = await self.db.fetch(
+            f"SELECT {_EVENT_COLUMNS} FROM events e LEFT JOIN sessions s ON s.id = e.session_id "
+            f"WHERE {where} ORDER BY {EVENT_SORTS[query.sort]} {order}, e.id {order} "
+            "LIMIT ? OFFSET ?",
+            (*args, query.limit, query.offset),
+        )
+        time = self.db.dialect.decode_time
+        return [
+            StoredEvent(
+                *row[:4],
+                binary_text(row[4]),
+                *row[5:9],
+                parse_json_or_none(row[9]),
+                row[10],
+                row[11],
+                None if row[12] is None else time(row[12]),
+                row[13],
+                time(row[14]),
+                row[15],
+                time(row[16]),
+                row[17],
+                row[18],
+            )
+            for row in rows
+        ]
+
+    async def event_stats(self, user_id: int, query: EventQuery, bucket: str) -> list[NameCount]:
+        """Counts per (bucket of ``event_at``, name) of events matching `query`'s filters.
+
+        `bucket` is one of `BUCKETS`; the page of `query` is ignored. Newest buckets first,
+        names ascending, at most `MAX_STAT_ROWS` rows.
+        """
+        expression, start = self.db.dialect.bucket("e.event_at", bucket)
+        where, args = self._event_where(user_id, query, with_cursor=False)
+        rows = await self.db.fetch(
+            f"SELECT {expression} AS bucket, e.name, COUNT(*) FROM events e WHERE {where} "
+            "GROUP BY bucket, e.name ORDER BY bucket DESC, e.name LIMIT ?",
+            (*args, MAX_STAT_ROWS),
+        )
+        return [NameCount(start(r[0]), r[1], int(r[2])) for r in rows]
