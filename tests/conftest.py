@@ -7,11 +7,16 @@
   the reason, elsewhere.
 * `app` is entered with ``app.test_app()`` so before/after-serving (storage open/close) run;
   `client` is its test client; `make_user` creates a fresh user and returns its token.
+* A test that hangs fails: pytest-timeout (``timeout`` in pyproject.toml) fails it with
+  SIGALRM and the run goes on; a hang that survives that (a task that ignores cancellation
+  keeps the event loop from closing) ends the run after twice the timeout, with every
+  thread's stack printed, instead of stopping the suite forever.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -19,7 +24,8 @@ from urllib.parse import urlsplit
 
 import pymysql
 import pytest
-from helpers import Account, new_account
+import pytest_timeout
+from support import Account, new_account
 
 from bot_logging_server import create_app
 from bot_logging_server.config import Config, DatabaseURL, build_config
@@ -27,6 +33,48 @@ from bot_logging_server.storage import Storage, get_storage
 
 MYSQL_SERVER_URL = os.environ.get("LOGGER_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 BACKENDS = ["sqlite", "mysql"]
+_BACKSTOP = pytest.StashKey[threading.Timer]()
+
+
+def _end_the_run(item: pytest.Item, settings: Any) -> None:
+    """Say which test still hangs, then let pytest-timeout print every stack and exit 1."""
+    capture = item.config.pluginmanager.getplugin("capturemanager")
+    if capture is not None:
+        capture.suspend_global_capture()
+    item.config.get_terminal_writer().line(
+        f"\n{item.nodeid} still hangs {2 * settings.timeout:g} s after it started "
+        "(a task that ignores cancellation?): ending the run"
+    )
+    pytest_timeout.timeout_timer(item, settings)
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> None:
+    """Before pytest-timeout arms its timer: arm a backstop at twice the timeout.
+
+    pytest-timeout's SIGALRM fails the test once; if the test still does not end (its
+    teardown hangs too), the backstop prints every stack and ends the run (exit code 1).
+    Returns None, so pytest-timeout's own timer is set as usual.
+    """
+    backstop = threading.Timer(2 * settings.timeout, _end_the_run, (item, settings))
+    backstop.daemon = True
+    backstop.start()
+    item.stash[_BACKSTOP] = backstop
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Any:
+    """Disarm the backstop once the test is over, its teardown included.
+
+    (Not in ``pytest_timeout_cancel_timer``: pytest-timeout calls that as soon as the test
+    fails, before the teardown that may hang.)
+    """
+    try:
+        return (yield)
+    finally:
+        backstop = item.stash.get(_BACKSTOP, None)
+        if backstop is not None:
+            backstop.cancel()
 
 
 def _mysql_connect(url: DatabaseURL, **kwargs: Any) -> pymysql.connections.Connection:
@@ -176,9 +224,36 @@ def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterato
 
 
 @pytest.fixture
+def mysql_account(mysql_server: DatabaseURL) -> Iterator[tuple[str, str, str]]:
+    """A MariaDB account of this test only, with a password and a database of its own.
+
+    Yields ``(user, password, database)``; the account (from any host) may do anything in
+    that database and nothing else. Both are dropped at the end.
+    """
+    user, password = f"blst_u{uuid.uuid4().hex[:8]}", "dbpw-" + uuid.uuid4().hex
+    database = f"blst_{uuid.uuid4().hex[:12]}"
+    hosts = ("localhost", "127.0.0.1", "%")
+    conn = _mysql_connect(mysql_server)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4")
+            for host in hosts:
+                # hex characters only: safe inline (a '%' host rules out driver parameters)
+                cur.execute(f"CREATE USER '{user}'@'{host}' IDENTIFIED BY '{password}'")
+                cur.execute(f"GRANT ALL ON `{database}`.* TO '{user}'@'{host}'")
+        yield user, password, database
+    finally:
+        with conn.cursor() as cur:
+            for host in hosts:
+                cur.execute(f"DROP USER IF EXISTS '{user}'@'{host}'")
+            cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
+        conn.close()
+
+
+@pytest.fixture
 async def mysql_proxy(mysql_server: DatabaseURL) -> AsyncIterator[Any]:
-    """A `faults.TCPProxy` in front of the MariaDB server, which the test can cut and restore."""
-    from faults import TCPProxy
+    """A `support.TCPProxy` in front of the MariaDB server, which the test can cut and restore."""
+    from support import TCPProxy
 
     proxy = await TCPProxy(mysql_server.host, mysql_server.port).start()
     try:

@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 
 import orjson
 import pytest
-from helpers import client_body, post_logs, read_headers
-from realserver import ServerProcess, add_user, batch_body, http, send_headers
+from support import (
+    ServerProcess,
+    add_user,
+    batch_body,
+    client_body,
+    client_headers,
+    http,
+    post_logs,
+    read_headers,
+)
 
 from bot_logging_server.logformat import JSONFormatter
 from bot_logging_server.observe import ACCESS_LOGGER, masked_target
@@ -124,13 +133,17 @@ async def test_the_served_json_log_is_all_json_and_never_holds_the_token(
         await server.wait_ready(timeout=60)
         user = await add_user(fresh_database_url)
         body = batch_body(user.name, "p", 4)
-        sent = await http(server.port, "POST", "//send_logs", body, send_headers(user.token))
+        sent = await http(server.port, "POST", "//send_logs", body, client_headers(user.token))
         assert sent.status == 200
         headers = {"X-User": user.name, "Authorization": f"Bearer {user.token}"}
         read = await http(server.port, "GET", f"/api/logs?token={user.token}", headers=headers)
         assert read.status == 200
         await http(server.port, "GET", f"/{user.token}", headers=headers)
-    output = server.output()  # after the stop: every access line has been written
+        # A graceful stop: every access line is written before the process exits (a kill
+        # could come between an answer and its access line).
+        server.signal(signal.SIGTERM)
+        assert await server.wait_exit(15) == 0
+    output = server.output()
     assert user.token not in output
     entries = [orjson.loads(line) for line in output.splitlines() if line.strip()]
     assert {"time", "level", "logger", "message"} <= set(entries[0])

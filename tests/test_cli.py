@@ -6,17 +6,15 @@ import asyncio
 import hashlib
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from support import ROOT
 
 from bot_logging_server.cli import main
 from bot_logging_server.config import build_config
 from bot_logging_server.storage import make_storage
 from bot_logging_server.tokens import verify_token
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import uuid
 
 import pytest
-from helpers import assert_added, assert_error, post_logs
+from support import assert_added, assert_error, post_logs
 
 from bot_logging_server.storage import get_storage
 
@@ -111,12 +113,27 @@ async def test_tel_id_may_be_a_numeric_string_and_is_stored(keyed_client):
     assert (await get_storage(keyed_client.app).get_user("telstr")).tel_id == -100123
 
 
-def test_the_api_key_is_compared_in_constant_time():
-    # A timing test cannot see a comparison of a few dozen bytes over HTTP; the code must use
-    # hmac.compare_digest, never ==, on the key.
-    import inspect
+@pytest.mark.parametrize("verdict", [True, False], ids=["forced-equal", "forced-different"])
+async def test_the_api_key_is_decided_by_a_constant_time_comparison_alone(
+    keyed_client, monkeypatch, verdict
+):
+    # Timing cannot show a comparison of a few dozen bytes through HTTP. Instead the verdict
+    # of hmac.compare_digest is forced: for the right key and a wrong one, the key must be
+    # compared by it, and the answer must follow its verdict (no other comparison decides).
+    compared: list[tuple[object, object]] = []
+    real = hmac.compare_digest
 
-    from bot_logging_server.blueprints import users
+    def forced(a, b):
+        if KEY in (a, b) or KEY.encode() in (a, b):
+            compared.append((a, b))
+            return verdict
+        return real(a, b)
 
-    source = inspect.getsource(users.post_create_user)
-    assert "hmac.compare_digest" in source and "== api_key" not in source
+    monkeypatch.setattr(hmac, "compare_digest", forced)
+    for key in (KEY, "x" * len(KEY)):
+        compared.clear()
+        response = await keyed_client.post(
+            "/create_user", json={"user": f"ct_{uuid.uuid4().hex[:8]}"}, headers={"X-Api-Key": key}
+        )
+        assert compared, "the API key was not compared with hmac.compare_digest"
+        assert response.status_code == (200 if verdict else 403), key

@@ -8,17 +8,15 @@ import pkgutil
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import click
 import click.testing
 import pytest
+from support import ROOT
 
 import bot_logging_server
 from bot_logging_server.cli import main
 from bot_logging_server.config import SECRETS, SETTINGS, Setting
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _modules():

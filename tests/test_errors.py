@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import assert_error
+from support import assert_error
 
 from bot_logging_server.errors import error_body
 

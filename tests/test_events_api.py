@@ -5,8 +5,8 @@ its documentation, and that a key only ever writes into its own user's events.""
 from __future__ import annotations
 
 import pytest
-from helpers import assert_error, read_headers
 from openapi_spec_validator import validate
+from support import assert_error, read_headers
 
 from bot_logging_server import accounts
 from bot_logging_server.openapi import responses

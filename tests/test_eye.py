@@ -8,8 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from helpers import new_account
-from wire_support import count_rows, new_key, no_leak, stored_events
+from support import count_rows, new_account, new_key, no_leak, stored_events
 
 from bot_logging_server.events import Event, SessionQuery, record_events
 from bot_logging_server.storage import get_storage

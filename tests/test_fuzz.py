@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from helpers import CLIENT_PATH, client_body, client_headers, recent_logs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import CLIENT_PATH, client_body, client_headers, recent_logs
 
 from bot_logging_server import create_app
 from bot_logging_server.accounts import create_user
@@ -363,7 +363,7 @@ def test_every_string_field_keeps_metacharacters_nul_emoji_and_rtl_verbatim(targ
 async def test_user_names_with_metacharacters_work_and_match_exactly(
     client, storage, make_user, name
 ):
-    from helpers import assert_added, assert_error, post_logs
+    from support import assert_added, assert_error, post_logs
 
     user = await make_user(name=name)
     await assert_added(await post_logs(client, user, client_body(name, 2)), 2)

@@ -1,6 +1,6 @@
 """A real 3-node MariaDB Galera cluster: membership, replication, failover, rejoin, ids.
 
-The session cluster of `galera` (three ``mariadbd`` on loopback, failure detection shortened
+The session cluster of `support.galera` (three ``mariadbd`` on loopback, failure detection shortened
 to a 2 s suspect timeout). Every test starts with the three nodes Synced and works in its own
 database. Reads that must see a write made on another node set ``wsrep_sync_wait=1`` (causal
 reads): Galera certifies a commit on every node before it returns, but applies it on the
@@ -22,10 +22,12 @@ from pathlib import Path
 
 import pymysql
 import pytest
-from galera import GaleraCluster
+from support import ROOT
+from support.galera import GaleraCluster
 
-pytest_plugins = ["galera_fixtures"]
-pytestmark = pytest.mark.slow
+pytest_plugins = ["support.galera_fixtures"]
+# The first test also starts the cluster (mariadb-install-db up to 60 s, start up to 90 s).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 #: How long a surviving node may stop committing after a peer is killed.
 FAILOVER_BOUND = 5.0
@@ -291,9 +293,9 @@ def test_a_stopped_cluster_leaves_no_process_and_no_directory(galera_installed):
 
 
 def test_when_the_test_process_is_killed_its_nodes_are_killed_too(galera_installed):
-    tests_dir = str(Path(__file__).parent)
+    paths = [str(Path(__file__).parent), str(ROOT)]
     script = (
-        f"import sys, time; sys.path.insert(0, {tests_dir!r}); from galera import GaleraCluster;"
+        f"import sys, time; sys.path[:0] = {paths!r}; from support.galera import GaleraCluster;"
         "c = GaleraCluster(size=1).start(); print(c.base, flush=True); time.sleep(120)"
     )
     owner = subprocess.Popen(

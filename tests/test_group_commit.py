@@ -10,13 +10,14 @@ import asyncio
 from datetime import datetime
 
 import pytest
-from helpers import (
+from support import (
     assert_added,
     assert_error,
     client_body,
     client_record,
     post_logs,
     recent_logs,
+    rows_per_batch,
 )
 
 from bot_logging_server.storage import LogRow, StorageError, utc_now
@@ -94,14 +95,28 @@ async def test_an_invalid_batch_never_fails_the_batches_sent_beside_it(client, s
     assert await storage.count_logs(user.id) == 36
 
 
-async def test_every_answer_comes_after_its_commit(client, storage, user):
-    async def post_then_count() -> int:
-        await assert_added(await post_logs(client, user, client_body(user.name, 2)), 2)
-        return await storage.count_logs(user.id)
+async def test_insert_logs_returns_only_after_its_rows_are_committed(storage, user, database_url):
+    # Concurrent inserts share transactions; each, when it returns, finds its own rows on
+    # another connection (read at once, holding the event loop).
+    async def insert_then_look(k: int) -> int:
+        await storage.insert_logs(user.id, rows(3, p_name=f"i{k}"), utc_now())
+        return rows_per_batch(database_url, user.id).get(f"i{k}", 0)
 
-    seen = await asyncio.gather(*(post_then_count() for _ in range(10)))
-    # Each request saw its own rows committed by the time it got its 200.
-    assert all(count >= 2 for count in seen)
+    assert await asyncio.gather(*(insert_then_look(k) for k in range(10))) == [3] * 10
+
+
+async def test_every_answer_comes_after_its_commit(client, storage, user, database_url):
+    # The moment its 200 arrives, a request's own rows are visible on another connection.
+    # The read blocks the event loop, so no commit still pending here can land before it.
+    async def post_then_look(k: int) -> int:
+        body = client_body(user.name, 2, p_name=f"c{k}")
+        response = await post_logs(client, user, body)
+        visible = rows_per_batch(database_url, user.id).get(f"c{k}", 0)
+        await assert_added(response, 2)
+        return visible
+
+    seen = await asyncio.gather(*(post_then_look(k) for k in range(10)))
+    assert seen == [2] * 10
     assert await storage.count_logs(user.id) == 20
 
 

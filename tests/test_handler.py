@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from realserver import ROOT, RemoteUser, ServerProcess, add_user, free_port
+from support import ROOT, Account, ServerProcess, add_user, free_port
 
 from bot_logging_server.handler import Handler
 
@@ -74,7 +74,7 @@ class Live:
     """A running server and a user of it."""
 
     port: int
-    user: RemoteUser
+    user: Account
 
     @property
     def url(self) -> str:
@@ -102,7 +102,7 @@ def live(
         database_url = request.getfixturevalue("mysql_database")
     user = asyncio.run(add_user(database_url))
     with ServerProcess(database_url, tmp_path_factory.mktemp("handler-server")) as server:
-        asyncio.run(server.wait_ready())
+        server.wait_ready_blocking()
         yield Live(server.port, user)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from helpers import assert_error
+from support import assert_error
 
 
 async def test_healthz_is_200_ok_when_the_database_answers(client, backend):

@@ -13,8 +13,8 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from galera import GaleraCluster
-from realserver import free_port
+from support import free_port
+from support.galera import GaleraCluster
 
 from bot_logging_server.config import ConfigError, DatabaseURL
 from bot_logging_server.storage import StorageUnavailable
@@ -26,7 +26,9 @@ from bot_logging_server.storage.hosts import (
     pick_node,
 )
 
-pytest_plugins = ["galera_fixtures"]
+pytest_plugins = ["support.galera_fixtures"]
+# The first test on the cluster also starts it (mariadb-install-db up to 60 s, start 90 s).
+pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.mark.parametrize(

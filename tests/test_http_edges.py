@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import orjson
 import pytest
-from realserver import RemoteUser, ServerProcess, add_user
+from support import Account, ServerProcess, add_user
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,7 @@ LIMIT = 100_000
 @pytest.fixture(scope="module", params=["hypercorn", "uvicorn"])
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[ServerProcess, RemoteUser]]:
+) -> Iterator[tuple[ServerProcess, Account]]:
     """One server per HTTP server, and a user on it."""
     if request.param == "uvicorn":
         pytest.importorskip("uvicorn")
@@ -36,7 +36,7 @@ def server(
     user = asyncio.run(add_user(url))
     flags = ["--http-server", request.param, "--max-body-bytes", str(LIMIT)]
     with ServerProcess(url, tmp, *flags) as proc:
-        asyncio.run(proc.wait_ready())
+        proc.wait_ready_blocking()
         yield proc, user
 
 

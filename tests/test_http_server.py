@@ -8,39 +8,16 @@ it cleanly. A bad database makes it exit 1, as with hypercorn.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
-from helpers import CLIENT_PATH, client_body, client_headers
+from support import CLIENT_PATH, ServerProcess, client_body, client_headers, run_app
 
 pytest.importorskip("uvicorn")
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def app_py(log: Path, *args: str) -> subprocess.Popen:
-    with log.open("w") as out:
-        return subprocess.Popen(
-            [sys.executable, "app.py", *args],
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "LOGGER_LOG_LEVEL": "WARNING"},
-        )
+QUIET = {"LOGGER_LOG_LEVEL": "WARNING"}
 
 
 def request(url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, dict]:
@@ -54,54 +31,19 @@ def request(url: str, body: bytes | None = None, headers: dict | None = None) ->
 
 def test_uvicorn_serves_the_real_client_and_stops_on_sigterm(tmp_path):
     url = f"sqlite:///{tmp_path / 'logs.db'}"
-    token = subprocess.run(
-        [sys.executable, "app.py", "--database-url", url, "users", "add", "alice"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    port = free_port()
-    log = tmp_path / "server.log"
-    server = app_py(log, "--database-url", url, "--port", str(port), "--http-server", "uvicorn")
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                request(f"{base}/healthz")
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, log.read_text()
-                time.sleep(0.2)
+    token = run_app("--database-url", url, "users", "add", "alice", check=True).stdout.strip()
+    with ServerProcess(url, tmp_path, "--http-server", "uvicorn", env=QUIET) as server:
+        base = server.wait_ready_blocking(timeout=20).base_url
         body = json.dumps(client_body("alice", 3)).encode()
         status, answer = request(base + CLIENT_PATH, body, client_headers(token))
         assert (status, answer["code"], answer.get("added")) == (200, 200, 3)
         assert request(f"{base}/nope") == (404, {"code": 404, "message": "NotFound"})
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            # A graceful stop; uvicorn then re-raises the signal it caught, so -SIGTERM.
-            assert server.wait(15) in (0, -signal.SIGTERM), log.read_text()
-        finally:
-            if server.poll() is None:
-                server.kill()
-                server.wait()
+        server.proc.send_signal(signal.SIGTERM)
+        # A graceful stop; uvicorn then re-raises the signal it caught, so -SIGTERM.
+        assert server.wait_exit_blocking(15) in (0, -signal.SIGTERM), server.output()
 
 
 def test_uvicorn_start_up_failure_exits_1(tmp_path):
-    server = app_py(
-        tmp_path / "server.log",
-        "--database-url",
-        "mysql://nobody:wrong@127.0.0.1:1/nothing",
-        "--port",
-        str(free_port()),
-        "--http-server",
-        "uvicorn",
-    )
-    try:
-        assert server.wait(30) == 1
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
+    url = "mysql://nobody:wrong@127.0.0.1:1/nothing"
+    with ServerProcess(url, tmp_path, "--http-server", "uvicorn", env=QUIET) as server:
+        assert server.wait_exit_blocking(30) == 1

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import subprocess
-import sys
 import time
 
 import pytest
-from helpers import assert_added, assert_error, client_body, post_logs
-from realserver import ROOT
+from support import assert_added, assert_error, client_body, post_logs, run_app
 
 from bot_logging_server.accounts import remove_user, rotate_token, set_disabled
 
@@ -55,24 +52,14 @@ async def test_a_user_changed_in_this_process_is_refused_at_once(client, storage
         await assert_error(await post_logs(client, user), 403, "Forbidden")
 
 
-def _cli(database_url: str, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "app.py"), "--database-url", database_url, *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return done.stdout
-
-
 @pytest.mark.parametrize("command", ["disable", "rotate"])
 async def test_a_user_changed_by_another_process_is_refused_within_5_seconds(
     client, user, database_url, command
 ):
     await assert_added(await post_logs(client, user), 1)
-    await asyncio.to_thread(_cli, database_url, "users", command, user.name)
+    await asyncio.to_thread(
+        run_app, "--database-url", database_url, "users", command, user.name, check=True
+    )
     changed_at = time.monotonic()
     while (await post_logs(client, user)).status_code == 200:
         assert time.monotonic() - changed_at < 5, "still accepted 5 s after the change"

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 from click.testing import CliRunner
-from helpers import assert_error, client_body, post_logs
+from support import assert_error, client_body, post_logs
 
 from bot_logging_server import accounts
 from bot_logging_server.auth import Authenticator

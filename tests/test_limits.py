@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from helpers import assert_added, assert_error, client_body, new_account, post_logs
+from support import assert_added, assert_error, client_body, new_account, post_logs
 
 from bot_logging_server.storage import get_storage
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from realserver import RemoteUser, ServerProcess, add_user, batch_body, http, parse_reply
+from support import Account, ServerProcess, add_user, batch_body, http, parse_reply
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,7 @@ MAX_RECORDS = 50
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, RemoteUser]]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Account]]:
     """One server with small limits and short timeouts, and a user on it."""
     tmp = tmp_path_factory.mktemp("limits")
     url = f"sqlite:///{tmp / 'limits.db'}"
@@ -31,11 +31,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerPro
     flags = ["--max-body-bytes", str(LIMIT), "--max-records", str(MAX_RECORDS)]
     flags += ["--keep-alive-timeout", "1", "--body-timeout", "1", "--read-timeout", "5"]
     with ServerProcess(url, tmp, *flags) as proc:
-        asyncio.run(proc.wait_ready())
+        proc.wait_ready_blocking()
         yield proc, user
 
 
-def _head(port: int, user: RemoteUser, extra: str) -> bytes:
+def _head(port: int, user: Account, extra: str) -> bytes:
     return (
         f"POST //send_logs HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
         f"Content-Type: application/json\r\nX-User-Token: {user.token}\r\n{extra}\r\n"

@@ -15,9 +15,17 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import client_body, post_logs
 from prometheus_client.parser import text_string_to_metric_families
-from realserver import ServerProcess, add_user, batch_body, free_port, http, send_headers
+from support import (
+    ServerProcess,
+    add_user,
+    batch_body,
+    client_body,
+    client_headers,
+    free_port,
+    http,
+    post_logs,
+)
 
 from bot_logging_server.metrics import MULTIPROC_ENV, count_alert_delivery
 
@@ -162,7 +170,7 @@ async def test_with_two_workers_the_counts_of_both_are_summed(fresh_database_url
 
         async def send(i: int, size: int) -> int:
             body = batch_body(user.name, f"b{i}", size)
-            reply = await http(server.port, "POST", "//send_logs", body, send_headers(user.token))
+            reply = await http(server.port, "POST", "//send_logs", body, client_headers(user.token))
             return reply.status
 
         statuses = []

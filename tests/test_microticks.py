@@ -7,7 +7,7 @@ import json
 from urllib.parse import quote
 
 import pytest
-from wire_support import count_rows, key_name, new_key, no_leak, stored_events
+from support import count_rows, key_name, new_key, no_leak, stored_events
 
 from bot_logging_server.events import Event, record_events
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from helpers import client_body, post_logs, read_headers
 from openapi_spec_validator import validate
+from support import client_body, post_logs, read_headers
 
 from bot_logging_server.openapi import responses
 

@@ -18,8 +18,18 @@ from urllib.parse import urlsplit
 
 import pymysql
 import pytest
-from helpers import assert_error, client_body, post_logs
-from realserver import Load, ServerProcess, add_user, batch_body, http, rows_per_batch, send_headers
+from support import (
+    Load,
+    ServerProcess,
+    add_user,
+    assert_error,
+    batch_body,
+    client_body,
+    client_headers,
+    http,
+    post_logs,
+    rows_per_batch,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +60,7 @@ async def _wait_status(port: int, path: str, want: int, within: float) -> float:
 
 async def _expect_503(port: int, user, name: str) -> None:
     reply = await http(
-        port, "POST", "/send_logs", batch_body(user.name, name, 3), send_headers(user.token)
+        port, "POST", "/send_logs", batch_body(user.name, name, 3), client_headers(user.token)
     )
     assert reply.status == 503, reply
     assert reply.headers["content-type"] == "application/json"
@@ -205,7 +215,7 @@ async def test_timeouts_never_leak_pooled_connections(fresh_database_url, mysql_
     # 503 within the timeout, and afterwards the pool still serves 20 requests at once.
     user = await add_user(fresh_database_url)
     url = _through(mysql_proxy.port, fresh_database_url)
-    headers = send_headers(user.token)
+    headers = client_headers(user.token)
 
     async def burst(tag: str) -> list[int | str]:
         async def one(i: int) -> int | str:

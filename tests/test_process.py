@@ -10,68 +10,10 @@ import contextlib
 import hashlib
 import http.client
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
+import sqlite3
 
-from helpers import client_body, client_record
-
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, APP, *args], cwd=cwd, capture_output=True, text=True, timeout=60
-    )
-
-
-@contextlib.contextmanager
-def server(*args: str, cwd: Path) -> Iterator[tuple[int, subprocess.Popen]]:
-    """``python3 app.py ARGS --port P`` until it answers /healthz; killed on exit."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, APP, *args, "--port", str(port)],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, proc.stdout.read()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            try:
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            finally:
-                conn.close()
-            assert time.monotonic() < deadline, "server did not answer /healthz in 30 s"
-            time.sleep(0.1)
-        yield port, proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        proc.stdout.close()
+from support import ServerProcess, client_body, client_record, run_app
 
 
 def send_as_the_client(port: int, user: str, token: str) -> list[dict]:
@@ -96,18 +38,16 @@ def send_as_the_client(port: int, user: str, token: str) -> list[dict]:
 
 def test_app_py_on_the_sqlite_default_with_a_cli_user(tmp_path):
     """No database options: SQLite in ./bot_logging.db; the README's path for a new user."""
-    added = run_cli("users", "add", "alice", "--password", "pw", cwd=tmp_path)
-    assert added.returncode == 0, added.stderr
+    added = run_app("users", "add", "alice", "--password", "pw", cwd=tmp_path, check=True)
     token = added.stdout.strip()
     assert token == hashlib.md5(b"alicepw").hexdigest()
-    with server(cwd=tmp_path) as (port, _proc):
-        answers = send_as_the_client(port, "alice", token)
+    with ServerProcess("", tmp_path, cwd=tmp_path) as server:
+        server.wait_ready_blocking()
+        answers = send_as_the_client(server.port, "alice", token)
     assert answers == [{"code": 200, "message": "Logs added successfully", "added": 10}] * 3
     assert (tmp_path / "bot_logging.db").exists()
-    listing = run_cli("users", "list", cwd=tmp_path)
+    listing = run_app("users", "list", cwd=tmp_path)
     assert "alice" in listing.stdout and token not in listing.stdout
-    import sqlite3
-
     with contextlib.closing(sqlite3.connect(tmp_path / "bot_logging.db")) as db:
         assert db.execute("SELECT COUNT(*) FROM user_logs").fetchone() == (30,)
 
@@ -117,23 +57,23 @@ def test_app_py_on_mysql_with_the_originals_four_flags(tmp_path, mysql_database)
 
     url = DatabaseURL.parse(mysql_database)
     db_flags = ["--user", url.user, "--password", url.password, "--db-name", url.name]
-    added = run_cli(*db_flags, "users", "add", "proc_bob", cwd=tmp_path)
-    assert added.returncode == 0, added.stderr
+    added = run_app(*db_flags, "users", "add", "proc_bob", cwd=tmp_path, check=True)
     token = added.stdout.strip()
-    with server("--host", "127.0.0.1", *db_flags, cwd=tmp_path) as (port, proc):
+    with ServerProcess("", tmp_path, *db_flags, cwd=tmp_path) as server:
+        port = server.wait_ready_blocking().port
         answers = send_as_the_client(port, "proc_bob", token)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         conn.request("POST", "/send_logs", body=b"{}", headers={"X-User-Token": token})
         bad = conn.getresponse()
         assert (bad.status, json.loads(bad.read())["message"]) == (400, "BadRequest")
         conn.close()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0
-        output = proc.stdout.read()
+        server.signal(signal.SIGTERM)
+        assert server.wait_exit_blocking(timeout=15) == 0
+        output = server.output()
     assert answers == [{"code": 200, "message": "Logs added successfully", "added": 10}] * 3
     first_line = output.splitlines()[0]
     assert "storage mysql" in first_line and f"http://127.0.0.1:{port}" in first_line
-    removed = run_cli(*db_flags, "users", "remove", "proc_bob", cwd=tmp_path)
+    removed = run_app(*db_flags, "users", "remove", "proc_bob", cwd=tmp_path)
     assert removed.returncode == 0 and "30 log records" in removed.stdout
 
 
@@ -142,38 +82,18 @@ def test_environment_variables_select_mysql_like_the_flags(tmp_path, mysql_datab
 
     url = DatabaseURL.parse(mysql_database)
     env = {
-        **os.environ,
         "LOGGER_DB_USER": url.user,
         "LOGGER_DB_PASSWORD": url.password,
         "LOGGER_DB_NAME": url.name,
     }
-    result = subprocess.run(
-        [sys.executable, APP, "users", "list"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_app("users", "list", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / "bot_logging.db").exists()
 
 
 def test_server_that_cannot_reach_its_database_exits_1_with_a_clear_line(tmp_path):
-    port = free_port()
-    result = subprocess.run(
-        [
-            sys.executable,
-            APP,
-            "--port",
-            str(port),
-            "--database-url",
-            "mysql://root@127.0.0.1:1/nothing",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 1
-    assert "start-up failed" in result.stderr and "cannot connect" in result.stderr
+    url = "mysql://root@127.0.0.1:1/nothing"
+    with ServerProcess(url, tmp_path, cwd=tmp_path) as server:
+        assert server.wait_exit_blocking(timeout=60) == 1
+    output = server.output()
+    assert "start-up failed" in output and "cannot connect" in output

@@ -18,7 +18,7 @@ import uuid
 
 import orjson
 import pytest
-from helpers import (
+from support import (
     assert_error,
     client_body,
     client_record,

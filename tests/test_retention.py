@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
-from helpers import client_body, new_account, post_logs, recent_logs
+from support import client_body, new_account, post_logs, recent_logs
 
 from bot_logging_server.cli import main
 from bot_logging_server.config import build_config

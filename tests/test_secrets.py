@@ -10,51 +10,13 @@ from __future__ import annotations
 
 import secrets
 import signal
-import subprocess
-import sys
-import uuid
-from urllib.parse import urlsplit
 
-import pymysql
 import pytest
-from realserver import ROOT, ServerProcess, batch_body, http, send_headers
+from support import ServerProcess, batch_body, client_headers, http, run_app
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def mysql_account(fresh_database_url):
-    """A MariaDB account with a password, allowed on the test's (not yet created) database."""
-    parts = urlsplit(fresh_database_url)
-    db = parts.path.lstrip("/")
-    user, password = f"blst_{uuid.uuid4().hex[:8]}", "dbpw-" + secrets.token_hex(12)
-    root = pymysql.connect(host=parts.hostname, port=parts.port or 3306, user="root")
-    try:
-        with root.cursor() as cur:
-            for host in ("localhost", "127.0.0.1", "%"):
-                # hex characters only: safe inline (a '%' host rules out driver parameters)
-                cur.execute(f"CREATE USER '{user}'@'{host}' IDENTIFIED BY '{password}'")
-                cur.execute(f"GRANT ALL ON `{db}`.* TO '{user}'@'{host}'")
-        yield user, password, db
-    finally:
-        with root.cursor() as cur:
-            for host in ("localhost", "127.0.0.1", "%"):
-                cur.execute(f"DROP USER IF EXISTS '{user}'@'{host}'")
-        root.close()
-
-
-def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "app.py"), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**{"PATH": "/usr/bin:/bin"}, **(env or {})},
-    )
-
-
-@pytest.mark.parametrize("fresh_database_url", ["mysql"], indirect=True)
 async def test_a_full_run_with_errors_never_logs_a_token_or_password(
     mysql_account, mysql_proxy, tmp_path
 ):
@@ -81,21 +43,25 @@ async def test_a_full_run_with_errors_never_logs_a_token_or_password(
         token = created.json()["token"]
         seen.append(token)
         ok = await http(
-            port, "POST", "//send_logs", batch_body("sec_alice", "a", 3), send_headers(token)
+            port, "POST", "//send_logs", batch_body("sec_alice", "a", 3), client_headers(token)
         )
         assert ok.status == 200
         for body, headers, status in [
-            (batch_body("sec_alice", "b", 1), send_headers(wrong_token), 403),
-            (batch_body("nobody", "b", 1), send_headers(token), 403),
-            (b'{"data": {"user": "sec_alice", "pid": "x"}}', send_headers(token), 400),
-            (b"\xff\xfe not json", send_headers(token), 400),
+            (batch_body("sec_alice", "b", 1), client_headers(wrong_token), 403),
+            (batch_body("nobody", "b", 1), client_headers(token), 403),
+            (b'{"data": {"user": "sec_alice", "pid": "x"}}', client_headers(token), 400),
+            (b"\xff\xfe not json", client_headers(token), 400),
         ]:
             assert (await http(port, "POST", "//send_logs", body, headers)).status == status
         bad_key = await http(port, "POST", "/create_user", b"{}", {"X-Api-Key": wrong_token})
         assert bad_key.status == 403
         await mysql_proxy.cut()  # errors get logged
         down = await http(
-            port, "POST", "//send_logs", batch_body("sec_alice", "c", 1), send_headers(wrong_token)
+            port,
+            "POST",
+            "//send_logs",
+            batch_body("sec_alice", "c", 1),
+            client_headers(wrong_token),
         )
         assert down.status == 503
         assert (await http(port, "GET", "/healthz")).status == 503
@@ -115,7 +81,7 @@ def test_help_never_shows_a_secret_from_the_environment():
         "LOGGER_API_KEY": "envkey-" + secrets.token_hex(6),
         "LOGGER_DATABASE_URL": "mysql://u:urlpw-" + secrets.token_hex(6) + "@h:3306/db",
     }
-    done = _run("--help", env=env)
+    done = run_app("--help", env=env)
     assert done.returncode == 0
     for value in env.values():
         assert value not in done.stdout + done.stderr
@@ -133,7 +99,7 @@ def test_help_never_shows_a_secret_from_the_environment():
     ids=["bad port", "no database", "bad scheme", "port out of range"],
 )
 def test_configuration_errors_never_repeat_a_password(args):
-    done = _run(*args)
+    done = run_app(*args)
     assert done.returncode != 0
     assert "SECRETPW" not in done.stdout + done.stderr
 
@@ -141,7 +107,7 @@ def test_configuration_errors_never_repeat_a_password(args):
 def test_a_wrong_database_password_is_not_echoed(mysql_server):
     url = f"mysql://root:SECRETPW@{mysql_server.host}:{mysql_server.port}/blst_nothere"
     for args in (["--database-url", url, "users", "list"], ["--database-url", url, "--port", "0"]):
-        done = _run(*args)
+        done = run_app(*args)
         output = done.stdout + done.stderr
         assert done.returncode != 0
         assert "SECRETPW" not in output

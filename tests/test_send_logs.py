@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import (
+from support import (
     assert_added,
     client_body,
     client_record,

@@ -12,37 +12,18 @@ import asyncio
 import signal
 
 import pytest
-from realserver import (
+from support import (
     Load,
     ServerProcess,
     add_user,
     batch_body,
+    client_headers,
+    half_sent_request,
     parse_reply,
     rows_per_batch,
-    send_headers,
 )
 
 pytestmark = pytest.mark.slow
-
-
-async def _half_sent_request(port: int, body: bytes, headers: dict[str, str]):
-    """Open a request and send its headers and half its body; return a coroutine to finish."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    head = f"POST //send_logs HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
-    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "Connection: close\r\n\r\n"
-    half = len(body) // 2
-    writer.write(head.encode() + body[:half])
-    await writer.drain()
-
-    async def finish() -> bytes:
-        writer.write(body[half:])
-        await writer.drain()
-        try:
-            return await asyncio.wait_for(reader.read(), 15)
-        finally:
-            writer.close()
-
-    return finish
 
 
 async def test_sigterm_under_load_finishes_accepted_requests_commits_and_exits_0(
@@ -55,7 +36,7 @@ async def test_sigterm_under_load_finishes_accepted_requests_commits_and_exits_0
         await asyncio.sleep(1.5)
         # A request the server has accepted but whose body is only half here yet.
         slow_body = batch_body(user.name, "slow", 500)
-        finish = await _half_sent_request(server.port, slow_body, send_headers(user.token))
+        finish = await half_sent_request(server.port, slow_body, client_headers(user.token))
         await asyncio.sleep(0.2)
         server.signal(signal.SIGTERM)
         await asyncio.sleep(0.5)

@@ -17,59 +17,24 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import pymysql
 import pytest
-from realserver import ROOT, free_port
-
-from bot_logging_server.config import DatabaseURL
+from support import AppProcess, ServerProcess, free_port, run_app
 
 pytestmark = pytest.mark.slow
 
-APP = str(ROOT / "app.py")
 #: How long a failing process may take after printing its reason.
 EXIT_WITHIN = 2.0
 
 
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("LOGGER_", "BOT_LOGGING"))}
-
-
 def run_failing(*args: str, cwd: Path) -> tuple[int, list[str], float]:
     """Run app.py; return its exit code, its non-empty output lines, and the seconds between
-    its first line and its exit (a process that never exits is killed after 30 s)."""
-    out_path = cwd / f"out-{uuid.uuid4().hex[:6]}.txt"
-    first_line_at = None
-    with out_path.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, APP, *args],
-            cwd=cwd,
-            env=_env(),
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while proc.poll() is None and time.monotonic() < deadline:
-            if first_line_at is None and out_path.stat().st_size:
-                first_line_at = time.monotonic()
-            time.sleep(0.01)
-        ended = time.monotonic()
-        code = proc.poll()
-    finally:
-        # The whole group: a server that hangs may have started workers.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    lines = [line for line in out_path.read_text(errors="replace").splitlines() if line.strip()]
-    assert code is not None, "still running after 30 s; it printed:\n" + "\n".join(lines)
-    return code, lines, ended - (first_line_at or ended)
+    its first line and its exit (a process that never exits fails the test after 30 s)."""
+    with AppProcess(cwd, *args, cwd=cwd) as app:
+        code = app.wait_exit_blocking(30)
+    return code, app.lines(), app.seconds_from_first_output_to_exit()
 
 
 @contextlib.contextmanager
@@ -115,15 +80,9 @@ def assert_one_line_failure(code: int, lines: list[str], took: float, *needles: 
 def a_sqlite_database(tmp_path: Path) -> Path:
     """A real, migrated database file with one user (made by the CLI)."""
     path = tmp_path / "real.db"
-    done = subprocess.run(
-        [sys.executable, APP, "--database-url", f"sqlite:///{path}", "users", "add", "someone"],
-        cwd=tmp_path,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
+    run_app(
+        "--database-url", f"sqlite:///{path}", "users", "add", "someone", cwd=tmp_path, check=True
     )
-    assert done.returncode == 0, done.stderr
     for suffix in ("-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     return path
@@ -186,14 +145,7 @@ def test_users_add_on_a_read_only_file_exits_1_with_one_line(tmp_path):
 
 
 def test_users_add_says_on_stderr_which_database_it_wrote_to(tmp_path):
-    done = subprocess.run(
-        [sys.executable, APP, "users", "add", "alice", "--password", "pw"],
-        cwd=tmp_path,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_app("users", "add", "alice", "--password", "pw", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     # stdout is the token alone (scripts capture it); where it went is said on stderr.
     assert done.stdout == hashlib.md5(b"alicepw").hexdigest() + "\n"
@@ -201,35 +153,6 @@ def test_users_add_says_on_stderr_which_database_it_wrote_to(tmp_path):
 
 
 # -- MySQL ------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def mysql_account(mysql_server: DatabaseURL) -> Iterator[tuple[str, str, str]]:
-    """A MySQL account of this test only (name, password, database), dropped at the end."""
-    name, password, database = (
-        f"blst_u{uuid.uuid4().hex[:8]}",
-        uuid.uuid4().hex,
-        f"blst_{uuid.uuid4().hex[:12]}",
-    )
-    conn = pymysql.connect(
-        host=mysql_server.host,
-        port=mysql_server.port,
-        user=mysql_server.user,
-        password=mysql_server.password,
-    )
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE `{database}`")
-            for host in ("localhost", "127.0.0.1"):
-                cur.execute(f"CREATE USER '{name}'@'{host}' IDENTIFIED BY %s", (password,))
-                cur.execute(f"GRANT ALL ON `{database}`.* TO '{name}'@'{host}'")
-        yield name, password, database
-    finally:
-        with conn.cursor() as cur:
-            for host in ("localhost", "127.0.0.1"):
-                cur.execute(f"DROP USER IF EXISTS '{name}'@'{host}'")
-            cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
-        conn.close()
 
 
 @pytest.mark.parametrize("command", [["--port", "PORT"], ["users", "list"], ["users", "add", "x"]])
@@ -269,20 +192,12 @@ def test_mysql_server_on_a_port_in_use_exits_1_before_touching_the_database(
 
 def test_listening_is_printed_once_the_port_accepts_connections(tmp_path, mysql_account):
     name, password, database = mysql_account
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, APP, "--port", str(port), "--user", name, "--password", password,
-         "--db-name", database],
-        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
+    flags = ["--user", name, "--password", password, "--db-name", database]
+    with ServerProcess("", tmp_path, *flags, cwd=tmp_path) as server:
+        line = server.wait_for_line("listening on")
         # The moment the line is out, a client can connect (not only "soon").
-        with socket.create_connection(("127.0.0.1", port), timeout=5):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5):
             pass
-        assert f"listening on http://127.0.0.1:{port}" in line and "storage mysql" in line
-    finally:
-        proc.terminate()
-        assert proc.wait(timeout=15) == 0
-        proc.stdout.close()
+        assert f"listening on http://127.0.0.1:{server.port}" in line and "storage mysql" in line
+        server.signal(signal.SIGTERM)
+        assert server.wait_exit_blocking(15) == 0

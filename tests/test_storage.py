@@ -8,13 +8,14 @@ from datetime import datetime
 
 import pymysql
 import pytest
-from helpers import recent_logs
+from support import recent_logs
 
 from bot_logging_server.config import DatabaseURL, build_config
 from bot_logging_server.storage import (
     LogRow,
     Storage,
     StorageError,
+    StorageUnavailable,
     UserExists,
     UserNotFound,
     make_storage,
@@ -117,8 +118,9 @@ async def test_rows_round_trip_with_microseconds_and_4_byte_characters(storage, 
 
 async def test_a_failing_batch_writes_nothing(storage, user):
     rows = [_row(), _row(), _row(pid=2**64)]  # the last row cannot be stored
-    with pytest.raises(StorageError):
+    with pytest.raises(StorageError) as refused:
         await storage.insert_logs(user.id, rows, datetime(2026, 1, 1))
+    assert not isinstance(refused.value, StorageUnavailable)  # a refused row is no outage
     assert await storage.count_logs(user.id) == 0
     assert await storage.insert_logs(user.id, [_row()], datetime(2026, 1, 1)) == 1
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import orjson
 import pytest
-from realserver import RemoteUser, ServerProcess, add_user, http, send_headers
+from support import Account, ServerProcess, add_user, client_headers, http
 
 pytestmark = pytest.mark.slow
 
@@ -29,11 +29,11 @@ EXPORT_RECORDS = 8000
 MSG = "x" * 1000
 
 
-def _read_headers(user: RemoteUser) -> dict[str, str]:
+def _read_headers(user: Account) -> dict[str, str]:
     return {"X-User": user.name, "X-User-Token": user.token}
 
 
-async def _fill(port: int, user: RemoteUser, records: int) -> None:
+async def _fill(port: int, user: Account, records: int) -> None:
     """Store `records` records through the API, 1000 per batch."""
     now = "2026-01-01T00:00:00"
     for start in range(0, records, 1000):
@@ -43,7 +43,7 @@ async def _fill(port: int, user: RemoteUser, records: int) -> None:
         ]
         data = {"user": user.name, "pid": 1, "p_name": "stream", "post_time": now, "logs": logs}
         body = orjson.dumps({"data": data})
-        reply = await http(port, "POST", "//send_logs", body, send_headers(user.token), 60)
+        reply = await http(port, "POST", "//send_logs", body, client_headers(user.token), 60)
         assert reply.status == 200, reply.body
 
 
@@ -123,7 +123,7 @@ class StreamReader:
 
 
 @contextlib.contextmanager
-def _reader(port: int, path: str, user: RemoteUser) -> Iterator[StreamReader]:
+def _reader(port: int, path: str, user: Account) -> Iterator[StreamReader]:
     reader = StreamReader(port, path, _read_headers(user))
     try:
         yield reader

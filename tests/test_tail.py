@@ -16,7 +16,15 @@ import time
 import aiomysql
 import orjson
 import pytest
-from helpers import client_body, client_record, new_account, post_logs, read_headers
+from support import (
+    ServerProcess,
+    client_body,
+    client_record,
+    new_account,
+    post_logs,
+    read_headers,
+    run_app,
+)
 
 from bot_logging_server.config import DatabaseURL
 from bot_logging_server.storage import get_storage
@@ -213,11 +221,10 @@ async def test_a_record_committed_late_with_a_lower_id_still_arrives(client, use
 
 
 def test_sigterm_ends_open_tails_and_the_server_promptly(tmp_path):
-    from test_process import run_cli, server
-
     url = f"sqlite:///{tmp_path / 'tail.db'}"
-    token = run_cli("--database-url", url, "users", "add", "bob", cwd=tmp_path).stdout.strip()
-    with server("--database-url", url, cwd=tmp_path) as (port, proc):
+    token = run_app("--database-url", url, "users", "add", "bob", check=True).stdout.strip()
+    with ServerProcess(url, tmp_path) as server:
+        port = server.wait_ready_blocking().port
         sock = socket.create_connection(("127.0.0.1", port), timeout=5)
         sock.sendall(
             b"GET /api/tail HTTP/1.1\r\nHost: x\r\nX-User: bob\r\nX-User-Token: "
@@ -230,10 +237,10 @@ def test_sigterm_ends_open_tails_and_the_server_promptly(tmp_path):
         assert received.startswith(b"HTTP/1.1 200")
         assert b"text/event-stream" in received
         started = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
+        server.signal(signal.SIGTERM)
         while chunk := sock.recv(4096):  # the server ends the stream, then closes
             received += chunk
-        assert proc.wait(timeout=5) == 0
+        assert server.wait_exit_blocking(timeout=5) == 0
         assert time.monotonic() - started < 3
         assert received.endswith(b"0\r\n\r\n")  # the chunked body was finished, not cut
         sock.close()
@@ -243,11 +250,10 @@ def test_with_two_worker_processes_every_record_reaches_the_tail(tmp_path):
     import http.client
     import json
 
-    from test_process import run_cli, server
-
     url = f"sqlite:///{tmp_path / 'workers.db'}"
-    token = run_cli("--database-url", url, "users", "add", "bob", cwd=tmp_path).stdout.strip()
-    with server("--database-url", url, "--workers", "2", cwd=tmp_path) as (port, _proc):
+    token = run_app("--database-url", url, "users", "add", "bob", check=True).stdout.strip()
+    with ServerProcess(url, tmp_path, "--workers", "2") as server:
+        port = server.wait_ready_blocking().port
         sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         sock.sendall(
             b"GET /api/tail HTTP/1.1\r\nHost: x\r\nX-User: bob\r\nX-User-Token: "

@@ -8,7 +8,7 @@ import json
 from datetime import datetime, timedelta
 
 import pytest
-from wire_support import count_rows, new_key, no_leak, stored_events
+from support import count_rows, new_key, no_leak, stored_events
 
 from bot_logging_server.config import build_config
 
@@ -300,7 +300,7 @@ async def test_an_unknown_or_disabled_key_is_a_401(client, storage, user, disabl
 
 
 async def test_the_keyless_option_stores_keyless_events_for_its_user(make_app, make_user):
-    from helpers import new_account
+    from support import new_account
 
     from bot_logging_server.storage import get_storage
 

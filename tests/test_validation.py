@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import assert_error, client_body, client_record, post_logs, recent_logs
+from support import assert_error, client_body, client_record, post_logs, recent_logs
 
 
 @pytest.mark.parametrize(

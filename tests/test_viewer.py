@@ -8,7 +8,8 @@ chart, follows the URL through Back and Forward, opens records with the keyboard
 live record arrive. The page must load nothing from another host and raise no error (a
 Content-Security-Policy violation is an error). The views (URL, keyboard, phone, dark mode,
 time zones) are tested in ``test_viewer_views.py``, the outages (server down, database down,
-503 with Retry-After) in ``test_viewer_outages.py``; both use this module's fixtures.
+503 with Retry-After) in ``test_viewer_outages.py``; all three use the fixtures of
+``support/browser_fixtures.py``.
 
 Needs Playwright's Python package and Debian's ``chromium`` (``/usr/bin/chromium``); without
 them these tests are skipped, except under ``CI=true``, where they fail.
@@ -17,171 +18,16 @@ them these tests are skipped, except under ``CI=true``, where they fail.
 from __future__ import annotations
 
 import json
-import os
-import re
-import shutil
-import urllib.request
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
-import pytest
-from helpers import client_body, client_record
-from test_process import server
+from support import client_record
+from support.browser import LiveAccount, ago, expect, query, rows, sign_in
 
-CHROMIUM = os.environ.get("LOGGER_TEST_CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-API_KEY = "viewer-test-api-key"
 SCREENSHOT = Path("/tmp/bot-logging-server-viewer.png")
 PLOT_PAD = 6  # the chart's left and right padding (static/viewer/chart.js PAD)
 
-
-def _missing(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _missing("the playwright package is not installed (pip install -r requirements-dev.txt)")
-    if not shutil.which(CHROMIUM):
-        _missing(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module", params=["sqlite", "mysql"])
-def live_server(request, tmp_path_factory):
-    """``python3 app.py`` on a free port (``/create_user`` on); yields its base URL."""
-    cwd = tmp_path_factory.mktemp("viewer")
-    if request.param == "sqlite":
-        url = f"sqlite:///{cwd / 'viewer.db'}"
-    else:
-        url = request.getfixturevalue("mysql_database")
-    with server("--database-url", url, "--api-key", API_KEY, cwd=cwd) as (port, _proc):
-        yield f"http://127.0.0.1:{port}"
-
-
-def http(base: str, path: str, body: object, headers: dict[str, str]) -> dict:
-    request = urllib.request.Request(
-        base + path,
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", **headers},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
-
-class Account:
-    """A user of the live server, and how to send it logs as the real client does."""
-
-    def __init__(self, base: str, prefix: str = "v"):
-        self.base = base
-        self.name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-        answer = http(base, "/create_user", {"user": self.name}, {"X-Api-Key": API_KEY})
-        self.token = answer["token"]
-
-    def send(self, *records: dict, **batch: object) -> None:
-        body = client_body(self.name, list(records), **batch)
-        answer = http(self.base, "//send_logs", body, {"X-User-Token": self.token})
-        assert answer["added"] == len(records)
-
-
-@pytest.fixture
-def account(live_server):
-    return Account(live_server)
-
-
-class Tabs:
-    """Opens browser tabs on `base`; at the end, fails the test if a tab logged an error
-    (other than those `allow`ed) or requested another host."""
-
-    def __init__(self, browser):
-        self.browser = browser
-        self.contexts = []
-        self.errors: list[str] = []
-        self.foreign: list[str] = []
-        # Signing out after a refused token is a normal path: its 403 is expected.
-        self.allowed = [r"status of 403"]
-
-    def allow(self, pattern: str) -> None:
-        """A console error matching `pattern` is expected (a request failed on purpose)."""
-        self.allowed.append(pattern)
-
-    def open(self, base: str, context=None, **options):
-        if context is None:
-            context = self.browser.new_context(
-                **{"viewport": {"width": 1280, "height": 800}, **options}
-            )
-            self.contexts.append(context)
-        tab = context.new_page()
-        tab.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
-        tab.on("pageerror", lambda e: self.errors.append(str(e)))
-        tab.on("request", lambda r: r.url.startswith(base) or self.foreign.append(r.url))
-        tab.set_default_timeout(10_000)
-        return tab
-
-    def check(self) -> None:
-        for context in self.contexts:
-            context.close()
-        assert self.foreign == [], "the page requested another host"
-        unexpected = [e for e in self.errors if not any(re.search(a, e) for a in self.allowed)]
-        assert unexpected == []
-
-
-@pytest.fixture
-def tabs(browser):
-    opened = Tabs(browser)
-    yield opened
-    opened.check()
-
-
-@pytest.fixture
-def page(tabs, live_server):
-    """A fresh browser tab (1280 x 800) on the live server."""
-    return tabs.open(live_server)
-
-
-def sign_in(page, base: str, account: Account, token: str | None = None, path: str = "/") -> None:
-    page.goto(base + path)
-    page.fill("#signin-user", account.name)
-    page.fill("#signin-token", token or account.token)
-    page.click("#signin-submit")
-
-
-def expect(locator):
-    from playwright.sync_api import expect
-
-    return expect(locator)
-
-
-def rows(page) -> list[str]:
-    return page.locator("#logs tbody tr td.msg").all_inner_texts()
-
-
-def query(page) -> dict[str, str]:
-    """The page's URL query as a dict (one value per key)."""
-    return {k: v[0] for k, v in parse_qs(urlsplit(page.url).query).items()}
-
-
-def ago(**delta: float) -> str:
-    """The client's event_at for `delta` before now (naive UTC, seconds)."""
-    return (datetime.now(UTC) - timedelta(**delta)).strftime("%Y-%m-%dT%H:%M:%S")
+pytest_plugins = ["support.browser_fixtures"]
 
 
 # -- signing in, reading, filtering ---------------------------------------------------------
@@ -384,7 +230,7 @@ def test_the_docs_page_renders_every_endpoint_offline(page, live_server):
 
 
 def test_a_user_name_beyond_latin_1_signs_in(page, live_server):
-    account = Account(live_server, prefix="zoë_🚀_ошибка")
+    account = LiveAccount(live_server, prefix="zoë_🚀_ошибка")
     account.send(client_record(0, msg="hello from a rocket"))
     sign_in(page, live_server, account)
     expect(page.locator("#logs tbody td.msg")).to_have_text(["hello from a rocket"])

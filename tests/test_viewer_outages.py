@@ -9,39 +9,19 @@ long until the next try, and come back without a reload once the server answers 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import threading
-import time
-import urllib.request
 from urllib.parse import urlsplit
 
 import pytest
-import test_viewer
-from helpers import client_record
-from realserver import ServerProcess
-from test_viewer import API_KEY, Account, expect, sign_in
+from support import ServerProcess, ThreadedProxy, client_record
+from support.browser import API_KEY, LiveAccount, expect, sign_in
 
 pytestmark = pytest.mark.slow
-
-browser = test_viewer.browser
-tabs = test_viewer.tabs
+pytest_plugins = ["support.browser_fixtures"]
 
 BANNER_UNREACHABLE = re.compile(r"^Server unreachable, retrying in \d+ s$")
 BANNER_DATABASE = re.compile(r"^The database is unavailable, retrying in \d+ s$")
-
-
-def wait_ready(port: int, timeout: float = 30.0) -> None:
-    """Poll ``/healthz`` until it answers 200."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                return
-        except OSError:
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.1)
 
 
 def let_time_pass(page, seconds: int) -> None:
@@ -66,42 +46,15 @@ def requests_of(page) -> list[str]:
     return sent
 
 
-class ThreadedProxy:
-    """A `faults.TCPProxy` on its own event loop in a thread, for synchronous tests."""
-
-    def __init__(self, host: str, port: int) -> None:
-        from faults import TCPProxy
-
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.proxy = self._run(TCPProxy(host, port).start())
-
-    def _run(self, coroutine):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(15)
-
-    def cut(self) -> None:
-        self._run(self.proxy.cut())
-
-    def restore(self) -> None:
-        self._run(self.proxy.restore())
-
-    def close(self) -> None:
-        self._run(self.proxy.close())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
 def test_with_the_server_down_sign_in_says_so_and_the_page_backs_off(tabs, tmp_path):
     tabs.allow(r"ERR_CONNECTION_REFUSED")
     tabs.allow(r"ERR_INCOMPLETE_CHUNKED_ENCODING")  # the live tail's stream, cut by the outage
     with ServerProcess(
         f"sqlite:///{tmp_path / 'down.db'}", tmp_path, "--api-key", API_KEY
     ) as server:
-        wait_ready(server.port)
+        server.wait_ready_blocking()
         base = f"http://127.0.0.1:{server.port}"
-        account = Account(base)
+        account = LiveAccount(base)
         account.send(client_record(0, msg="before the outage"))
         page = tabs.open(base)
         page.clock.install()
@@ -116,7 +69,7 @@ def test_with_the_server_down_sign_in_says_so_and_the_page_backs_off(tabs, tmp_p
         )
         assert len(sent) == 1
         server.start()
-        wait_ready(server.port)
+        server.wait_ready_blocking()
         page.click("#signin-submit")
         expect(page.locator("#logs tbody td.msg")).to_have_text(["before the outage"])
         page.check("#live")
@@ -136,7 +89,7 @@ def test_with_the_server_down_sign_in_says_so_and_the_page_backs_off(tabs, tmp_p
         assert len(sent) - first_minute <= 2, sent
 
         server.start()
-        wait_ready(server.port)
+        server.wait_ready_blocking()
         wait_for_recovery(page, within=70)
         expect(page.locator("#logs tbody td.msg")).to_have_text(["before the outage"])
         expect(page.locator("#total")).to_have_text("1 match")
@@ -155,11 +108,11 @@ def test_a_database_outage_shows_a_banner_backs_off_and_recovers(tabs, tmp_path,
     proxy = ThreadedProxy(direct.hostname, direct.port or 3306)
     try:
         auth = direct.netloc.rsplit("@", 1)[0]
-        url = f"mysql://{auth}@127.0.0.1:{proxy.proxy.port}{direct.path}"
+        url = f"mysql://{auth}@127.0.0.1:{proxy.port}{direct.path}"
         with ServerProcess(url, tmp_path, "--api-key", API_KEY) as server:
-            wait_ready(server.port)
+            server.wait_ready_blocking()
             base = f"http://127.0.0.1:{server.port}"
-            account = Account(base)
+            account = LiveAccount(base)
             account.send(client_record(0, msg="kept safe"))
             page = tabs.open(base)
             page.clock.install()
@@ -196,9 +149,9 @@ def test_retry_after_is_honoured_even_when_longer_than_the_back_off(tabs, tmp_pa
     with ServerProcess(
         f"sqlite:///{tmp_path / 'busy.db'}", tmp_path, "--api-key", API_KEY
     ) as server:
-        wait_ready(server.port)
+        server.wait_ready_blocking()
         base = f"http://127.0.0.1:{server.port}"
-        account = Account(base)
+        account = LiveAccount(base)
         account.send(client_record(0, msg="patience"))
         page = tabs.open(base)
         page.clock.install()

@@ -2,7 +2,7 @@
 on a phone, in dark mode, and in UTC or local time, in a real headless Chromium.
 
 The browser, the live server (both backends) and the tabs' checks (no console error, no
-other host) are those of ``test_viewer.py``.
+other host) are those of ``support/browser_fixtures.py``.
 """
 
 from __future__ import annotations
@@ -10,15 +10,10 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qs, urlsplit
 
-import test_viewer
-from helpers import client_record
-from test_viewer import expect, query, sign_in
+from support import client_record
+from support.browser import expect, query, sign_in
 
-browser = test_viewer.browser
-live_server = test_viewer.live_server
-tabs = test_viewer.tabs
-page = test_viewer.page
-account = test_viewer.account
+pytest_plugins = ["support.browser_fixtures"]
 
 
 # -- views in the URL -----------------------------------------------------------------------

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from realserver import ServerProcess, add_user, batch_body, http, send_headers
-from test_startup import mysql_account  # noqa: F401  (a fixture)
+from support import ServerProcess, add_user, batch_body, client_headers, http
 
 from bot_logging_server.config import ConfigError, build_config
 from bot_logging_server.config.settings import cpu_cores
@@ -84,7 +83,7 @@ async def test_uvicorn_workers_stop_on_sigterm_and_exit_0(tmp_path, signal_to):
         assert len(workers) == 2
         user = await add_user(url)
         ok = await http(server.port, "POST", "//send_logs", batch_body(user.name, "w", 3),
-                        send_headers(user.token))  # fmt: skip
+                        client_headers(user.token))  # fmt: skip
         assert ok.status == 200
         started = time.monotonic()
         if signal_to == "parent":
@@ -109,7 +108,7 @@ def _environ(pid: int) -> bytes:
 @pytest.mark.parametrize("key_from", ["flag", "environment"])
 async def test_worker_environments_hold_no_secret(
     tmp_path,
-    mysql_account,  # noqa: F811
+    mysql_account,
     http_server,
     key_from,
 ):

@@ -14,17 +14,17 @@ import asyncio
 import signal
 
 import pytest
-from realserver import (
+from support import (
     Load,
     ServerProcess,
     add_user,
     batch_body,
+    client_headers,
+    half_sent_request,
     http,
     parse_reply,
     rows_per_batch,
-    send_headers,
 )
-from test_shutdown import _half_sent_request
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +48,7 @@ async def test_workers_start_on_a_fresh_database_serve_and_stop_cleanly(
             {"X-User-Token": "0" * 32},
         )
         slow_body = batch_body(user.name, "slow", 300)
-        finish = await _half_sent_request(server.port, slow_body, send_headers(user.token))
+        finish = await half_sent_request(server.port, slow_body, client_headers(user.token))
         await asyncio.sleep(0.3)
         if signal_to == "parent":
             server.proc.send_signal(signal.SIGTERM)

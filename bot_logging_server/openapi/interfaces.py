@@ -128,7 +128,9 @@ def add_interface_paths(spec: APISpec) -> None:
             "description": "Token <ingest key>, or Token <user token> with X-User",
         },
     )
-    spec.components.security_scheme("ingest_key", {"type": "apiKey", "in": "query", "name": "key"})
+    spec.components.security_scheme(
+        "ingest_key_query", {"type": "apiKey", "in": "query", "name": "key"}
+    )
     collector = {
         "post": {
             "summary": "The Eye: store one event (its session is added or updated).",
@@ -239,7 +241,7 @@ def add_interface_paths(spec: APISpec) -> None:
             "post": {
                 "summary": "Tracker demo: store one event (load, scroll or click).",
                 "tags": ["tracker"],
-                "security": [{"ingest_key": []}, {}],
+                "security": [{"ingest_key_query": []}, {}],
                 "requestBody": {
                     "required": True,
                     "content": {

@@ -1,4 +1,8 @@
-"""Helpers shared by the tests: the real client's request, and the contract's answers."""
+"""The in-process side: accounts, the real client's request, and the contract's answers.
+
+Requests go through the app's test client (`post_logs`, `get_logs`); `assert_error` and
+`assert_added` check the contract's answer shapes everywhere.
+"""
 
 from __future__ import annotations
 

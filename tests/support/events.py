@@ -1,5 +1,5 @@
-"""Helpers shared by the tests of the event wire interfaces (The Eye, Microticks, tracker):
-ingest keys made straight in storage, and the stored rows read back with SQL of their own."""
+"""The event wire interfaces (The Eye, Microticks, tracker): ingest keys made straight in
+storage, and the stored rows read back with SQL of their own."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ process the cluster started (by process group id) and checks that none is left.
 
 If the test process itself dies (``kill -9``, a CI timeout), a small reaper process that
 watches it (`galera_reaper`) kills the nodes and removes the directory. The pytest fixtures
-are in `galera_fixtures`.
+are in `support.galera_fixtures`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import pymysql
+
+from support.process import free_ports
 
 MARIADBD = "/usr/sbin/mariadbd"
 INSTALL_DB = "mariadb-install-db"
@@ -58,20 +60,6 @@ REAPER = Path(__file__).with_name("galera_reaper.py")
 
 class GaleraError(RuntimeError):
     """The cluster did not reach the expected state in time; the message has the node logs."""
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct TCP ports nobody listens on right now (held until all are picked)."""
-    socks = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            socks.append(sock)
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 def _accepts(path: Path) -> bool:

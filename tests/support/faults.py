@@ -6,6 +6,7 @@ listening (new connections are refused), as a database restart or a network fail
 `restore()` listens again on the same port. `freeze()` is the nastier outage: connections are
 accepted and kept open but nothing is forwarded any more (a partition, a hung server), so only
 timeouts can save the client; `thaw()` drops those connections and forwards again.
+`ThreadedProxy` runs a `TCPProxy` on an event loop of its own, for tests that have none.
 """
 
 from __future__ import annotations
@@ -13,6 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class TCPProxy:
@@ -112,3 +118,36 @@ class TCPProxy:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+
+
+class ThreadedProxy:
+    """A `TCPProxy` on its own event loop in a thread, for tests without an event loop."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.proxy = self._run(TCPProxy(host, port).start())
+
+    @property
+    def port(self) -> int:
+        """The port the proxy listens on."""
+        return self.proxy.port
+
+    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(15)
+
+    def cut(self) -> None:
+        """`TCPProxy.cut`."""
+        self._run(self.proxy.cut())
+
+    def restore(self) -> None:
+        """`TCPProxy.restore`."""
+        self._run(self.proxy.restore())
+
+    def close(self) -> None:
+        """Close the proxy, stop its loop and thread."""
+        self._run(self.proxy.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()

@@ -1,4 +1,4 @@
-"""Pytest fixtures for the Galera cluster of `galera`: load with ``pytest_plugins``.
+"""Pytest fixtures for the Galera cluster of `support.galera`: load with ``pytest_plugins``.
 
 * `galera_installed` (session): when this machine cannot run a node (no MariaDB server,
   Galera provider, rsync or ``mysql`` user), fails under ``CI=true`` and skips, with the
@@ -16,7 +16,8 @@ import os
 from collections.abc import Generator, Iterator
 
 import pytest
-from galera import GaleraCluster, missing_prerequisites
+
+from support.galera import GaleraCluster, missing_prerequisites
 
 
 @pytest.fixture(scope="session")

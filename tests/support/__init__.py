@@ -1,0 +1,84 @@
+"""The one support module of the tests: everything shared between test files lives here.
+
+* `support.client`: in-process requests through the app's test client, accounts, and the
+  contract's answer shapes (`post_logs`, `assert_error`, ...).
+* `support.process`: the real thing as processes: `free_port`, `run_app` (the CLI, to
+  completion), `AppProcess` and `ServerProcess` (in the background), raw `http`.
+* `support.database`: `add_user` for a server process, `rows_per_batch` read directly.
+* `support.load`: `Load`, clients posting batches, and the check of what was stored.
+* `support.events`: ingest keys and stored events of the event wire interfaces.
+* `support.faults`: `TCPProxy`, a database outage on demand (`ThreadedProxy` without a loop).
+* `support.browser`: helpers of the viewer tests in Chromium; their fixtures are the plugin
+  ``support.browser_fixtures`` (``pytest_plugins = ["support.browser_fixtures"]``).
+* `support.galera`: a real 3-node Galera cluster; its fixtures are the plugin
+  ``support.galera_fixtures`` (``galera_reaper.py`` is a script it runs).
+
+Test modules import from here (``from support import post_logs``), never from each other.
+"""
+
+from support.client import (
+    CLIENT_PATH,
+    Account,
+    assert_added,
+    assert_error,
+    client_body,
+    client_headers,
+    client_record,
+    get_logs,
+    new_account,
+    post_logs,
+    read_headers,
+    recent_logs,
+)
+from support.database import add_user, rows_per_batch
+from support.events import count_rows, key_name, new_key, no_leak, stored_events
+from support.faults import TCPProxy, ThreadedProxy
+from support.load import Load, batch_body
+from support.process import (
+    ROOT,
+    AppProcess,
+    Reply,
+    ServerProcess,
+    free_port,
+    free_ports,
+    half_sent_request,
+    http,
+    parse_reply,
+    run_app,
+)
+
+__all__ = [
+    "CLIENT_PATH",
+    "ROOT",
+    "Account",
+    "AppProcess",
+    "Load",
+    "Reply",
+    "ServerProcess",
+    "TCPProxy",
+    "ThreadedProxy",
+    "add_user",
+    "assert_added",
+    "assert_error",
+    "batch_body",
+    "client_body",
+    "client_headers",
+    "client_record",
+    "count_rows",
+    "free_port",
+    "free_ports",
+    "get_logs",
+    "half_sent_request",
+    "http",
+    "key_name",
+    "new_account",
+    "new_key",
+    "no_leak",
+    "parse_reply",
+    "post_logs",
+    "read_headers",
+    "recent_logs",
+    "rows_per_batch",
+    "run_app",
+    "stored_events",
+]

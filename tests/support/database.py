@@ -1,0 +1,61 @@
+"""The database behind the server's back: users for a server process, rows read directly.
+
+`add_user` creates a user with the project's own code (no server needed); `rows_per_batch`
+reads straight from the database on a connection of its own (no server code), so it sees
+exactly what is committed, whatever the server's connections hold.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from urllib.parse import unquote, urlsplit
+
+import pymysql
+
+from support.client import Account
+
+
+async def add_user(database_url: str, name: str | None = None) -> Account:
+    """Create a user with a random token in the database at `database_url` (migrating it)."""
+    from bot_logging_server.accounts import create_user
+    from bot_logging_server.config import build_config
+    from bot_logging_server.storage import make_storage
+
+    store = make_storage(build_config({"database_url": database_url}, environ={}))
+    await store.open()
+    try:
+        name = name or f"u_{uuid.uuid4().hex[:10]}"
+        new = await create_user(store, name)
+        return Account(name, new.token, new.user.id)
+    finally:
+        await store.close()
+
+
+def rows_per_batch(database_url: str, user_id: int) -> dict[str, int]:
+    """``{p_name: rows}`` of one user's committed rows, on a new connection of its own.
+
+    Blocking: called from a coroutine it holds the event loop, so nothing of the server
+    under test (in the same process) can commit while it reads.
+    """
+    parts = urlsplit(database_url)
+    sql = "SELECT p_name, COUNT(*) FROM user_logs WHERE user_id = {} GROUP BY p_name"
+    if parts.scheme == "sqlite":
+        conn = sqlite3.connect(unquote(parts.path[1:]), timeout=30)
+        try:
+            return dict(conn.execute(sql.format("?"), (user_id,)).fetchall())
+        finally:
+            conn.close()
+    conn = pymysql.connect(
+        host=parts.hostname,
+        port=parts.port or 3306,
+        user=unquote(parts.username or ""),
+        password=unquote(parts.password or ""),
+        database=parts.path.lstrip("/"),
+    )
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.format("%s"), (user_id,))
+            return {name: int(count) for name, count in cur.fetchall()}
+    finally:
+        conn.close()
