@@ -18,7 +18,7 @@ import gc
 import math
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,9 +26,18 @@ from urllib.parse import urlsplit
 
 import pymysql
 import pytest
-from helpers import assert_error, client_body, new_account, post_logs, read_headers
-from realserver import RemoteUser, ServerProcess, batch_body, http, send_headers
-from test_tail import tail
+from support import (
+    Account,
+    ServerProcess,
+    assert_error,
+    batch_body,
+    client_body,
+    client_headers,
+    http,
+    new_account,
+    post_logs,
+    read_headers,
+)
 
 from bot_logging_server.accounts import create_user
 from bot_logging_server.config import build_config
@@ -55,7 +64,7 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
 
 
-async def _seed(database_url: str) -> tuple[list[RemoteUser], RemoteUser]:
+async def _seed(database_url: str) -> tuple[list[Account], Account]:
     """`READ_USERS` users with `ROWS_PER_READ_USER` rows each, and one user who ingests."""
     storage = make_storage(build_config({"database_url": database_url}, environ={}))
     await storage.open()
@@ -63,7 +72,7 @@ async def _seed(database_url: str) -> tuple[list[RemoteUser], RemoteUser]:
         users = []
         for _ in range(READ_USERS + 1):
             new = await create_user(storage, f"u_{uuid.uuid4().hex[:10]}")
-            users.append(RemoteUser(new.user.username, new.token, new.user.id))
+            users.append(Account(new.user.username, new.token, new.user.id))
         readers, writer = users[:-1], users[-1]
         msg = "worker finished a job without incident, nothing to see here " * 2
         at = datetime(2026, 1, 1)
@@ -91,7 +100,7 @@ async def _seed(database_url: str) -> tuple[list[RemoteUser], RemoteUser]:
 class HeavyReaders:
     """`READERS` clients, each running `HEAVY_READ` again as soon as it is answered."""
 
-    def __init__(self, port: int, users: list[RemoteUser]) -> None:
+    def __init__(self, port: int, users: list[Account]) -> None:
         self.port, self.users = port, users
         self.statuses: dict[int | str, int] = {}
         self.latencies: list[float] = []
@@ -111,7 +120,7 @@ class HeavyReaders:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _client(self, user: RemoteUser) -> None:
+    async def _client(self, user: Account) -> None:
         headers = {"X-User": user.name, "X-User-Token": user.token}
         while not self._stop.is_set():
             started = time.perf_counter()
@@ -126,7 +135,7 @@ class HeavyReaders:
                 await asyncio.sleep(1)  # Retry-After
 
 
-async def _ingest_latencies(port: int, user: RemoteUser, seconds: float) -> list[float]:
+async def _ingest_latencies(port: int, user: Account, seconds: float) -> list[float]:
     """Post 10-record batches one after another for `seconds`; the latency of each."""
     latencies = []
     deadline = time.monotonic() + seconds
@@ -135,7 +144,9 @@ async def _ingest_latencies(port: int, user: RemoteUser, seconds: float) -> list
         body = batch_body(user.name, f"ingest-{seq}", 10)
         seq += 1
         started = time.perf_counter()
-        reply = await http(port, "POST", "//send_logs", body, send_headers(user.token), timeout=60)
+        reply = await http(
+            port, "POST", "//send_logs", body, client_headers(user.token), timeout=60
+        )
         latencies.append(time.perf_counter() - started)
         assert reply.status == 200, reply
     return latencies
@@ -285,6 +296,20 @@ async def test_a_read_past_the_timeout_is_stopped_on_the_database(make_config, d
         if storage.name == "mysql":
             await asyncio.to_thread(_kill, database_url, marker)
         await storage.close()
+
+
+@contextlib.asynccontextmanager
+async def tail(client: Any, account: Any) -> AsyncIterator[None]:
+    """``/api/tail`` held open as `account` (connected) for the block, then closed."""
+    async with asyncio.timeout(20):
+        connection = client.request("/api/tail", headers=read_headers(account))
+        async with connection:
+            await connection.send_complete()
+            received = b""
+            while b": connected" not in received:
+                received += await connection.receive()
+            yield
+            await connection.disconnect()
 
 
 async def test_reads_past_the_per_user_limit_are_429_with_retry_after(make_app):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import assert_added, assert_error, client_body, client_record, post_logs
+from support import assert_added, assert_error, client_body, client_record, post_logs
 
 from bot_logging_server import create_app
 from bot_logging_server.accounts import create_user

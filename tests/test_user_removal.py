@@ -17,8 +17,7 @@ import uuid
 from datetime import datetime
 
 import pytest
-from helpers import assert_added, assert_error, client_body, post_logs
-from realserver import ROOT
+from support import ROOT, assert_added, assert_error, client_body, post_logs
 
 from bot_logging_server.accounts import create_user
 from bot_logging_server.storage import LogRow, UserNotActive
