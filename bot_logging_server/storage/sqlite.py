@@ -7,7 +7,8 @@ blocks the event loop:
 
 * the writer, for transactions and group commits;
 * the reader, for the read API (pages, exports, stats, tails), which WAL lets run beside a
-  write;
+  write; its thread runs at a lower CPU priority (Linux: ``nice`` +10, a per-thread value),
+  so that a heavy read takes the CPU ingest leaves, not the other way round;
 * the lookup connection, for token checks and health checks, so that they never queue behind
   a heavy read.
 
@@ -32,6 +33,7 @@ import functools
 import logging
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
@@ -88,6 +90,8 @@ _BROKEN = {
     "SQLITE_CORRUPT": "the database file is corrupt",
     "SQLITE_NOTADB": "the file is not a SQLite database",
 }
+# How much lower the reader thread's CPU priority is than the rest of the process.
+_READER_NICENESS = 10
 # How long the cause of a disk I/O error is looked for (it is only a better message).
 _DIAGNOSE_SECONDS = 0.5
 # Strong references to the tasks that wait for a statement past its deadline.
@@ -133,6 +137,21 @@ def _insert(table: str, columns: tuple[str, ...], rows: int) -> str:
 
 def _fold(text: str | None) -> str | None:
     return None if text is None else text.casefold()
+
+
+def _lower_this_thread() -> int:
+    """Lower the calling thread's CPU priority by `_READER_NICENESS`; 1 if done, else 0.
+
+    On Linux the nice value belongs to a thread, and ``who=0`` is the calling one; elsewhere
+    it would lower the whole process, so it is not done.
+    """
+    if not sys.platform.startswith("linux"):
+        return 0
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, os.getpriority(os.PRIO_PROCESS, 0) + _READER_NICENESS)
+    except OSError:
+        return 0
+    return 1
 
 
 def _translate(exc: BaseException, cause: str = "") -> StorageError:
@@ -270,6 +289,10 @@ class SQLiteDatabase(Database):
             for slot in (self._reader, self._lookups):
                 slot.conn = await self._connect()
                 await slot.conn.create_function("blst_fold", 1, _fold, deterministic=True)
+            # A function SQLite calls runs in the connection's own thread: the reader's.
+            reader = self._reader.conn
+            await reader.create_function("blst_lower_priority", 0, _lower_this_thread)
+            await reader.execute_fetchall("SELECT blst_lower_priority()")
         except BaseException as exc:
             await self.close()
             if isinstance(exc, Exception) and not isinstance(exc, StorageError):
