@@ -95,7 +95,7 @@ __all__ = [
 ]
 
 _EXTENSION = "bot_logging_server.storage"
-#: A health check's answer is reused this long: ``/healthz`` needs no authentication, and a
+#: A write probe's answer is reused this long: ``/healthz`` needs no authentication, and a
 #: write probe per request would let anyone compete with ingest for the writer.
 HEALTH_SECONDS = 1.0
 
@@ -112,8 +112,9 @@ class Storage(UserTable, LogTable, RetentionTable, KeyTable, SessionTable, Event
     def __init__(self, db: Database) -> None:
         """Serve every table family from `db` (not opened yet)."""
         super().__init__(db)
-        self._health: asyncio.Future[None] | None = None
-        self._health_at = 0.0
+        self._pinging: asyncio.Future[None] | None = None
+        self._probe: asyncio.Future[None] | None = None
+        self._probe_at = 0.0
 
     @property
     def name(self) -> str:
@@ -137,26 +138,28 @@ class Storage(UserTable, LogTable, RetentionTable, KeyTable, SessionTable, Event
         """Raise `StorageUnavailable`, naming the fault, unless the database takes writes now.
 
         Unhealthy while the last write failed for a reason a retry may fix (disk full,
-        read-only, deadline passed...) and no write succeeded since, or when the backend's
-        write probe (`Database.check_writable`) fails. Concurrent calls share one check, and
-        an answer is reused for `HEALTH_SECONDS`.
+        read-only, deadline passed...) and no write succeeded since; when a trivial query
+        fails (concurrent calls share one); or when the backend's write probe
+        (`Database.check_writable`) fails, whose answer is reused for `HEALTH_SECONDS`.
         """
-        checked = self._health
-        if checked is None or (
-            checked.done() and time.monotonic() - self._health_at > HEALTH_SECONDS
-        ):
-            self._health_at = time.monotonic()
-            checked = self._health = asyncio.ensure_future(self._check_health())
-            # Retrieved here too, in case every caller went away before it ended.
-            checked.add_done_callback(lambda task: task.cancelled() or task.exception())
-        # shield: a caller going away must not cancel the check the others wait for.
-        await asyncio.shield(checked)
-
-    async def _check_health(self) -> None:
         fault = self.db.write_fault
         if fault is not None:
             raise StorageUnavailable(fault)
-        await self.db.check_writable()
+        if self._pinging is None or self._pinging.done():
+            self._pinging = _retrieved(asyncio.ensure_future(self.ping()))
+        # shield: a caller going away must not cancel the check the others wait for.
+        await asyncio.shield(self._pinging)
+        probe = self._probe
+        if probe is None or (probe.done() and time.monotonic() - self._probe_at > HEALTH_SECONDS):
+            self._probe_at = time.monotonic()
+            probe = self._probe = _retrieved(asyncio.ensure_future(self.db.check_writable()))
+        await asyncio.shield(probe)
+
+
+def _retrieved(task: asyncio.Future[None]) -> asyncio.Future[None]:
+    """`task`, whose outcome counts as seen even if every caller went away before its end."""
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return task
 
 
 def make_storage(config: Config) -> Storage:

@@ -438,7 +438,6 @@ class SQLiteDatabase(Database):
     async def check_writable(self) -> None:
         """Commit a one-page write (the header's ``user_version``, set to itself) within
         the deadline: the file takes writes and the disk answers."""
-        await self.lookup("SELECT 1")
         async with self._transaction(self._timeout, note=False) as tx:
             (version,) = (await tx.fetch("PRAGMA user_version"))[0]
             await tx.execute(f"PRAGMA user_version = {int(version):d}")
