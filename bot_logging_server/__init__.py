@@ -52,9 +52,11 @@ def create_app(config: Config) -> Quart:
     from quart import Quart
 
     from bot_logging_server import (
+        admission,
         auth,
         metrics,
         observe,
+        offload,
         ratelimit,
         readlimit,
         retention,
@@ -76,13 +78,23 @@ def create_app(config: Config) -> Quart:
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     store = storage.make_storage(config)
     storage.init_app(app, store)
-    auth.init_app(app, auth.Authenticator(store, config.auth_cache_seconds))
+    auth.init_app(
+        app,
+        auth.Authenticator(
+            store,
+            config.auth_cache_seconds,
+            config.auth_failures_per_source,
+            config.auth_failures_per_user,
+        ),
+    )
     ratelimit.init_app(app, config)
     readlimit.init_app(app, config)
     tail.init_app(app)
+    offload.init_app(app)
     register_error_handlers(app)
     register_blueprints(app, config)
+    admission.init_app(app, config)  # caps requests and body bytes before the user is known
     metrics.init_app(app, config)  # --metrics-port
-    observe.init_app(app, config)  # times every request: metrics, --access-log
+    observe.init_app(app, config)  # times every request (the admission's 503s too)
     retention.init_app(app, config)  # the background purge
     return app

@@ -146,7 +146,11 @@ def users() -> None:
 @click.option("--tel-id", type=int, help="Telegram chat id of the user.")
 @click.pass_obj
 def users_add(config: Config, name: str, password: str | None, tel_id: int | None) -> None:
-    """Create user NAME and print its token (shown this once; only a hash is stored)."""
+    """Create user NAME and print its token (shown this once; only a hash is stored).
+
+    NAME is stored in Unicode NFKC form (full-width letters become ASCII, accents one code
+    point) and may not hold invisible format characters such as zero-width spaces.
+    """
     try:
         user_admin.check_new_user(name, password, tel_id)
     except ValueError as exc:
@@ -156,7 +160,8 @@ def users_add(config: Config, name: str, password: str | None, tel_id: int | Non
     )
     # Which database: run from another directory, the default SQLite file is another file.
     click.echo(
-        f"created user {name!r} in {config.database.masked()}; its token (shown once):",
+        f"created user {new.user.username!r} in {config.database.masked()}; "
+        "its token (shown once):",
         err=True,
     )
     click.echo(new.token)

@@ -3,37 +3,52 @@
 The body limit is Quart's ``MAX_CONTENT_LENGTH`` (set from ``max_body_bytes``): a declared
 ``Content-Length`` over it is refused with 413 before anything is read, and a chunked body
 is cut off with 413 as soon as it passes the limit, so an oversized body never sits in memory.
+`read_body` can set a smaller limit for one request (past it, nothing more is read), and how
+many body bytes all requests hold at once is bounded by `bot_logging_server.admission`.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import orjson
 from quart import request
 
 from bot_logging_server.errors import BadRequest
+from bot_logging_server.schemas.base import ValidationFailed, loads_json
 
-__all__ = ["parse_json", "read_json"]
+__all__ = ["parse_json", "read_body", "read_json"]
 
 
 def parse_json(raw: bytes) -> Any:
     """Parse `raw` as JSON; raise `BadRequest` when it is not.
 
-    orjson first (fast); the standard library when orjson refuses, because Python clients
-    legally send what orjson rejects: ``NaN``/``Infinity`` and lone surrogate escapes such
-    as ``"\\udcff"`` (their ``json.dumps`` writes both).
+    orjson, or the standard library for what only it accepts (``NaN``, lone surrogate
+    escapes): `bot_logging_server.schemas.base.loads_json`.
     """
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
-        # ValueError covers JSONDecodeError and UnicodeDecodeError (bytes not UTF-8).
-        raise BadRequest("body: not valid JSON") from None
+        return loads_json(raw)
+    except ValidationFailed as exc:
+        raise BadRequest(exc.detail) from None
+
+
+async def read_body(most: int | None = None) -> bytes | None:
+    """The current request's body; None when it is longer than `most` bytes.
+
+    With `most`, a declared ``Content-Length`` over it answers None before anything is
+    read, and a body without one is read only until it passes `most`. Raises werkzeug's 413
+    past the app's body limit.
+    """
+    if most is None:
+        return await request.get_data(cache=False, as_text=False, parse_form_data=False)
+    if request.content_length is not None and request.content_length > most:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.body:
+        size += len(chunk)
+        if size > most:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def read_json() -> Any:
@@ -41,5 +56,4 @@ async def read_json() -> Any:
 
     Raises `BadRequest` for a body that is not JSON, and werkzeug's 413 past the body limit.
     """
-    raw = await request.get_data(cache=False, as_text=False, parse_form_data=False)
-    return parse_json(raw)
+    return parse_json(await request.get_data(cache=False, as_text=False, parse_form_data=False))

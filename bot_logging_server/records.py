@@ -4,6 +4,11 @@ A record carries every column of ``user_logs`` under its name, ``level`` as the 
 ``level_name``, and every time in ISO 8601 UTC with microseconds and ``Z``
 (``2020-05-05T12:22:21.000000Z``). Usage events (`event_json`) and sessions
 (`session_json`) follow the same rules.
+
+In CSV, a text cell that a spreadsheet would run as a formula (it begins with ``=``, ``+``,
+``-``, ``@``, a tab or a carriage return) is written with a leading ``'`` (`csv_cell`): an
+exported log line must never execute in the reader's spreadsheet. NDJSON and the other
+formats carry the text unchanged.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from bot_logging_server.storage import Session, StoredEvent, StoredLog
 
 __all__ = [
     "CSV_COLUMNS",
+    "csv_cell",
     "csv_header",
     "csv_rows",
     "event_json",
@@ -47,6 +53,8 @@ CSV_COLUMNS = (
     "post_time",
     "received_at",
 )
+#: What a spreadsheet reads as the start of a formula (OWASP's list for CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _LEVEL_LABELS = {0: "NOTSET", 10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
 
 
@@ -141,18 +149,28 @@ def _csv(rows: Iterable[Iterable[object]]) -> bytes:
     return out.getvalue().encode()
 
 
+def csv_cell(value: object) -> object:
+    """`value` as a CSV cell: text a spreadsheet would run as a formula gets a leading ``'``."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def csv_header() -> bytes:
     """The CSV header line (`CSV_COLUMNS`)."""
     return _csv([CSV_COLUMNS])
 
 
 def csv_rows(logs: Iterable[StoredLog]) -> bytes:
-    """CSV lines (RFC 4180 quoting, CRLF) for `logs`; booleans as ``true``/``false``."""
+    """CSV lines (RFC 4180 quoting, CRLF) for `logs`; booleans as ``true``/``false``.
+
+    Every cell goes through `csv_cell` (no formula injection).
+    """
     rows = []
     for log in logs:
         record = record_json(log)
         record["truncated"] = "true" if log.truncated else "false"
-        rows.append([record[column] for column in CSV_COLUMNS])
+        rows.append([csv_cell(record[column]) for column in CSV_COLUMNS])
     return _csv(rows)
 
 

@@ -5,8 +5,14 @@ one process's memory: it polls ``user_logs`` for ``id > floor`` every `POLL_SECO
 
 Why a floor and not just "the last id sent": ids are handed out when a transaction inserts,
 not when it commits, so with several writers a row may become visible *after* a row with a
-higher id. The follower therefore reads again every row of the last `SETTLE_SECONDS` (those
-it already sent are skipped); only an id seen that long ago moves the floor past it.
+higher id. On a Galera cluster with servers writing through different nodes this is the
+rule, not the exception: each node hands out its own interleaved ids
+(``auto_increment_increment``), so id order is not commit order across nodes. The follower
+therefore reads again every row of the last `SETTLE_SECONDS` (those it already sent are
+skipped); only an id seen that long ago moves the floor past it. The limit: a row whose
+commit comes more than `SETTLE_SECONDS` after a higher id became visible (a transaction held
+up that long, e.g. by a cluster's membership change) is not sent by a live tail; it is in
+``/api/logs`` as always.
 
 A stream ends when the client goes away (the task is cancelled), when the user's token stops
 working (disabled, rotated, removed), after `MAX_STREAM_SECONDS` (the client reconnects

@@ -27,6 +27,7 @@ __all__ = [
     "hash_token",
     "is_token_shaped",
     "key_lookup",
+    "normal_token",
     "password_token",
     "random_token",
     "verify_token",
@@ -56,6 +57,15 @@ def is_token_shaped(token: str | None) -> bool:
 def key_lookup(key: str) -> str:
     """The stored index of an ingest key: 16 hex characters of its SHA-256."""
     return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def normal_token(token: str | None) -> str | None:
+    """`token` as it is compared (surrounding spaces dropped, lower case), or None when it
+    is missing or not 32 hex digits: a token that can never match."""
+    if token is None:
+        return None
+    token = token.strip().lower()
+    return token if is_token_shaped(token) else None
 
 
 def hash_token(token: str) -> str:

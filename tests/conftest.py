@@ -5,6 +5,8 @@
   ``LOGGER_TEST_MYSQL_URL``, created once per run and dropped at the end).
 * When MariaDB is unreachable the MySQL tests fail under ``CI=true`` and are skipped, with
   the reason, elsewhere.
+* The Galera cluster fixtures (`galera_installed`, `galera_cluster`, `galera`) come from the
+  plugin `galera_fixtures`.
 * `app` is entered with ``app.test_app()`` so before/after-serving (storage open/close) run;
   `client` is its test client; `make_user` creates a fresh user and returns its token.
 * A test that hangs fails: pytest-timeout (``timeout`` in pyproject.toml) fails it with
@@ -30,6 +32,8 @@ from support import Account, new_account
 from bot_logging_server import create_app
 from bot_logging_server.config import Config, DatabaseURL, build_config
 from bot_logging_server.storage import Storage, get_storage
+
+pytest_plugins = ["support.galera_fixtures"]
 
 MYSQL_SERVER_URL = os.environ.get("LOGGER_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 BACKENDS = ["sqlite", "mysql"]

@@ -7,12 +7,15 @@ Isolation between users and changes to users (disable, rotate, remove) are in
 from __future__ import annotations
 
 import json
+import unicodedata
+import uuid
 
 import pytest
 from support import assert_added, assert_error, client_body, new_account, post_logs
 from werkzeug.datastructures import Headers
 
 from bot_logging_server.storage import get_storage
+from bot_logging_server.tokens import hash_token, random_token
 
 
 @pytest.mark.parametrize(
@@ -90,3 +93,33 @@ async def test_a_name_no_user_can_have_is_403(client, storage, user, name):
     response = await post_logs(client, user, client_body(name))
     await assert_error(response, 403, "Forbidden")
     assert await storage.count_logs(user.id) == 0
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        pytest.param(
+            lambda n: "".join(chr(ord(c) + 0xFEE0) if c.isascii() else c for c in n),
+            id="full-width",
+        ),
+        pytest.param(lambda n: unicodedata.normalize("NFD", n), id="nfd"),
+    ],
+)
+async def test_look_alike_spellings_of_a_name_reach_the_same_user(client, make_user, spelling):
+    account = await make_user(name=f"caf\u00e9{uuid.uuid4().hex[:6]}")
+    assert spelling(account.name) != account.name
+    response = await post_logs(client, account, client_body(spelling(account.name)))
+    await assert_added(response, 1)
+    headers = {"X-User": spelling(account.name), "X-User-Token": account.token}
+    listing = await client.get("/api/logs", headers=headers)
+    assert listing.status_code == 200
+    assert [r["user_id"] for r in (await listing.get_json())["logs"]] == [account.id]
+
+
+async def test_a_name_stored_before_names_were_normalised_is_still_found(client, storage):
+    legacy = "\uff4c\uff45\uff47" + uuid.uuid4().hex[:6]  # full-width "leg", stored as is
+    token = random_token()
+    user = await storage.create_user(legacy, hash_token(token), None)
+    account = type("Account", (), {"name": legacy, "token": token})
+    await assert_added(await post_logs(client, account), 1)
+    assert await storage.count_logs(user.id) == 1

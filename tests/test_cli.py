@@ -71,10 +71,31 @@ def test_invalid_user_names_are_refused(cli, name):
     assert "1-64 characters, no whitespace" in result.stderr
 
 
+@pytest.mark.parametrize("name", ["zw\u200bcli", "\u202eevil_cli", "soft\u00adcli"])
+def test_names_with_invisible_format_characters_are_refused(cli, database_url, name):
+    result = cli("users", "add", name)
+    assert result.exit_code == 2
+    assert "invisible format characters" in result.stderr
+    assert _user(database_url, name) is None
+
+
+def test_a_name_is_stored_in_nfkc_form_and_found_by_any_look_alike(cli, database_url):
+    full_width = "".join(chr(ord(c) + 0xFEE0) for c in "heidi")
+    result = cli("users", "add", full_width + "_cli", "--password", "pw")
+    assert result.exit_code == 0, result.output
+    assert "created user 'heidi_cli'" in result.stderr
+    assert result.stdout.strip() == hashlib.md5(b"heidi_clipw").hexdigest()
+    assert _user(database_url, full_width + "_cli") is None
+    assert cli("users", "add", "heidi_cli").exit_code == 1  # taken
+    assert cli("users", "disable", full_width + "_cli").exit_code == 0
+    assert _user(database_url, "heidi_cli").disabled
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--tel-id", str(2**70)], "tel_id is out of range"),
+        (["--tel-id", "1.5"], "'1.5' is not a valid integer"),
         (["--password", "bad\udcffbyte"], "password must be valid Unicode text"),
     ],
 )

@@ -9,7 +9,14 @@ import os
 
 import pytest
 
-from bot_logging_server.config import SETTINGS, ConfigError, DatabaseURL, Setting, build_config
+from bot_logging_server.config import (
+    SETTINGS,
+    ConfigError,
+    DatabaseURL,
+    HostPort,
+    Setting,
+    build_config,
+)
 
 #: The settings that make up the database URL, and the `DatabaseURL` part each fills.
 DATABASE_PARTS = {
@@ -195,3 +202,50 @@ def test_the_config_repr_never_shows_a_secret():
     assert config.api_key == "key-topsecret" and config.database.password == "pw-topsecret"
     assert "topsecret" not in repr(config) and "api_key=***" in repr(config)
     assert "topsecret" not in repr(config.database)
+
+
+# -- several database hosts (a Galera cluster) ------------------------------------------------
+
+
+def test_db_host_takes_a_list_of_nodes_and_the_port_fills_the_ones_without():
+    config = build_config(
+        {"db_user": "u", "db_host": "db1:3307, db2,db3:3309", "db_port": 4000}, environ={}
+    )
+    assert config.database.hosts == (
+        HostPort("db1", 3307),
+        HostPort("db2", 4000),
+        HostPort("db3", 3309),
+    )
+    assert (config.database.host, config.database.port) == ("db1", 3307)
+
+
+def test_a_url_takes_a_list_of_nodes_and_prints_them_all_without_the_password():
+    url = DatabaseURL.parse("mysql://u:p%40ss@h1:3306,h2:3307,[::1]/logs")
+    assert url.hosts == (HostPort("h1", 3306), HostPort("h2", 3307), HostPort("::1", 3306))
+    assert (url.user, url.password, url.name) == ("u", "p@ss", "logs")
+    assert url.masked() == "mysql://u:***@h1:3306,h2:3307,[::1]:3306/logs"
+    line = build_config({"database_url": "mysql://u:p%40ss@h1:3306,h2:3307/logs"}, {}).describe()
+    assert "h1:3306,h2:3307/logs" in line and "p@ss" not in line
+
+
+def test_one_host_is_a_list_of_one():
+    url = DatabaseURL(scheme="mysql", host="h", port=3310, user="u", name="d")
+    assert url.hosts == (HostPort("h", 3310),)
+    assert url == DatabaseURL.parse("mysql://u@h:3310/d")
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        ({"db_user": "u", "db_host": "db1,,db2"}, "--db-host / LOGGER_DB_HOST: database hosts"),
+        ({"db_user": "u", "db_host": "db1:x"}, "--db-host / LOGGER_DB_HOST: database hosts"),
+        ({"db_user": "u", "db_host": "db1,db1"}, "--db-host / LOGGER_DB_HOST: database hosts"),
+        ({"database_url": "mysql://u:topsecret@h1:3306,h1:3306/d"}, "database URL: the hosts"),
+        ({"database_url": "mysql://u:topsecret@h1:99999/d"}, "database URL: the hosts"),
+    ],
+    ids=["empty-entry", "bad-port", "twice", "url-twice", "url-port-too-big"],
+)
+def test_a_bad_host_list_is_an_error_naming_the_setting_never_the_password(flags, named):
+    with pytest.raises(ConfigError, match=named.replace("/", ".")) as caught:
+        build_config(flags, environ={})
+    assert "topsecret" not in str(caught.value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import unicodedata
 import uuid
 
 import pytest
@@ -86,6 +87,10 @@ async def test_existing_user_is_409(keyed_client):
         {"user": "ok", "tel_id": "not a number"},
         {"user": "ok", "tel_id": 2**70},
         {"user": "ok", "tel_id": 2**63},
+        {"user": "ok", "tel_id": 1.5},
+        {"user": "ok", "tel_id": 1.0},
+        {"user": "ok", "tel_id": "1.5"},
+        {"user": "ok", "tel_id": True},
         {"user": "nul\u0000name"},
         {"user": "ctl\u0001name"},
         {"user": "sur\udcffrogate"},
@@ -111,6 +116,73 @@ async def test_tel_id_may_be_a_numeric_string_and_is_stored(keyed_client):
     )
     assert response.status_code == 200
     assert (await get_storage(keyed_client.app).get_user("telstr")).tel_id == -100123
+
+
+def full_width(name: str) -> str:
+    """`name` with each ASCII letter and digit written as its full-width look-alike."""
+    return "".join(chr(ord(c) + 0xFEE0) if c.isascii() and c.isalnum() else c for c in name)
+
+
+async def create(keyed_client, user, password=None):
+    body = {"user": user} if password is None else {"user": user, "password": password}
+    return await keyed_client.post("/create_user", json=body, headers={"X-Api-Key": KEY})
+
+
+@pytest.mark.parametrize(
+    ("existing", "look_alike"),
+    [
+        ("frank", full_width("frank")),
+        ("caf\u00e9", "cafe\u0301"),  # NFC and NFD spellings of café
+        ("\ufb01nn", "finn"),  # the "fi" ligature: created as "finn", so "finn" is taken
+    ],
+    ids=["full-width", "nfd", "ligature"],
+)
+async def test_a_look_alike_of_an_existing_name_is_taken(keyed_client, existing, look_alike):
+    storage = get_storage(keyed_client.app)
+    assert (await create(keyed_client, existing)).status_code == 200
+    before = len(await storage.list_users())
+    body = await assert_error(await create(keyed_client, look_alike), 409, "Conflict")
+    assert unicodedata.normalize("NFKC", existing) in body["detail"]
+    assert len(await storage.list_users()) == before
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "alice\u200b",
+        "\u200dbob",
+        "al\u200dice",
+        "ev\u202eil",
+        "soft\u00adhyphen",
+        "\ufeffbom",
+        "a\u2060b",
+    ],
+    ids=["zwsp", "zwj-first", "zwj-in-letters", "bidi-override", "soft-hyphen", "bom", "wj"],
+)
+async def test_a_name_with_an_invisible_format_character_is_400(keyed_client, name):
+    storage = get_storage(keyed_client.app)
+    before = len(await storage.list_users())
+    body = await assert_error(await create(keyed_client, name), 400, "BadRequest")
+    assert "invisible format characters" in body["detail"]
+    assert len(await storage.list_users()) == before
+
+
+async def test_an_emoji_sequence_joined_by_zero_width_joiners_is_a_valid_name(keyed_client):
+    name = "rainbow_\U0001f3f3\ufe0f\u200d\U0001f308_\U0001f468\u200d\U0001f469"
+    response = await create(keyed_client, name)
+    assert response.status_code == 200
+    assert (await response.get_json())["user"] == name
+
+
+async def test_a_new_name_is_stored_normalised_and_its_token_made_from_that(keyed_client):
+    response = await create(keyed_client, full_width("grace7"), "pw")
+    assert response.status_code == 200
+    body = await response.get_json()
+    assert body["user"] == "grace7"
+    assert body["token"] == hashlib.md5(b"grace7pw").hexdigest()
+    assert await get_storage(keyed_client.app).get_user(full_width("grace7")) is None
+    account = type("Account", (), {"name": full_width("grace7"), "token": body["token"]})
+    await assert_added(await post_logs(keyed_client, account), 1)
 
 
 @pytest.mark.parametrize("verdict", [True, False], ids=["forced-equal", "forced-different"])

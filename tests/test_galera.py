@@ -25,7 +25,6 @@ import pytest
 from support import ROOT
 from support.galera import GaleraCluster
 
-pytest_plugins = ["support.galera_fixtures"]
 # The first test also starts the cluster (mariadb-install-db up to 60 s, start up to 90 s).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -15,12 +15,13 @@ from support import (
     assert_error,
     client_body,
     client_record,
+    new_account,
     post_logs,
     recent_logs,
     rows_per_batch,
 )
 
-from bot_logging_server.storage import LogRow, StorageError, utc_now
+from bot_logging_server.storage import LogRow, StorageError, get_storage, utc_now
 from bot_logging_server.storage.group_commit import GroupCommit
 
 
@@ -118,6 +119,71 @@ async def test_every_answer_comes_after_its_commit(client, storage, user, databa
     seen = await asyncio.gather(*(post_then_look(k) for k in range(10)))
     assert seen == [2] * 10
     assert await storage.count_logs(user.id) == 20
+
+
+async def packet_bytes(storage) -> int:
+    """MySQL's max_allowed_packet; on SQLite a size that is merely large (4 MiB)."""
+    if storage.name == "mysql":
+        return int((await storage.db.fetch("SELECT @@max_allowed_packet"))[0][0])
+    return 4 * 1024 * 1024
+
+
+async def test_a_message_over_the_packet_limit_is_stored_cut_and_fails_no_other_batch(
+    storage, user
+):
+    size = await packet_bytes(storage) + 1024 * 1024  # characters, ASCII: as many bytes
+    now = utc_now()
+    big = LogRow(1, "proc", "big", 40, "x" * size, False, size, now, now)
+    # Concurrent: the first two go at once (two writers at most), the other three queue and
+    # would share the next transaction.
+    batches = [rows(2, "a"), rows(2, "b"), [big], rows(2, "c"), rows(2, "d")]
+    results = await asyncio.gather(
+        *(storage.insert_logs(user.id, batch, utc_now()) for batch in batches),
+        return_exceptions=True,
+    )
+    assert results == [2, 2, 1, 2, 2]
+    stored = {r.p_description: r for r in await recent_logs(storage, user.id, 20)}
+    assert stored["big"].msg_length == size
+    if storage.name == "mysql":  # cut to what one statement can carry, and flagged
+        assert stored["big"].truncated and 0 < len(stored["big"].msg) < size
+        assert stored["big"].msg == "x" * len(stored["big"].msg)
+    else:  # SQLite takes values up to 1e9 bytes
+        assert not stored["big"].truncated and len(stored["big"].msg) == size
+    assert await storage.count_logs(user.id) == 9
+
+
+async def test_a_message_of_multi_byte_and_escaped_characters_is_cut_to_fit(storage, user):
+    packet = await packet_bytes(storage)
+    # 4 bytes a character (outside the BMP), and quotes the driver escapes as two bytes.
+    text = ("\U0001f680'" * (packet // 5 + 1000))[: packet // 2]
+    now = utc_now()
+    row = LogRow(1, "proc", "wide", 40, text, False, len(text), now, now)
+    assert await storage.insert_logs(user.id, [row], utc_now()) == 1
+    (stored,) = await recent_logs(storage, user.id, 1)
+    assert stored.msg_length == len(text) and text.startswith(stored.msg)
+    assert stored.truncated == (storage.name == "mysql")
+
+
+async def test_with_a_raised_message_limit_a_huge_message_is_200_as_are_its_neighbours(
+    make_app,
+):
+    async with make_app(max_msg_chars=2**26, max_body_bytes=2**27) as app:
+        storage = get_storage(app.app)
+        account = await new_account(storage)
+        client = app.test_client()
+        size = await packet_bytes(storage) + 1024 * 1024
+        huge = client_body(account.name, [client_record(msg="y" * size, p_description="huge")])
+        answers = await asyncio.gather(
+            *(post_logs(client, account, client_body(account.name, 3)) for _ in range(4)),
+            post_logs(client, account, huge),
+            *(post_logs(client, account, client_body(account.name, 3)) for _ in range(4)),
+        )
+        for answer in answers[:4] + answers[5:]:
+            await assert_added(answer, 3)
+        await assert_added(answers[4], 1)
+        (stored,) = [r for r in await recent_logs(storage, account.id, 30) if r.msg_length == size]
+        assert stored.truncated == (storage.name == "mysql")
+        assert await storage.count_logs(account.id) == 25
 
 
 # -- the committer on its own (a real coroutine as the writer, no database) ------------------
@@ -259,3 +325,21 @@ async def test_a_group_of_any_size_is_stored_whole_and_in_order(storage, user):
     for n in sizes:
         mine = [r.msg for r in stored if r.msg.startswith(f"s{n} ")]
         assert mine == [f"s{n} {i}" for i in range(n)]
+
+
+async def test_waiting_submits_form_groups_bounded_by_max_bytes():
+    written: list[list[int]] = []
+    gate = asyncio.Event()
+
+    async def write(batch: list[int]) -> None:
+        written.append(list(batch))
+        await gate.wait()
+
+    group = GroupCommit(write, writers=1, max_bytes=100)
+    sizes = [10, 60, 30, 500, 20, 20]
+    tasks = [asyncio.create_task(group.submit([k], size)) for k, size in enumerate(sizes)]
+    await asyncio.sleep(0)
+    gate.set()
+    await asyncio.gather(*tasks)
+    # The first goes alone; then groups of at most 100 bytes, and the 500-byte one alone.
+    assert written == [[0], [1, 2], [3], [4, 5]]

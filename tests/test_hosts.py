@@ -26,7 +26,6 @@ from bot_logging_server.storage.hosts import (
     pick_node,
 )
 
-pytest_plugins = ["support.galera_fixtures"]
 # The first test on the cluster also starts it (mariadb-install-db up to 60 s, start 90 s).
 pytestmark = pytest.mark.timeout(300)
 

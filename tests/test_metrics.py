@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -180,13 +181,20 @@ async def test_with_two_workers_the_counts_of_both_are_summed(fresh_database_url
             )
         assert set(statuses) == {200}
         directory = _multiproc_dir(server.proc.pid)
+        send_ok = {"route": "/send_logs", "method": "POST", "status": "200"}
+        # A request is counted once its answer's last byte is sent, which may be just after
+        # the client has read it: wait (bounded) until every worker has counted its share.
+        deadline = time.monotonic() + 10
         samples = await scrape(metrics_port)
+        while value(samples, "bot_logging_http_requests_total", **send_ok) < len(sizes):
+            assert time.monotonic() < deadline, samples
+            await asyncio.sleep(0.1)
+            samples = await scrape(metrics_port)
         writers = {p.stem.rsplit("_", 1)[1] for p in directory.glob("counter_*.db")}
         server.proc.send_signal(signal.SIGTERM)
         code = await server.wait_exit(timeout=45)
         output = server.output()
     assert code == 0, output[-3000:]
-    send_ok = {"route": "/send_logs", "method": "POST", "status": "200"}
     # Both workers counted (wait_ready's /healthz, and the batches spread over both).
     assert len(writers) == 2, (writers, output[-2000:])
     assert value(samples, "bot_logging_http_requests_total", **send_ok) == len(sizes)

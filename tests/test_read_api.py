@@ -29,6 +29,7 @@ from support import (
 )
 
 from bot_logging_server.records import CSV_COLUMNS
+from bot_logging_server.schemas.query import encode_cursor
 from bot_logging_server.storage import get_storage
 
 # (level, msg, event_at, p_description, p_name, pid): the records every filter test reads.
@@ -211,6 +212,28 @@ async def test_bad_export_parameters_are_400(client, user, params, field):
     assert (await assert_error(response, 400, "BadRequest"))["detail"].startswith(field)
 
 
+@pytest.mark.parametrize("path", ["/api/logs", "/api/logs/export"])
+@pytest.mark.parametrize(
+    ("last_id", "status"),
+    [(2**63 - 1, 200), (2**63, 400), (2**64, 400), (10**20 - 1, 400)],
+    ids=["2^63-1", "2^63", "2^64", "20-digits"],
+)
+async def test_a_cursor_beyond_any_record_id_is_400_before_the_answer_starts(
+    client, user, path, last_id, status
+):
+    await post_logs(client, user)
+    params = {"cursor": encode_cursor(last_id)}
+    async with asyncio.timeout(10):
+        response = await client.get(path, query_string=params, headers=read_headers(user))
+        text = await response.get_data(as_text=True)
+    if status == 400:
+        body = await assert_error(response, 400, "BadRequest")
+        assert body["detail"] == "query.cursor: not a valid cursor"
+        return
+    assert response.status_code == 200
+    assert "msg" in text and "InternalServerError" not in text  # the one record, whole
+
+
 async def test_bad_stats_bucket_is_400(client, user):
     response = await client.get(
         "/api/stats", query_string={"bucket": "week"}, headers=read_headers(user)
@@ -321,6 +344,25 @@ async def test_csv_export_has_a_header_and_quotes_awkward_messages(client, user)
     assert [row[CSV_COLUMNS.index("msg")] for row in rows[1:]] == ["plain", awkward]
     assert rows[1][CSV_COLUMNS.index("truncated")] == "false"
     assert rows[1][CSV_COLUMNS.index("event_at")].endswith("Z")
+
+
+FORMULAS = ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\tTAB", "\rCR"]
+
+
+async def test_csv_cells_that_would_run_as_formulas_get_a_leading_quote(client, user):
+    harmless = ["a=b", "1-2", " =space first", "'already quoted", ""]
+    logs = [client_record(msg=m, p_description=m) for m in FORMULAS + harmless]
+    await post_logs(client, user, client_body(user.name, logs, p_name="=cmd|' /C calc'!A0"))
+    response = await export(client, user, format="csv")
+    rows = list(csv.reader(io.StringIO(await response.get_data(as_text=True), newline="")))
+    msgs = [row[CSV_COLUMNS.index("msg")] for row in rows[1:]][::-1]  # oldest first
+    descriptions = [row[CSV_COLUMNS.index("p_description")] for row in rows[1:]][::-1]
+    quoted = ["'" + m for m in FORMULAS] + harmless
+    assert msgs == descriptions == quoted
+    assert {row[CSV_COLUMNS.index("p_name")] for row in rows[1:]} == {"'=cmd|' /C calc'!A0"}
+    # NDJSON carries the text as stored.
+    lines = (await (await export(client, user, format="ndjson")).get_data()).splitlines()
+    assert [orjson.loads(line)["msg"] for line in lines][::-1] == FORMULAS + harmless
 
 
 async def test_an_empty_export_is_empty(client, user):

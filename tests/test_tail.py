@@ -145,6 +145,21 @@ async def test_a_bad_last_event_id_is_400(client, user):
     assert (await response.get_json())["detail"].startswith("Last-Event-ID")
 
 
+@pytest.mark.parametrize("last_id", [str(2**63), str(2**64 - 1), "9" * 20])
+async def test_a_last_event_id_beyond_any_record_id_is_400(client, user, last_id):
+    headers = {**read_headers(user), "Last-Event-ID": last_id}
+    async with asyncio.timeout(10):  # a stream that started would never end
+        response = await client.get("/api/tail", headers=headers)
+    assert response.status_code == 400
+    assert (await response.get_json())["detail"] == "Last-Event-ID: must be a record id"
+
+
+async def test_the_largest_record_id_is_a_valid_last_event_id(client, user):
+    async with tail(client, user, headers={"Last-Event-ID": str(2**63 - 1)}) as events:
+        await send(client, user, "not after the largest id")
+        await events.none_within(1.0)
+
+
 async def test_records_stored_by_another_process_arrive(make_app, client, user):
     # A second app on the same database stands for another worker process: the tail
     # learns about records only from the database.

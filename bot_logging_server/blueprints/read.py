@@ -40,7 +40,7 @@ from bot_logging_server.records import (
     record_json,
 )
 from bot_logging_server.schemas.base import ValidationFailed
-from bot_logging_server.schemas.query import encode_cursor, load_query
+from bot_logging_server.schemas.query import encode_cursor, load_query, parse_record_id
 from bot_logging_server.storage import (
     MAX_PAGE,
     LogQuery,
@@ -170,9 +170,10 @@ def _last_event_id() -> int | None:
     raw = request.headers.get("Last-Event-ID", "").strip()
     if not raw:
         return None
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 20:
-        raise BadRequest("Last-Event-ID: must be a record id")
-    return int(raw)
+    try:
+        return parse_record_id(raw)
+    except ValueError:
+        raise BadRequest("Last-Event-ID: must be a record id") from None
 
 
 @bp.get("/tail")

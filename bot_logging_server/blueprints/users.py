@@ -17,7 +17,7 @@ from bot_logging_server import accounts
 from bot_logging_server.config import get_config
 from bot_logging_server.errors import BadRequest, Conflict, Forbidden, json_response
 from bot_logging_server.json_body import read_json
-from bot_logging_server.schemas.accounts import load_create_user
+from bot_logging_server.schemas.accounts import load_create_user, normalise_username
 from bot_logging_server.schemas.base import ValidationFailed
 from bot_logging_server.storage import UserExists, get_storage
 
@@ -44,7 +44,7 @@ async def post_create_user() -> Response:
     except ValueError as exc:
         raise BadRequest(f"body: {exc}") from None
     except UserExists:
-        raise Conflict(f"user {fields['user']!r} exists") from None
+        raise Conflict(f"user {normalise_username(fields['user'])!r} exists") from None
     return json_response(
         {"code": 200, "message": "User created", "user": new.user.username, "token": new.token}
     )

@@ -9,7 +9,8 @@ Nothing here reads the process environment by itself, so tests pass their own ma
 
 Storage is chosen by one URL: ``--database-url`` when given; otherwise MySQL built from
 ``--user/--password/--db-host/--db-port/--db-name`` when a database user is given; otherwise
-SQLite in ``bot_logging.db`` in the working directory.
+SQLite in ``bot_logging.db`` in the working directory. A MySQL URL, and ``--db-host``, may
+list several hosts (the nodes of a Galera cluster): ``mysql://u:pw@h1:3306,h2:3306/db``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from quart import current_app
 
+from bot_logging_server.config.hosts import HostPort, parse_hosts
 from bot_logging_server.config.settings import SECRETS, SETTINGS, SQLITE_PATH, Setting, setting
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DatabaseURL",
+    "HostPort",
     "Setting",
     "build_config",
     "get_config",
@@ -59,6 +62,10 @@ class DatabaseURL:
 
     For SQLite, ``sqlite:///relative.db`` is relative to the working directory and
     ``sqlite:////abs/path.db`` is absolute; `path` holds the absolute path.
+
+    A MySQL URL may list several hosts, ``mysql://user:pw@h1:p1,h2:p2/name`` (the nodes of
+    a Galera cluster, in order of preference): `hosts` holds them all, `host` and `port`
+    the first. Given only `host` and `port`, `hosts` is that one address.
     """
 
     scheme: str
@@ -68,6 +75,15 @@ class DatabaseURL:
     password: str = field(default="", repr=False)
     name: str = ""
     path: str = ""
+    hosts: tuple[HostPort, ...] = ()
+
+    def __post_init__(self) -> None:
+        """Keep `hosts` and (`host`, `port`) in step: either may be given."""
+        if self.hosts:
+            object.__setattr__(self, "host", self.hosts[0].host)
+            object.__setattr__(self, "port", self.hosts[0].port)
+        elif self.scheme == "mysql":
+            object.__setattr__(self, "hosts", (HostPort(self.host, self.port),))
 
     @classmethod
     def parse(cls, url: str) -> DatabaseURL:
@@ -79,22 +95,27 @@ class DatabaseURL:
                 raise ConfigError("database URL: a SQLite URL looks like sqlite:///path/to/file.db")
             return cls(scheme="sqlite", path=os.path.abspath(unquote(parts.path[1:])))
         if scheme in ("mysql", "mariadb", "mysql+aiomysql"):
-            try:
-                port = parts.port or 3306
-            except ValueError:
-                raise ConfigError("database URL: the port is not a number") from None
+            # Split by hand: urlsplit reads no host list (h1:p1,h2:p2).
+            userinfo, _, host_list = parts.netloc.rpartition("@")
+            username, _, password = userinfo.partition(":")
             name = unquote(parts.path.lstrip("/"))
-            if not parts.hostname or not parts.username or not name:
+            if not host_list or not username or not name:
                 raise ConfigError(
                     "database URL: a MySQL URL looks like mysql://user:password@host:port/dbname"
                 )
+            try:
+                hosts = parse_hosts(host_list)
+            except ConfigError:
+                # The message would quote the entry; the URL may be a secret.
+                raise ConfigError(
+                    "database URL: the hosts must be host:port, several separated by commas"
+                ) from None
             return cls(
                 scheme="mysql",
-                host=parts.hostname,
-                port=port,
-                user=unquote(parts.username),
-                password=unquote(parts.password or ""),
+                user=unquote(username),
+                password=unquote(password),
                 name=name,
+                hosts=hosts,
             )
         raise ConfigError(
             f"database URL: unknown scheme {scheme!r} (use mysql://... or sqlite:///...)"
@@ -105,7 +126,8 @@ class DatabaseURL:
         if self.scheme == "sqlite":
             return f"sqlite:///{self.path}"
         secret = ":***" if self.password else ""
-        return f"mysql://{quote(self.user, safe='')}{secret}@{self.host}:{self.port}/{self.name}"
+        hosts = ",".join(str(address) for address in self.hosts)
+        return f"mysql://{quote(self.user, safe='')}{secret}@{hosts}/{self.name}"
 
 
 @dataclass(frozen=True)
@@ -123,9 +145,13 @@ class Config:
     pool_size: int
     write_pool_size: int
     max_body_bytes: int
+    max_buffered_bytes: int
+    max_concurrent_requests: int
     max_records: int
     max_msg_chars: int
     auth_cache_seconds: float
+    auth_failures_per_source: int
+    auth_failures_per_user: int
     api_key: str | None
     log_level: str
     db_timeout: float
@@ -249,13 +275,13 @@ def _database(flags: Mapping[str, object | None], environ: Mapping[str, str]) ->
     name = str(get("db_name"))
     if not name:
         raise ConfigError(f"{setting('db_name').where}: the database name is empty")
+    port = int(get("db_port"))  # type: ignore[call-overload]
+    try:
+        hosts = parse_hosts(str(get("db_host")), default_port=port)
+    except ConfigError as exc:
+        raise ConfigError(f"{setting('db_host').where}: {exc}") from None
     return DatabaseURL(
-        scheme="mysql",
-        host=str(get("db_host")),
-        port=int(get("db_port")),  # type: ignore[call-overload]
-        user=str(user),
-        password=str(password),
-        name=name,
+        scheme="mysql", user=str(user), password=str(password), name=name, hosts=hosts
     )
 
 

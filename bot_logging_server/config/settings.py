@@ -125,8 +125,23 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
         flag="--password",
     ),
-    Setting("db_host", "LOGGER_DB_HOST", "127.0.0.1", str, None, "MySQL/MariaDB host."),
-    Setting("db_port", "LOGGER_DB_PORT", 3306, int, (1, 65535), "MySQL/MariaDB port."),
+    # Several hosts: the nodes of a Galera cluster, in order of preference (storage.failover).
+    Setting(
+        "db_host",
+        "LOGGER_DB_HOST",
+        "127.0.0.1",
+        str,
+        None,
+        "MySQL/MariaDB host, or several (Galera nodes, preferred first): h1:3306,h2:3306.",
+    ),
+    Setting(
+        "db_port",
+        "LOGGER_DB_PORT",
+        3306,
+        int,
+        (1, 65535),
+        "MySQL/MariaDB port (hosts without one).",
+    ),
     Setting(
         "db_name",
         "LOGGER_DB_NAME",
@@ -170,6 +185,24 @@ SETTINGS: tuple[Setting, ...] = (
         (1024, 2**31),
         "Largest request body; larger is refused with 413.",
     ),
+    # bot_logging_server.admission: what one process holds at once; past it 503.
+    Setting(
+        "max_buffered_bytes",
+        "LOGGER_MAX_BUFFERED_BYTES",
+        64 * 1024 * 1024,
+        int,
+        (2**20, 2**40),
+        "Request-body bytes held at once across all requests (at least --max-body-bytes); "
+        "a body that does not fit is refused with 503 before it is read.",
+    ),
+    Setting(
+        "max_concurrent_requests",
+        "LOGGER_MAX_CONCURRENT_REQUESTS",
+        1024,
+        int,
+        (1, 10**6),
+        "Requests in progress at once (connections with a request); one more is a 503.",
+    ),
     Setting(
         "max_records",
         "LOGGER_MAX_RECORDS",
@@ -195,6 +228,23 @@ SETTINGS: tuple[Setting, ...] = (
         float,
         (0, 5),
         "Seconds a verified token is trusted before re-reading the user (0-5).",
+    ),
+    # Failed token checks (bot_logging_server.throttle): past either, 429 before hashing.
+    Setting(
+        "auth_failures_per_source",
+        "LOGGER_AUTH_FAILURES_PER_SOURCE",
+        60,
+        int,
+        (0, 10**6),
+        "Failed token checks a minute from one client address; then 429 (locked). 0: no limit.",
+    ),
+    Setting(
+        "auth_failures_per_user",
+        "LOGGER_AUTH_FAILURES_PER_USER",
+        10,
+        int,
+        (0, 10**6),
+        "Failed token checks a minute for one user name; then 429 (locked). 0: no limit.",
     ),
     Setting(
         "api_key",

@@ -46,6 +46,13 @@ def _custom_field(converter: Any, field: fields.Field, **kwargs: Any) -> dict[st
         return {"type": "string", "description": "cut to 255 characters, never refused"}
     if isinstance(field, values.BigInt):
         return {"type": "integer", "format": "int64"}
+    if isinstance(field, accounts.WholeNumber):
+        return {
+            "oneOf": [
+                {"type": "integer", "format": "int64"},
+                {"type": "string", "pattern": "^[+-]?[0-9]{1,20}$"},
+            ]
+        }
     if isinstance(field, query.Cursor):
         return {"type": "string"}
     if isinstance(field, values.Message):
@@ -66,11 +73,10 @@ def _read_operation(
         "400": _error("A query parameter is invalid (detail names it)."),
         "403": _error("Unknown user, wrong, missing or malformed token, or disabled user."),
     }
+    refused = "Locked out after too many failed token checks"
     if limited is not None:
-        answers["429"] = _error(
-            f"The user already has --max-{limited}-per-user {limited} in progress; retry "
-            "after Retry-After."
-        )
+        refused += f", or the user already has --max-{limited}-per-user {limited} in progress"
+    answers["429"] = _error(f"{refused}; retry after Retry-After.")
     answers["503"] = _error(
         "The database is unavailable, or the read ran past --db-timeout; retry after Retry-After."
     )
@@ -155,7 +161,14 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
                     "400": _error("The batch can never be stored as sent (detail says why)."),
                     "403": _error("data.user and X-User-Token do not match an active user."),
                     "413": _error("Body or batch over the configured limit."),
-                    "503": _error("The database is unavailable; retry after Retry-After."),
+                    "429": _error(
+                        "Over a rate limit, or locked out after too many failed token "
+                        "checks; retry after Retry-After."
+                    ),
+                    "503": _error(
+                        "The database is unavailable, or the server holds as many requests "
+                        "or request bodies as it takes; retry after Retry-After."
+                    ),
                 },
             }
         },

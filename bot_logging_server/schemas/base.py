@@ -7,12 +7,14 @@ marshmallow's nested errors into that text.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from marshmallow import Schema, ValidationError
 
-__all__ = ["ValidationFailed", "flatten_errors", "load"]
+__all__ = ["ValidationFailed", "flatten_errors", "load", "loads_json"]
 
 #: A ``detail`` names at most this many errors, then says how many more there were.
 _SHOWN_ERRORS = 5
@@ -25,6 +27,24 @@ class ValidationFailed(ValueError):
         """Keep `detail` (``path: rule; path: rule``) for the 400 answer."""
         super().__init__(detail)
         self.detail = detail
+
+
+def loads_json(raw: bytes) -> Any:
+    """`raw` parsed as JSON; `ValidationFailed` (``body: not valid JSON``) when it is not.
+
+    orjson first (fast); the standard library when orjson refuses, because Python clients
+    legally send what orjson rejects: ``NaN``/``Infinity`` and lone surrogate escapes such
+    as ``"\\udcff"`` (their ``json.dumps`` writes both).
+    """
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        # ValueError covers JSONDecodeError and UnicodeDecodeError (bytes not UTF-8).
+        raise ValidationFailed("body: not valid JSON") from None
 
 
 def flatten_errors(errors: Mapping[Any, Any] | list[Any], prefix: str) -> list[str]:

@@ -10,17 +10,24 @@
 
 Unknown fields are ignored everywhere (forward compatibility). The rules for single values
 (levels, timestamps, messages, names) are in `bot_logging_server.schemas.values`.
+
+From the raw body, `read_batch` does step 1 and keeps the rest for `Batch.rows` (step 3,
+after the user is checked); `prepare_batch` does all three at once, for a body large enough
+to be read in a helper process (`bot_logging_server.offload`): its `Batch` carries the rows
+(or why they are refused) instead of the parsed body, and says so only when asked, in the
+same order of checks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, fields, post_load
 
-from bot_logging_server.schemas.base import ValidationFailed, load
+from bot_logging_server.schemas.base import ValidationFailed, load, loads_json
 from bot_logging_server.schemas.values import (
     BigInt,
     CutString,
@@ -37,12 +44,15 @@ from bot_logging_server.schemas.values import (
 from bot_logging_server.storage import LogRow
 
 __all__ = [
+    "Batch",
     "BatchDataSchema",
     "LogRecordSchema",
     "SendLogsBodySchema",
     "load_batch",
     "load_batch_reference",
     "log_row",
+    "prepare_batch",
+    "read_batch",
     "read_envelope",
     "record_count",
 ]
@@ -111,6 +121,53 @@ def read_envelope(body: object) -> tuple[str, dict[str, Any]]:
     if not isinstance(username, str):
         raise ValidationFailed("data.user: must be a string")
     return clean_text(username), data
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A ``POST /send_logs`` body whose envelope is read: who sends, and how many records.
+
+    `rows` validates the records (or gives what `prepare_batch` validated already).
+    """
+
+    username: str
+    records: int
+    max_msg_chars: int
+    #: The ``data`` object, still to validate (`read_batch`).
+    data: Mapping[str, Any] | None = None
+    #: The records validated already (`prepare_batch`), unless `problem` says why not.
+    prepared: list[LogRow] | None = None
+    problem: str | None = None
+
+    def rows(self) -> list[LogRow]:
+        """The `LogRow` list to insert; `ValidationFailed` naming the field and the rule."""
+        if self.problem is not None:
+            raise ValidationFailed(self.problem)
+        if self.prepared is not None:
+            return self.prepared
+        return load_batch(self.data or {}, self.max_msg_chars)
+
+
+def read_batch(raw: bytes, max_msg_chars: int) -> Batch:
+    """Step 1 on a raw body: JSON, then the envelope; `ValidationFailed` when either fails."""
+    username, data = read_envelope(loads_json(raw))
+    return Batch(username, record_count(data), max_msg_chars, data=data)
+
+
+def prepare_batch(raw: bytes, max_records: int, max_msg_chars: int) -> Batch:
+    """`read_batch`, and the records validated in advance (unless there are more than
+    `max_records`: the request is refused for that before they would be looked at).
+
+    The `Batch` holds no parsed body, only the rows: small to send between processes.
+    """
+    batch = read_batch(raw, max_msg_chars)
+    if batch.records > max_records:
+        return Batch(batch.username, batch.records, max_msg_chars, prepared=[])
+    try:
+        rows = load_batch(batch.data or {}, max_msg_chars)
+    except ValidationFailed as exc:
+        return Batch(batch.username, batch.records, max_msg_chars, problem=exc.detail)
+    return Batch(batch.username, batch.records, max_msg_chars, prepared=rows)
 
 
 def record_count(data: Mapping[str, Any]) -> int:

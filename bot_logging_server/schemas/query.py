@@ -7,7 +7,8 @@ listing and the export add a page size and a ``cursor``, the stats a bucket widt
 `bot_logging_server.storage.LogQuery`, or raises `ValidationFailed` naming the parameter.
 
 A cursor is the last record id of a page, encoded (`encode_cursor`) so that clients treat it
-as opaque; `decode_cursor` accepts only what `encode_cursor` makes.
+as opaque; `decode_cursor` accepts only what `encode_cursor` makes, and only ids a record can
+have (`parse_record_id`: below 2^63, what both backends can compare with).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
     "load_query",
+    "parse_record_id",
 ]
 
 #: ``format`` values of ``GET /api/logs/export``.
@@ -44,16 +46,29 @@ def encode_cursor(last_id: int) -> str:
     return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{last_id}".encode()).decode().rstrip("=")
 
 
+def parse_record_id(text: str) -> int:
+    """A record id written in ASCII digits; `ValueError` unless it is 0 .. 2^63 - 1.
+
+    Ids are compared with a signed 64-bit column (SQLite cannot even bind a larger number),
+    so a larger one can never name a record: it is refused here, before any query runs.
+    """
+    if not text.isascii() or not text.isdigit() or len(text) > 20 or int(text) >= BIGINT:
+        raise ValueError("not a record id")
+    return int(text)
+
+
 def decode_cursor(cursor: str) -> int:
     """The record id a cursor continues after; raise `ValueError` when it is not ours."""
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except ValueError:
         raise ValueError("not a valid cursor") from None
-    digits = text.removeprefix(_CURSOR_PREFIX)
-    if not text.startswith(_CURSOR_PREFIX) or not digits.isdigit() or len(digits) > 20:
+    if not text.startswith(_CURSOR_PREFIX):
         raise ValueError("not a valid cursor")
-    return int(digits)
+    try:
+        return parse_record_id(text.removeprefix(_CURSOR_PREFIX))
+    except ValueError:
+        raise ValueError("not a valid cursor") from None
 
 
 class Cursor(fields.Field):

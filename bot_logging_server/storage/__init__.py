@@ -3,10 +3,11 @@
 Layout: `base` (records, exceptions, the `Dialect` and `Database` seams), one module per table
 family whose SQL is written once (`users`, `logs`, `retention`, `keys`, `sessions`,
 `events`), one module per backend holding only what differs (`mysql`, `sqlite`: dialect,
-connections, error mapping), `migrations` (the schema, both backends side by side) and
-`group_commit`. A new table family is a new module beside those, a class `Storage`
-inherits, and a step in
-`migrations`.
+connections, error mapping; `mysql_schema` creates and migrates a MySQL database),
+`migrations` (the schema, both backends side by side), `group_commit`, and for several
+database hosts (a Galera cluster) `hosts` (node health) and `failover` (which node, when to
+move). A new table family is a new module beside those, a class `Storage` inherits, and a
+step in `migrations`.
 
 `make_storage(config)` picks the backend from the database URL's scheme (the one place that
 does). `init_app(app, storage)` opens it in ``before_serving`` and closes it in

@@ -30,6 +30,7 @@ __all__ = [
     "MAX_STAT_ROWS",
     "ROWS_PER_INSERT",
     "WRITE_FAULT_SECONDS",
+    "Conflict",
     "Database",
     "Dialect",
     "DuplicateKey",
@@ -47,11 +48,47 @@ __all__ = [
     "UserExists",
     "UserNotActive",
     "UserNotFound",
+    "cut_to_size",
+    "escaped_size",
     "join_filters",
     "multi_row_insert",
     "time_text",
     "utc_now",
 ]
+
+
+#: What MySQL's escaping doubles (pymysql's ``escape_string``): each takes two bytes.
+_ESCAPED = ("\\", "\x00", "\n", "\r", "\x1a", "'", '"')
+
+
+def escaped_size(text: str) -> int:
+    """`text`'s bytes in a statement: UTF-8, plus one for each character the driver escapes.
+
+    An upper bound for both backends (SQLite binds the UTF-8 bytes as they are).
+    """
+    return len(text.encode("utf-8", "surrogatepass")) + sum(text.count(c) for c in _ESCAPED)
+
+
+def cut_to_size(text: str, limit: int) -> str:
+    """The longest start of `text` whose `escaped_size` is at most `limit` bytes."""
+    if len(text) * 4 <= limit:  # no character takes more than four bytes
+        return text
+    # Whole slices first (cheap in C), then the last slice a character at a time.
+    step, used, end = 65536, 0, 0
+    while end < len(text):
+        size = escaped_size(text[end : end + step])
+        if used + size > limit:
+            break
+        used += size
+        end += step
+    else:
+        return text
+    for char in text[end : end + step]:
+        used += escaped_size(char)
+        if used > limit:
+            break
+        end += 1
+    return text[:end]
 
 
 def utc_now() -> datetime:
@@ -73,6 +110,12 @@ class StorageError(Exception):
 
 class StorageUnavailable(StorageError):
     """The database cannot be reached or is overloaded right now (answered 503, retry)."""
+
+
+class Conflict(StorageUnavailable):
+    """The transaction was rolled back by a deadlock or, on a Galera cluster, by a
+    certification conflict with a transaction committed through another node (MySQL error
+    1213). Nothing of it is stored: running the whole transaction again is safe."""
 
 
 class DuplicateKey(StorageError):
@@ -377,6 +420,10 @@ class Database(abc.ABC):
     dialect: Dialect
     #: How many group-commit transactions may be in flight at once.
     writers: int = 1
+    #: The most bytes one text value may take in a statement, counted as `escaped_size`
+    #: does (MySQL: ``max_allowed_packet``, read at `open`, minus room for the rest of a
+    #: row); None: no limit. A longer message is stored cut to fit (`storage.logs`).
+    max_value_bytes: int | None = None
     _write_fault: tuple[float, str] | None = None
 
     @abc.abstractmethod

@@ -320,7 +320,13 @@ class EventTable(Table):
         return pending.id, pending.session_created
 
     async def _write_events(self, group: list[_Pending]) -> None:
-        """A group's transaction: its sessions upserted, then its events inserted."""
+        """A group's transaction: its sessions upserted, then its events inserted.
+
+        Group commit runs it again after a `Conflict` (rolled back whole): the results of a
+        rolled-back attempt are cleared first.
+        """
+        for p in group:
+            p.id, p.session_created = None, False
         async with self.db.transaction() as tx:
             session_ids = await self._upsert_sessions(tx, group)
             bulk: list[tuple] = []

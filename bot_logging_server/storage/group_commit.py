@@ -12,6 +12,9 @@ transaction, all or nothing, and 200 is sent only after that commit):
 * `GroupCommit.submit` returns only after the commit that holds its rows succeeded;
 * if that shared transaction fails, every member of the group gets the error, and none of the
   group's rows is stored (the members' rows are in one transaction: all or nothing);
+* a shared transaction rolled back by a deadlock or a certification conflict (`Conflict`:
+  nothing of it was stored) is written again, whole, up to ``conflict_retries`` times after
+  a short random pause; only then do the members get the error;
 * callers validate before they submit, so one invalid batch never joins a group;
 * ``write`` may leave out whole members it refuses (say, a user removed meanwhile) and store
   the others: it then returns a function telling, for a member's rows, the exception that
@@ -28,12 +31,15 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-__all__ = ["GroupCommit", "GroupStats", "Refusals"]
+from bot_logging_server.storage.base import Conflict
+
+__all__ = ["CONFLICT_RETRIES", "GroupCommit", "GroupStats", "Refusals"]
 
 Row = TypeVar("Row")
 #: What ``write`` may return: for a member's rows, the exception it gets (None: stored).
@@ -41,21 +47,30 @@ Refusals = Callable[[Sequence[Row]], BaseException | None]
 
 log = logging.getLogger(__name__)
 
+#: How many times a group's transaction is written again after a `Conflict`.
+CONFLICT_RETRIES = 4
+#: The longest random pause, in seconds, before the first retry (doubled at each one): two
+#: servers whose transactions met should not meet again at once.
+_CONFLICT_PAUSE = 0.02
+
 
 @dataclass
 class GroupStats:
-    """Counters for tests and benchmarks: requests submitted, transactions written, rows."""
+    """Counters for tests and benchmarks: requests submitted, transactions written, rows,
+    and transactions written again after a `Conflict`."""
 
     requests: int = 0
     transactions: int = 0
     rows: int = 0
     largest_group: int = 0
+    conflict_retries: int = 0
 
 
 @dataclass
 class _Member(Generic[Row]):
     rows: Sequence[Row]
     done: asyncio.Future[None] = field(repr=False)
+    size: int = 0
 
 
 class GroupCommit(Generic[Row]):
@@ -69,6 +84,11 @@ class GroupCommit(Generic[Row]):
             writer; a few for a MySQL pool).
         max_rows: a group stops growing at this many rows (a single larger batch still goes,
             alone), which bounds statement size and the wait of the group's members.
+        conflict_retries: how many times a group's transaction rolled back by a `Conflict`
+            is written again before its members get the error.
+        max_bytes: likewise, a group stops growing at this many bytes (the sizes given to
+            `submit`); None: no such bound. A member larger than the database takes in one
+            packet then goes alone, and whatever happens to it happens to it alone.
     """
 
     def __init__(
@@ -77,6 +97,8 @@ class GroupCommit(Generic[Row]):
         *,
         writers: int = 1,
         max_rows: int = 5000,
+        conflict_retries: int = CONFLICT_RETRIES,
+        max_bytes: int | None = None,
     ) -> None:
         """Create an idle committer; nothing runs until the first `submit`."""
         if writers < 1:
@@ -84,6 +106,9 @@ class GroupCommit(Generic[Row]):
         self._write = write
         self._writers = writers
         self._max_rows = max_rows
+        self._conflict_retries = conflict_retries
+        #: The ``max_bytes`` bound; may be set later (a backend knows it once connected).
+        self.max_bytes = max_bytes
         self._queue: deque[_Member[Row]] = deque()
         self._in_flight: set[asyncio.Task[None]] = set()
         self.stats = GroupStats()
@@ -91,15 +116,16 @@ class GroupCommit(Generic[Row]):
         #: what it raises is logged, never given to the group's members.
         self.on_commit: Callable[[int, int], None] | None = None
 
-    async def submit(self, rows: Sequence[Row]) -> None:
+    async def submit(self, rows: Sequence[Row], size: int = 0) -> None:
         """Write `rows` in a transaction shared with concurrent callers; return after commit.
 
-        Raises whatever the shared ``write`` raised (a copy per member) when it failed, or
-        the exception ``write`` refused these rows with.
+        `size` is what the rows weigh against ``max_bytes`` (bytes, roughly). Raises whatever
+        the shared ``write`` raised (a copy per member) when it failed, or the exception
+        ``write`` refused these rows with.
         """
         if not rows:
             return
-        member = _Member(rows, asyncio.get_running_loop().create_future())
+        member = _Member(rows, asyncio.get_running_loop().create_future(), size)
         self._queue.append(member)
         self.stats.requests += 1
         if len(self._in_flight) < self._writers:
@@ -115,16 +141,20 @@ class GroupCommit(Generic[Row]):
 
     def _take_group(self) -> list[_Member[Row]]:
         group: list[_Member[Row]] = []
-        size = 0
+        size = weight = 0
         while self._queue:
             member = self._queue[0]
             if member.done.done():  # cancelled while queued: never written
                 self._queue.popleft()
                 continue
-            if group and size + len(member.rows) > self._max_rows:
+            if group and (
+                size + len(member.rows) > self._max_rows
+                or (self.max_bytes is not None and weight + member.size > self.max_bytes)
+            ):
                 break
             group.append(self._queue.popleft())
             size += len(member.rows)
+            weight += member.size
         return group
 
     def _start_writer(self) -> None:
@@ -149,7 +179,7 @@ class GroupCommit(Generic[Row]):
         for member in group:
             rows.extend(member.rows)
         try:
-            refusals = await self._write(rows)
+            refusals = await self._write_retrying(rows)
         except BaseException as exc:
             for member in group:
                 if member.done.done():
@@ -180,6 +210,19 @@ class GroupCommit(Generic[Row]):
                 self.on_commit(len(group), len(rows))
             except Exception:
                 log.exception("group commit: the on_commit hook failed")
+
+    async def _write_retrying(self, rows: list[Row]) -> Refusals[Row] | None:
+        """``write(rows)``; after a `Conflict` (rolled back whole) again, a bounded number
+        of times, each after a random pause that doubles. Returns what ``write`` refused."""
+        for attempt in range(self._conflict_retries + 1):
+            try:
+                return await self._write(rows)
+            except Conflict:
+                if attempt == self._conflict_retries:
+                    raise
+                self.stats.conflict_retries += 1
+                await asyncio.sleep(random.uniform(0, _CONFLICT_PAUSE * 2**attempt))
+        raise AssertionError("unreachable")  # the last attempt returns or raises
 
 
 def _copy(exc: BaseException) -> BaseException:

@@ -1,4 +1,4 @@
-"""Several database hosts: parse a host list and find the nodes that can serve right now.
+"""Several database hosts: find the nodes that can serve right now.
 
 A MariaDB Galera cluster takes reads and writes on every node, but a node serves correctly
 only while it is in the primary component and *Synced*: a node that is joining, donating a
@@ -8,20 +8,22 @@ refuses statements or serves stale data. `check_node` asks one node, within a bo
 with the same list writes through the same node while it is healthy (writes through one
 node never conflict at certification) and moves to the next one when it is not.
 
-A plain MariaDB or MySQL server (no wsrep) counts as healthy whenever it answers.
+A plain MariaDB or MySQL server (no wsrep) counts as healthy whenever it answers. The list
+itself is configuration (`bot_logging_server.config.hosts`, re-exported here); staying on a
+node and moving off it is `storage.failover`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiomysql
 import pymysql
 
-from bot_logging_server.config import ConfigError
+# The host list is configuration; re-exported here, where the nodes are checked.
+from bot_logging_server.config.hosts import DEFAULT_PORT, HostPort, parse_hosts
 from bot_logging_server.storage.base import StorageUnavailable
 
 __all__ = [
@@ -31,68 +33,20 @@ __all__ = [
     "check_node",
     "check_nodes",
     "parse_hosts",
+    "pick_healthy",
     "pick_node",
 ]
 
-DEFAULT_PORT = 3306
 #: ``wsrep_local_state`` values (Galera's node states); only Synced serves.
 WSREP_STATES = {1: "joining", 2: "donor/desynced", 3: "joined", 4: "synced"}
 SYNCED = 4
 
-_HOST_RE = re.compile(
-    r"\[(?P<ipv6>[0-9A-Fa-f:.]+)\](?::(?P<port6>[^:]*))?"
-    r"|(?P<name>[A-Za-z0-9._-]+)(?::(?P<port>[^:]*))?"
-)
 #: Connection refused, unknown host, lost during the handshake.
 _CANNOT_CONNECT = {2002, 2003, 2005, 2013}
 _HEALTH_QUERIES = (
     "SHOW GLOBAL VARIABLES LIKE 'wsrep\\_on'",
     "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_ready', 'wsrep_local_state')",
 )
-
-
-@dataclass(frozen=True)
-class HostPort:
-    """One database server address."""
-
-    host: str
-    port: int = DEFAULT_PORT
-
-    def __str__(self) -> str:
-        """``host:port``, with an IPv6 host in brackets."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
-def parse_hosts(text: str, default_port: int = DEFAULT_PORT) -> tuple[HostPort, ...]:
-    """Parse ``h1:p1,h2:p2,h3`` (a port may be left out; IPv6 in brackets: ``[::1]:3307``).
-
-    Spaces around entries are ignored. Raises `ConfigError` naming the bad entry when an
-    entry is empty, malformed, has a port outside 1-65535, or repeats an earlier one.
-    """
-    found: list[HostPort] = []
-    for raw in text.split(","):
-        entry = raw.strip()
-        match = _HOST_RE.fullmatch(entry)
-        if not entry or match is None:
-            raise ConfigError(
-                f"database hosts: {entry!r} is not host or host:port "
-                "(a list looks like h1:3306,h2:3306)"
-            )
-        host = match["ipv6"] or match["name"]
-        port_text = match["port6"] if match["ipv6"] else match["port"]
-        port = default_port if port_text is None else _port(entry, port_text)
-        address = HostPort(host, port)
-        if address in found:
-            raise ConfigError(f"database hosts: {entry!r} is listed twice")
-        found.append(address)
-    return tuple(found)
-
-
-def _port(entry: str, text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise ConfigError(f"database hosts: {entry!r} has no valid port (1-65535)")
-    return int(text)
 
 
 @dataclass(frozen=True)
@@ -197,6 +151,14 @@ async def pick_node(
     (the checks still running are cancelled), so at most about `timeout`. Raises
     `StorageUnavailable`, naming every node and why it was passed over, when none is healthy.
     """
+    found = await pick_healthy(addresses, user=user, password=password, timeout=timeout)
+    return found.address
+
+
+async def pick_healthy(
+    addresses: Sequence[HostPort], *, user: str, password: str = "", timeout: float = 2.0
+) -> NodeHealth:
+    """`pick_node`, returning the chosen node's `NodeHealth` (whether it is a Galera node)."""
     if not addresses:
         raise StorageUnavailable("no database host configured")
     tasks = [
@@ -208,7 +170,7 @@ async def pick_node(
         for task in tasks:
             node = await task
             if node.healthy:
-                return node.address
+                return node
             passed_over.append(f"{node.address} {node.detail}")
     finally:
         for task in tasks:

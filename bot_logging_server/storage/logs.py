@@ -7,10 +7,16 @@ A batch is authenticated before it is written, and a user may be removed or disa
 another process) in between: the group's transaction therefore reads its users again, first
 (locking their rows until the commit on MySQL), and leaves out the batches of users no longer
 active, whose requests get `UserNotActive`; the other batches of the group are stored.
+
+A message longer than the backend takes in one value (`Database.max_value_bytes`: MySQL's
+``max_allowed_packet``) is stored cut to fit, with ``truncated`` set and its original length
+kept, as for ``--max-msg-chars``; and a group commit never grows past that size, so one large
+batch goes alone and can never fail the batches sent beside it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -24,6 +30,7 @@ from bot_logging_server.storage.base import (
     Table,
     Transaction,
     UserNotActive,
+    cut_to_size,
     join_filters,
 )
 from bot_logging_server.storage.group_commit import GroupCommit, Refusals
@@ -49,9 +56,30 @@ _INSERT_COLUMNS = (
 )
 #: The index of (user_id, event_at, level): time ranges and stats.
 _EVENT_INDEX = "ix_user_logs_user_event_level"
+#: Bytes a row takes besides its message, at most (p_name and p_description are 255
+#: characters of up to four bytes, escaped; numbers and times), and the INSERT around it.
+_ROW_BYTES = 4096
 #: A time range with fewer rows than this is read through `_EVENT_INDEX` (where the backend
 #: can be told to).
 _SMALL_RANGE = 50_000
+
+
+def _fit(rows: Sequence[LogRow], max_value_bytes: int | None) -> Sequence[LogRow]:
+    """`rows`, each message cut to `max_value_bytes` (and flagged) where it is longer."""
+    if max_value_bytes is None or all(len(r.msg) * 4 <= max_value_bytes for r in rows):
+        return rows
+    fitted = []
+    for row in rows:
+        msg = cut_to_size(row.msg, max_value_bytes)
+        fitted.append(row if msg is row.msg else dataclasses.replace(row, msg=msg, truncated=True))
+    return fitted
+
+
+def _weight(rows: Sequence[LogRow]) -> int:
+    """Roughly the bytes `rows` take in an INSERT (for the group commit's size bound)."""
+    return sum(
+        len(r.msg or "") + len(r.p_name or "") + len(r.p_description or "") + 100 for r in rows
+    )
 
 
 def _params(
@@ -97,6 +125,11 @@ class LogTable(Table):
         """Call ``hook(batches, rows)`` after every committed group-commit transaction."""
         self._group.on_commit = hook
 
+    def _value_limit(self) -> int | None:
+        """The most bytes a message may take (`Database.max_value_bytes` less a row's rest)."""
+        limit = self.db.max_value_bytes
+        return None if limit is None else max(1, limit - _ROW_BYTES)
+
     async def drain(self) -> None:
         """Finish every pending group commit."""
         await self._group.drain()
@@ -107,11 +140,15 @@ class LogTable(Table):
 
         Returns after the commit that holds these rows; raises (and stores none of them) when
         that shared transaction fails, and `UserNotActive` when the user was removed or
-        disabled before it began.
+        disabled before it began. A message too long for the backend is stored cut.
         """
         if not rows:
             return 0
-        await self._group.submit(_params(user_id, rows, received_at, self.db.dialect.encode_time))
+        rows = _fit(rows, self._value_limit())
+        # A group grows up to the backend's packet size (known once the database is open).
+        self._group.max_bytes = self.db.max_value_bytes
+        params = _params(user_id, rows, received_at, self.db.dialect.encode_time)
+        await self._group.submit(params, _weight(rows))
         return len(rows)
 
     async def _write_log_rows(self, params: list[tuple]) -> Refusals[tuple] | None:

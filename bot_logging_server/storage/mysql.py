@@ -2,7 +2,8 @@
 
 The pools are opened by `MySQLDatabase.open` (at start-up), which first creates the database
 (utf8mb4) when it is missing and the account may, then applies pending migrations while
-holding a named lock (``GET_LOCK``), so several workers can start at once. Sessions run in UTC
+holding a named lock (``GET_LOCK``), so several workers can start at once (both in
+`storage.mysql_schema`). Sessions run in UTC
 with strict SQL mode. Errors become `StorageUnavailable` (connection lost or refused, too
 many connections, lock timeouts: a retry may work) or `StorageError`. Waiting for a pooled
 connection and the work on it are each bounded by ``db_timeout``; a connection that saw any
@@ -14,9 +15,18 @@ pool (``write_pool_size``) that reads never take. A read pool session carries a 
 limit of ``db_timeout`` (MariaDB ``max_statement_time``, MySQL ``max_execution_time``), so a
 read that times out is stopped on the database too, not only abandoned by the server.
 
-Two private parts of aiomysql are relied on (requirements.txt pins it below its next minor
-version): `_BatchCursor` overrides ``Cursor._escape_args``, and `MySQLDatabase._discard`
-calls ``Pool._wakeup``. tests/test_storage.py checks that both still work.
+Several hosts (a Galera cluster): `storage.failover.NodeSelector` picks the node the pools
+connect to and moves it off a node in trouble; connections to the old node are dropped as
+they come back. On a Galera node, reads wait until the node has applied every transaction
+committed anywhere before them (``wsrep_sync_wait = 1``), so a record acknowledged by any
+server is seen by every server. A deadlock or certification conflict (1213) is a `Conflict`,
+which group commit writes again. Migrations stay safe when servers on different nodes run
+them at once, although ``GET_LOCK`` holds on one node only (`storage.mysql_schema`).
+
+Three private parts of aiomysql are relied on (requirements.txt pins it below its next minor
+version): `_BatchCursor` overrides ``Cursor._escape_args``, `MySQLDatabase._discard` calls
+``Pool._wakeup``, and `MySQLDatabase._move_to` points ``Pool._conn_kwargs`` at the new node.
+tests/test_storage.py and tests/test_cluster_storage.py check that they still work.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ import pymysql
 
 from bot_logging_server.config import DatabaseURL
 from bot_logging_server.storage.base import (
+    Conflict,
     Database,
     Dialect,
     DuplicateKey,
@@ -44,16 +55,17 @@ from bot_logging_server.storage.base import (
     StorageUnavailable,
     Transaction,
 )
-from bot_logging_server.storage.migrations import SCHEMA_VERSION_TABLE, check_columns, for_backend
+from bot_logging_server.storage.failover import NodeSelector
+from bot_logging_server.storage.hosts import NodeHealth
+from bot_logging_server.storage.mysql_schema import MIGRATIONS, ensure_database, migrate
 
 __all__ = ["MIGRATIONS", "MySQLDatabase", "MySQLDialect"]
-
-MIGRATIONS = for_backend("mysql")
 
 # Error numbers after which a retry can succeed, and how a log line names them.
 _RETRYABLE = {
     1021: "disk full",
     1040: "too many connections",
+    1047: "the Galera node is not ready (out of the primary component)",
     1053: "server shutting down",
     1114: "table full (disk full?)",
     1205: "lock wait timeout",
@@ -62,12 +74,18 @@ _RETRYABLE = {
     1317: "query interrupted",
     1927: "connection killed",
     1969: "the query ran past its time limit and was stopped",  # MariaDB max_statement_time
+    2002: "cannot connect",
+    2003: "cannot connect",
     2006: "server has gone away",
     2013: "lost connection",
     2055: "lost connection",
     3024: "the query ran past its time limit and was stopped",  # MySQL max_execution_time
 }
+_DEADLOCK = 1213  # deadlock, or a Galera certification conflict
 _DUPLICATE_KEY = 1062
+# Errors that say the node itself is in trouble (not the statement): the node is re-checked.
+_NODE_TROUBLE = {1047, 1053, 1927, 2002, 2003, 2006, 2013, 2055}
+_SESSION = "SET time_zone = '+00:00', sql_mode = 'STRICT_ALL_TABLES'"
 # Strong references to fire-and-forget tasks (asyncio keeps only weak ones).
 _BACKGROUND: set[asyncio.Future] = set()
 _DB_NAME_RE = re.compile(r"[A-Za-z0-9_$-]{1,64}")
@@ -150,12 +168,25 @@ def _translate(exc: BaseException) -> StorageError:
         code = exc.args[0]
         if code in (2002, 2003):
             return StorageUnavailable(f"cannot connect to the database server (MySQL error {code})")
+        if code == _DEADLOCK:
+            return Conflict(f"transaction rolled back by a conflict (MySQL error {code})")
         if code in _RETRYABLE:
             return StorageUnavailable(f"{_RETRYABLE[code]} (MySQL error {code})")
         if code == _DUPLICATE_KEY:
             return DuplicateKey(f"duplicate key (MySQL error {code})")
         return StorageError(f"database error (MySQL error {code})")
     return StorageError(f"database error: {type(exc).__name__}")
+
+
+def _node_trouble(exc: BaseException) -> bool:
+    """Whether `exc` says the database node is in trouble (rather than the statement)."""
+    if isinstance(exc, (OSError, asyncio.TimeoutError, pymysql.err.InterfaceError)):
+        return True
+    return (
+        isinstance(exc, pymysql.err.MySQLError)
+        and bool(exc.args)
+        and (exc.args[0] in _NODE_TROUBLE)
+    )
 
 
 def _release_if_acquired(pool: aiomysql.Pool, task: asyncio.Future) -> None:
@@ -227,6 +258,7 @@ class MySQLDatabase(Database):
         url: DatabaseURL,
         pool_size: int = 10,
         timeout: float = 10.0,
+        check_interval: float | None = None,
         write_pool_size: int = 4,
     ) -> None:
         """Remember where to connect; nothing connects before `open`.
@@ -234,7 +266,8 @@ class MySQLDatabase(Database):
         `pool_size` connections serve reads, `write_pool_size` others serve token checks and
         writes. `timeout` bounds, in seconds, the wait for a pooled connection and each unit
         of work on it (and each read on the database); past it the operation raises
-        `StorageUnavailable`.
+        `StorageUnavailable`. With several hosts in `url`, `check_interval` is the seconds
+        between node checks (`NodeSelector`).
         """
         if not _DB_NAME_RE.fullmatch(url.name):
             raise StorageError("database name may only hold letters, digits, _ $ and -")
@@ -246,26 +279,48 @@ class MySQLDatabase(Database):
         self._write_pool: aiomysql.Pool | None = None
         #: Whether the server is MariaDB (else MySQL): how a statement time limit is spelled.
         self._mariadb = True
+        self.nodes = NodeSelector(
+            url.hosts,
+            user=url.user,
+            password=url.password,
+            on_move=self._move_to,
+            check_timeout=min(2.0, timeout),
+            **({} if check_interval is None else {"check_interval": check_interval}),
+        )
         # Few transactions in flight at once; the rest of the write pool serves token checks.
         self.writers = max(1, min(_GROUP_WRITERS, write_pool_size - 1))
 
     def _connect_args(self, read_limit: bool = False) -> dict[str, object]:
-        init = "SET time_zone = '+00:00', sql_mode = 'STRICT_ALL_TABLES'"
-        if read_limit:
-            # The read pool's sessions: a statement past the timeout is stopped by the server.
-            if self._mariadb:
-                init += f", max_statement_time = {self._timeout:.3f}"
-            else:
-                init += f", max_execution_time = {max(1, round(self._timeout * 1000)):d}"
         return {
-            "host": self._url.host,
-            "port": self._url.port,
             "user": self._url.user,
             "password": self._url.password,
             "charset": "utf8mb4",
             "connect_timeout": min(_CONNECT_TIMEOUT, self._timeout),
-            "init_command": init,
+            **self._node_args(self.nodes.current, read_limit),
         }
+
+    def _node_args(self, node: NodeHealth, read_limit: bool = False) -> dict[str, object]:
+        """Where to connect, and the session settings that depend on the node (and, with
+        `read_limit`, the read pool's statement time limit)."""
+        # Causal reads on a Galera node: see what any node committed before the read.
+        session = f"{_SESSION}, wsrep_sync_wait = 1" if node.cluster else _SESSION
+        if read_limit:
+            # The read pool's sessions: a statement past the timeout is stopped by the server.
+            if self._mariadb:
+                session += f", max_statement_time = {self._timeout:.3f}"
+            else:
+                session += f", max_execution_time = {max(1, round(self._timeout * 1000)):d}"
+        return {"host": node.address.host, "port": node.address.port, "init_command": session}
+
+    def _move_to(self, node: NodeHealth) -> None:
+        """Point the pools at `node`: new connections go there (`NodeSelector.on_move`)."""
+        for pool in self._pools():
+            # Private (see the module docstring): the pool's arguments for new connections.
+            pool._conn_kwargs.update(self._node_args(node, pool is self._read_pool))
+
+    def _pools(self) -> list[aiomysql.Pool]:
+        """Every pool this database holds."""
+        return [pool for pool in (self._read_pool, self._write_pool) if pool is not None]
 
     async def _create_pool(self, size: int, read_limit: bool) -> aiomysql.Pool:
         return await aiomysql.create_pool(
@@ -277,13 +332,21 @@ class MySQLDatabase(Database):
             **self._connect_args(read_limit),
         )
 
+    def _on_current_node(self, conn: aiomysql.Connection) -> bool:
+        address = self.nodes.current.address
+        return (conn.host, conn.port) == (address.host, address.port)
+
     async def open(self) -> None:
-        """Create the database if missing (and allowed), open the pools, migrate."""
+        """Choose a node (several hosts), create the database if missing (and allowed),
+        open the pools, migrate; then start watching the node."""
         try:
+            await self.nodes.choose()
             await self._ensure_database()
             self._write_pool = await self._create_pool(self._write_pool_size, False)
             await self._migrate()
+            await self._read_server_settings()
             self._read_pool = await self._create_pool(self._pool_size, True)
+            self.nodes.start_monitor()
         except StorageError:
             await self.close()
             raise
@@ -292,80 +355,31 @@ class MySQLDatabase(Database):
             raise _translate(exc) from exc
 
     async def _ensure_database(self) -> None:
-        conn = await aiomysql.connect(**self._connect_args())
-        try:
-            async with conn.cursor() as cur:
-                await cur.execute("SELECT VERSION()")
-                (version,) = await cur.fetchone()
-                self._mariadb = "mariadb" in str(version).lower()
-                await cur.execute(
-                    "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
-                    (self._url.name,),
-                )
-                if await cur.fetchone():
-                    return
-                try:
-                    # An identifier cannot be a parameter; the name was checked in __init__.
-                    await cur.execute(
-                        f"CREATE DATABASE IF NOT EXISTS `{self._url.name}` "
-                        "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-                    )
-                except pymysql.err.OperationalError as exc:
-                    raise StorageError(
-                        f"database {self._url.name!r} does not exist and this account may not "
-                        f"create it (MySQL error {exc.args[0]})"
-                    ) from exc
-        finally:
-            conn.close()
+        await ensure_database(self._connect_args(), self._url.name)
 
     async def _migrate(self) -> None:
+        async with self._connection(self._write_pool) as conn:
+            await migrate(conn)
+
+    async def _read_server_settings(self) -> None:
+        """`max_value_bytes` from the server's ``max_allowed_packet`` (a statement, with its
+        values escaped, must fit in one packet), and whether the server is MariaDB (how the
+        read pool's statement time limit is spelled)."""
         async with self._connection(self._write_pool) as conn, conn.cursor() as cur:
-            # DDL is not transactional in MySQL: a named lock keeps workers from racing.
-            await cur.execute("SELECT GET_LOCK('bot_logging_server.migrate', 60)")
-            (got,) = await cur.fetchone()
-            if got != 1:
-                raise StorageUnavailable("timed out waiting for another process to migrate")
-            try:
-                # "IF NOT EXISTS" on an existing table is a note, which the driver would
-                # raise as a Python warning: not worth one on every start.
-                await cur.execute("SET SESSION sql_notes = 0")
-                await cur.execute(SCHEMA_VERSION_TABLE["mysql"])
-                await cur.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
-                (current,) = await cur.fetchone()
-                for migration in MIGRATIONS:
-                    if migration.version <= current:
-                        continue
-                    for statement in migration.statements:
-                        await cur.execute(statement)
-                    await cur.execute(
-                        "INSERT INTO schema_version (version, name, applied_at) "
-                        "VALUES (%s, %s, UTC_TIMESTAMP(6))",
-                        (migration.version, migration.name),
-                    )
-                    await conn.commit()
-                await cur.execute(
-                    "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS "
-                    "WHERE TABLE_SCHEMA = DATABASE()"
-                )
-                found: dict[str, set[str]] = {}
-                for table, column in await cur.fetchall():
-                    found.setdefault(table, set()).add(column)
-                check_columns(found)
-            finally:
-                await cur.execute("SELECT RELEASE_LOCK('bot_logging_server.migrate')")
-                await cur.execute("SET SESSION sql_notes = 1")
-                # End the transaction the statements above opened: the connection goes
-                # back to the pool clean (and is not closed for being mid-transaction).
-                await conn.commit()
+            await cur.execute("SELECT @@max_allowed_packet, VERSION()")
+            packet, version = await cur.fetchone()
+            await conn.commit()
+        self.max_value_bytes = int(packet)
+        self._mariadb = "mariadb" in str(version).lower()
 
     async def close(self) -> None:
-        """Close the pools and wait for their connections to close."""
-        pools = (self._read_pool, self._write_pool)
+        """Stop watching the node, close the pools and wait for their connections to close."""
+        await self.nodes.close()
+        pools = self._pools()
         self._read_pool = self._write_pool = None
         for pool in pools:
-            if pool is not None:
-                pool.close()
-                await pool.wait_closed()
+            pool.close()
+            await pool.wait_closed()
 
     @contextlib.asynccontextmanager
     async def _connection(self, pool: aiomysql.Pool | None) -> AsyncIterator[aiomysql.Connection]:
@@ -380,6 +394,8 @@ class MySQLDatabase(Database):
         try:
             conn = await self._checkout(pool)
         except Exception as exc:
+            if _node_trouble(exc):
+                self.nodes.suspect()
             raise _translate(exc) from exc
         try:
             async with asyncio.timeout(self._timeout):
@@ -387,6 +403,8 @@ class MySQLDatabase(Database):
         except BaseException as exc:
             # A connection that saw an error may be mid-transaction or broken: drop it.
             self._discard(pool, conn)
+            if _node_trouble(exc):
+                self.nodes.suspect()
             if isinstance(exc, Exception) and not isinstance(exc, StorageError):
                 raise _translate(exc) from exc
             raise
@@ -394,21 +412,30 @@ class MySQLDatabase(Database):
             pool.release(conn)
 
     async def _checkout(self, pool: aiomysql.Pool) -> aiomysql.Connection:
-        """A pooled connection within the timeout, never leaking one that comes too late."""
-        # aiomysql drops pooled connections the database has closed (EOF seen) on acquire;
-        # one that died silently fails its statement, within the timeout, and is dropped.
-        task = asyncio.ensure_future(pool.acquire())
-        try:
-            # asyncio.wait, not wait_for: on Python 3.11 wait_for loses a cancellation that
-            # comes as the connection arrives (a tail then outlives its client).
-            await asyncio.wait((task,), timeout=self._timeout)
-        except BaseException:
-            self._give_up(pool, task)
-            raise
-        if not task.done():
-            self._give_up(pool, task)
-            raise TimeoutError("no pooled connection within the timeout")
-        return task.result()
+        """A pooled connection to the current node within the timeout, never leaking one
+        that comes too late."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        while True:
+            # aiomysql drops pooled connections the database has closed (EOF seen) on
+            # acquire; one that died silently fails its statement, within the timeout, and
+            # is dropped.
+            task = asyncio.ensure_future(pool.acquire())
+            try:
+                # asyncio.wait, not wait_for: on Python 3.11 wait_for loses a cancellation
+                # that comes as the connection arrives (a tail then outlives its client).
+                await asyncio.wait((task,), timeout=max(0.0, deadline - loop.time()))
+            except BaseException:
+                self._give_up(pool, task)
+                raise
+            if not task.done():
+                self._give_up(pool, task)
+                raise TimeoutError("no pooled connection within the timeout")
+            conn = task.result()
+            if self._on_current_node(conn):
+                return conn
+            # Opened before the node changed: closed, and another one taken.
+            self._discard(pool, conn)
 
     @staticmethod
     def _give_up(pool: aiomysql.Pool, task: asyncio.Future) -> None:
@@ -479,8 +506,7 @@ class MySQLDatabase(Database):
 
     def connections_in_use(self) -> int:
         """Pooled connections (both pools) checked out right now."""
-        pools = (self._read_pool, self._write_pool)
-        return sum(pool.size - pool.freesize for pool in pools if pool is not None)
+        return sum(pool.size - pool.freesize for pool in self._pools())
 
     @contextlib.asynccontextmanager
     async def named_lock(self, name: str, wait: float = 0.0) -> AsyncIterator[bool]:

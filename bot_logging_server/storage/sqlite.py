@@ -258,6 +258,8 @@ class SQLiteDatabase(Database):
     dialect = SQLiteDialect()
     # One writer: while a transaction commits, the next requests gather into one group.
     writers = 1
+    # SQLite's default SQLITE_MAX_LENGTH: no string or BLOB may be longer.
+    max_value_bytes = 1_000_000_000
 
     def __init__(self, path: str, timeout: float = _BUSY_TIMEOUT_MS / 1000) -> None:
         """Remember the file; nothing is opened before `open`.

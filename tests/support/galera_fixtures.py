@@ -1,4 +1,4 @@
-"""Pytest fixtures for the Galera cluster of `support.galera`: load with ``pytest_plugins``.
+"""Pytest fixtures for the Galera cluster of `support.galera` (a plugin tests/conftest.py loads).
 
 * `galera_installed` (session): when this machine cannot run a node (no MariaDB server,
   Galera provider, rsync or ``mysql`` user), fails under ``CI=true`` and skips, with the
