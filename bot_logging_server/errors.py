@@ -48,6 +48,7 @@ _MESSAGES = {
     409: "Conflict",
     413: "PayloadTooLarge",
     415: "UnsupportedMediaType",
+    422: "UnprocessableEntity",
     429: "TooManyRequests",
     500: "InternalServerError",
     503: "ServiceUnavailable",

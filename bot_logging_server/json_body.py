@@ -10,13 +10,17 @@ many body bytes all requests hold at once is bounded by `bot_logging_server.admi
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl
 
 from quart import request
 
 from bot_logging_server.errors import BadRequest
 from bot_logging_server.schemas.base import ValidationFailed, loads_json
 
-__all__ = ["parse_json", "read_body", "read_json"]
+__all__ = ["parse_json", "read_body", "read_form", "read_json"]
+
+#: The most fields a form body may hold (a logging record has about 25).
+_MAX_FORM_FIELDS = 1000
 
 
 def parse_json(raw: bytes) -> Any:
@@ -57,3 +61,23 @@ async def read_json() -> Any:
     Raises `BadRequest` for a body that is not JSON, and werkzeug's 413 past the body limit.
     """
     return parse_json(await request.get_data(cache=False, as_text=False, parse_form_data=False))
+
+
+async def read_form() -> dict[str, str]:
+    """The current request's body parsed as ``application/x-www-form-urlencoded``.
+
+    A field given twice keeps its last value; bytes that are not UTF-8 become U+FFFD. Raises
+    `BadRequest` past `_MAX_FORM_FIELDS` fields, and werkzeug's 413 past the body limit.
+    """
+    raw = await request.get_data(cache=False, as_text=False, parse_form_data=False)
+    try:
+        pairs = parse_qsl(
+            raw.decode("utf-8", "replace"),
+            keep_blank_values=True,
+            encoding="utf-8",
+            errors="replace",
+            max_num_fields=_MAX_FORM_FIELDS,
+        )
+    except ValueError:
+        raise BadRequest(f"body: more than {_MAX_FORM_FIELDS} form fields") from None
+    return dict(pairs)

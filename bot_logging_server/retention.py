@@ -10,7 +10,8 @@ so that a purge holds the writer at most half of the time and an ingest never wa
 than one small batch. Only one process purges at a time: the pass runs under
 `Storage.purge_lock` (MySQL ``GET_LOCK``; SQLite a file lock), and a worker that finds it
 taken skips its pass. `init_app` runs a pass every ``--purge-interval`` seconds while the app
-serves; ``python3 app.py purge`` runs one by hand.
+serves; ``python3 app.py purge`` runs one by hand. A pass also deletes the idempotency keys
+older than their 24 hours (``Idempotency-Key``), which nothing answers from any more.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from quart import Quart
 
 from bot_logging_server.config import Config
 from bot_logging_server.storage import (
+    KEY_LIFETIME,
     RetentionRule,
     Storage,
     StorageError,
@@ -135,6 +137,9 @@ class PurgeReport:
     #: Seconds spent inside delete transactions, all of them.
     busy_seconds: float = 0.0
     seconds: float = 0.0
+    #: Idempotency keys older than their lifetime deleted (every pass that is not dry and
+    #: not for one user deletes them).
+    idempotency_keys: int = 0
 
     @property
     def total(self) -> int:
@@ -205,8 +210,20 @@ class Purger:
                 count = await self._purge_user(user.id, before, policy.max_rows, report)
             if count:
                 report.deleted[user.username] = count
+        if not dry_run and username is None:
+            await self._purge_keys(now, report)
         report.seconds = time.perf_counter() - started
         return report
+
+    async def _purge_keys(self, now: datetime, report: PurgeReport) -> None:
+        """Delete the idempotency keys past `KEY_LIFETIME`, in batches, pausing like rows."""
+        while not self.stopping.is_set():
+            started = time.perf_counter()
+            count = await self._storage.purge_idempotency_keys(now - KEY_LIFETIME, self._batch)
+            if not count:
+                return
+            report.idempotency_keys += count
+            await self.pause(max(_MIN_PAUSE, time.perf_counter() - started))
 
     async def _users(self, username: str | None) -> list[User]:
         if username is None:

@@ -41,6 +41,7 @@ from hypercorn.utils import LifespanFailureError
 from quart import Quart
 
 from bot_logging_server import create_app, logformat, metrics
+from bot_logging_server.blueprints.stats_ws import MAX_FRAME_BYTES, close_sockets, drain_sockets
 from bot_logging_server.config import SETTINGS, Config, ConfigError, build_config
 from bot_logging_server.http_guard import HTTPGuard, install_hypercorn_guard
 from bot_logging_server.storage import StorageError, make_storage
@@ -214,10 +215,12 @@ def serving_app(config: Config) -> Quart:
 def shutdown_trigger(
     app: Quart, received_before: list[int] | None = None
 ) -> Callable[[], Awaitable[None]]:
-    """A hypercorn ``shutdown_trigger``: wait for SIGINT/SIGTERM, then end the live tails.
+    """A hypercorn ``shutdown_trigger``: wait for SIGINT/SIGTERM, then end the live tails and
+    close the WebSockets (each answers and stores what it received, then closes with 1001).
 
     hypercorn waits (up to its graceful timeout) for open responses before it stops; a live
-    tail never finishes by itself, so without this every shutdown would wait that long.
+    tail or a socket never finishes by itself, so without this every shutdown would wait
+    that long.
     hypercorn starts the trigger only once it serves; a signal that came earlier (listed in
     `received_before` by `_signals_remembered`) stops the server as soon as it starts.
     """
@@ -233,6 +236,7 @@ def shutdown_trigger(
             received.set()
         await received.wait()
         stop_streams(app)
+        close_sockets(app)
 
     return trigger
 
@@ -315,6 +319,10 @@ def worker_app() -> Quart:
         # parent. (uvicorn's parent stops its workers with SIGTERM: they must keep it.)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         install_hypercorn_guard(config.max_body_bytes)
+    else:
+        from bot_logging_server.uvicorn_http import mask_websocket_targets
+
+        mask_websocket_targets()
     configure_logging(config.log_level, config.log_format)
     return serving_app(config)
 
@@ -322,23 +330,37 @@ def worker_app() -> Quart:
 # -- Serving ----------------------------------------------------------------------------------
 
 
-def _listen(config: Config, backlog: int) -> socket.socket:
-    """Bind and listen on the configured address; `StartupError` names why it cannot."""
+def _listen(config: Config, backlog: int, port: int | None = None) -> socket.socket:
+    """Bind and listen on the configured address (`port`, default the configured port);
+    `StartupError` names why it cannot."""
+    port = config.port if port is None else port
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((config.host, config.port))
+        sock.bind((config.host, port))
         sock.listen(backlog)
     except OSError as exc:
         sock.close()
         where = f"[{config.host}]" if family == socket.AF_INET6 else config.host
         reason = (exc.strerror or str(exc)).lower()
-        message = f"start-up failed: cannot listen on {where}:{config.port}: {reason}"
+        message = f"start-up failed: cannot listen on {where}:{port}: {reason}"
         raise StartupError(message) from None
     sock.setblocking(False)
     sock.set_inheritable(True)
     return sock
+
+
+def _listen_all(config: Config, backlog: int) -> list[socket.socket]:
+    """The listening sockets: the configured port, and ``--stats-port`` when set."""
+    socks = [_listen(config, backlog)]
+    if config.stats_port:
+        try:
+            socks.append(_listen(config, backlog, config.stats_port))
+        except StartupError:
+            socks[0].close()
+            raise
+    return socks
 
 
 def _announce(config: Config, sock: socket.socket) -> None:
@@ -388,10 +410,13 @@ def _serve_hypercorn(config: Config, flags: Mapping[str, Any], use_uvloop: bool)
     # h11 refuses a head still incomplete past this size; a complete one is measured by
     # head_refusal against the documented limit, however it was written.
     hc.h11_max_incomplete_size = 64 * 1024
+    hc.websocket_max_message_size = MAX_FRAME_BYTES  # a larger frame: closed with 1009
     # Route hypercorn's own messages through our logging set-up (no second handler).
     hc.errorlog = logging.getLogger("hypercorn.error")
-    sock = _listen(config, hc.backlog)
-    hc.bound_sockets = hypercorn.config.Sockets([], [sock], [])
+    # The app is served on every socket: the port, and --stats-port when it is set.
+    socks = _listen_all(config, hc.backlog)
+    sock = socks[0]
+    hc.bound_sockets = hypercorn.config.Sockets([], socks, [])
     try:
         check_storage(config)
         if config.workers == 1:
@@ -430,23 +455,31 @@ def _serve_hypercorn(config: Config, flags: Mapping[str, Any], use_uvloop: bool)
         if code != 0:
             raise StartupError(f"a worker process failed (exit code {code}); see above")
     finally:
-        sock.close()
+        for each in socks:
+            each.close()
 
 
 def _serve_uvicorn(config: Config, flags: Mapping[str, Any], use_uvloop: bool) -> None:
     """Serve the same app with uvicorn (httptools when installed); exit 1 if start-up fails."""
     try:
-        import uvicorn
         from uvicorn.supervisors import Multiprocess
 
-        from bot_logging_server.uvicorn_http import UvicornConfig, http_protocol
+        from bot_logging_server.uvicorn_http import (
+            DrainingServer,
+            UvicornConfig,
+            http_protocol,
+            mask_websocket_targets,
+        )
     except ImportError:
         raise ConfigError("--http-server uvicorn: uvicorn is not installed") from None
+    mask_websocket_targets()
     options: dict[str, Any] = {
         "host": config.host,
         "port": config.port,
         "loop": "uvloop" if use_uvloop else "asyncio",
         "http": http_protocol(),
+        "ws": "wsproto",  # installed with hypercorn: the same WebSocket code either way
+        "ws_max_size": MAX_FRAME_BYTES,
         "lifespan": "on",
         "access_log": False,
         # Keep our logging set-up (uvicorn's default config would replace it).
@@ -455,7 +488,8 @@ def _serve_uvicorn(config: Config, flags: Mapping[str, Any], use_uvloop: bool) -
         "timeout_graceful_shutdown": GRACEFUL_SECONDS,
         "timeout_keep_alive": max(1, round(config.keep_alive_timeout)),
     }
-    sock = _listen(config, 2048)
+    socks = _listen_all(config, 2048)
+    sock = socks[0]
     try:
         check_storage(config)
         if config.workers == 1:
@@ -465,9 +499,11 @@ def _serve_uvicorn(config: Config, flags: Mapping[str, Any], use_uvloop: bool) -
             async def _listening() -> None:
                 _announce(config, sock)
 
-            server = uvicorn.Server(UvicornConfig(app, **options))
+            server = DrainingServer(
+                UvicornConfig(app, **options), before_shutdown=lambda: drain_sockets(app)
+            )
             with _signals_end_quietly():
-                server.run(sockets=[sock])
+                server.run(sockets=socks)
             if not server.started:
                 # uvicorn has logged why (the app's start-up: the storage went away).
                 raise StartupError("start-up failed (see the message above)")
@@ -480,9 +516,10 @@ def _serve_uvicorn(config: Config, flags: Mapping[str, Any], use_uvloop: bool) -
         )
         uv.worker_settings = _settings_for_workers(flags)
         _announce(config, sock)
-        Multiprocess(uv, sockets=[sock]).run()
+        Multiprocess(uv, sockets=socks).run()
     finally:
-        sock.close()
+        for each in socks:
+            each.close()
 
 
 @contextlib.contextmanager

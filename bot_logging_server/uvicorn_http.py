@@ -3,17 +3,26 @@
 * `UvicornConfig`: uvicorn's config, carrying our settings to worker processes (see
   `bot_logging_server.server`); defined here, at module level, so that multiprocessing can
   pickle it by name.
+* `DrainingServer`: uvicorn's server, running a hook (closing the WebSockets gracefully)
+  before it closes its connections itself;
 * `JSONErrorsProtocol`: uvicorn's HTTP/1.1 protocol (httptools when installed, else h11),
   whose answer to a request its parser refuses (malformed, or ``Content-Length`` with
-  ``Transfer-Encoding``) is contract JSON, like every other answer, instead of plain text.
+  ``Transfer-Encoding``) is contract JSON, like every other answer, instead of plain text;
+* `mask_websocket_targets`: uvicorn logs every WebSocket's request target (``?key=<ingest
+  key>`` included) on its own logger; this masks the secrets in those lines.
 """
 
 from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Awaitable, Callable
 
 import orjson
 import uvicorn
 
 from bot_logging_server.errors import error_body
+from bot_logging_server.observe import masked_target
 from bot_logging_server.server import CarriesSettings
 
 try:
@@ -21,11 +30,36 @@ try:
 except ImportError:  # httptools is optional: uvicorn's pure-Python h11 protocol
     from uvicorn.protocols.http.h11_impl import H11Protocol as _Protocol  # type: ignore[assignment]
 
-__all__ = ["JSONErrorsProtocol", "UvicornConfig", "http_protocol"]
+__all__ = [
+    "DrainingServer",
+    "JSONErrorsProtocol",
+    "UvicornConfig",
+    "http_protocol",
+    "mask_websocket_targets",
+]
 
 
 class UvicornConfig(CarriesSettings, uvicorn.Config):
     """uvicorn's `Config`, carrying our settings to the worker processes it is pickled to."""
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server; when it stops, it stops accepting, awaits `before_shutdown`, and
+    only then shuts down as uvicorn does (which closes every WebSocket with 1012 at once)."""
+
+    def __init__(
+        self, config: uvicorn.Config, before_shutdown: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Serve with `config`; await `before_shutdown` when stopping."""
+        super().__init__(config)
+        self._before_shutdown = before_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Stop accepting, run the hook, then uvicorn's own shutdown."""
+        for server in self.servers:
+            server.close()
+        await self._before_shutdown()
+        await super().shutdown(sockets)
 
 
 class JSONErrorsProtocol(_Protocol):
@@ -45,3 +79,29 @@ class JSONErrorsProtocol(_Protocol):
 def http_protocol() -> type[JSONErrorsProtocol]:
     """The protocol class to give uvicorn's ``http`` option."""
     return JSONErrorsProtocol
+
+
+class _MaskedTargets(logging.Filter):
+    """Rewrites the request target of uvicorn's ``"WebSocket <target>"`` lines, secrets
+    masked as in the access log (`bot_logging_server.observe.masked_target`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and '"WebSocket %s"' in record.msg and record.args:
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            record.args = tuple(
+                _masked(arg) if isinstance(arg, str) and arg.startswith("/") else arg
+                for arg in args
+            )
+        return True
+
+
+def _masked(target: str) -> str:
+    path, _, query = target.partition("?")
+    return masked_target(path, query.encode("latin-1", "replace"))
+
+
+def mask_websocket_targets() -> None:
+    """Mask the secrets (``?key=``) in uvicorn's WebSocket log lines, in this process."""
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _MaskedTargets) for f in logger.filters):
+        logger.addFilter(_MaskedTargets())

@@ -4,10 +4,12 @@
 // The URL is the source of truth: every filter, the range and the open record live in its
 // query string (view.js), so Back/Forward, reloads and bookmarks show the same view. The
 // parts live in viewer/: net (calls and back-off), session, view, table, stats and chart,
-// detail, tail, times.
+// detail, tail, times; the Events tab (usage events) is viewer/events.js, shown when the URL
+// says tab=events.
 "use strict";
 
 import { createDetail } from "./viewer/detail.js";
+import { createEventsTab, isEventsURL, showTab } from "./viewer/events.js";
 import { ApiError, api, attachBanner, onForbidden, reportDown } from "./viewer/net.js";
 import { authHeaders, credentials, forget, headers, remember } from "./viewer/session.js";
 import { createStats } from "./viewer/stats.js";
@@ -35,6 +37,7 @@ function applyTheme(theme) {
   else document.documentElement.dataset.theme = theme;
   $("theme").textContent = "Theme: " + theme;
   stats.redraw();
+  eventsTab.redraw();
 }
 $("theme").addEventListener("click", () => {
   const current = localStorage.getItem("bls.theme") || "auto";
@@ -42,7 +45,7 @@ $("theme").addEventListener("click", () => {
   localStorage.setItem("bls.theme", next);
   applyTheme(next);
 });
-matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => stats.redraw());
+matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => { stats.redraw(); eventsTab.redraw(); });
 
 // -- the parts ------------------------------------------------------------------------------
 const table = createTable({ headers, onOpen: (record) => openRecord(record, "push") });
@@ -50,6 +53,7 @@ const stats = createStats({
   headers,
   onZoom: (from, to) => go({ ...view, range: "", since: toWire(from), until: toWire(to) }, "push"),
 });
+const eventsTab = createEventsTab({ headers });
 const permalink = (record) => location.origin + "/" + urlOf({ ...emptyView(), record: String(record.id), at: record.event_at });
 const detail = createDetail({
   neighbour: table.neighbour,
@@ -176,7 +180,23 @@ function openRecord(record, mode) {
   go({ ...view, record: String(record.id), at: record.event_at }, mode, { opened: mode === "push" });
 }
 
-window.addEventListener("popstate", () => show(viewFromURL(location.search)));
+/** Show the tab and the view the URL names (`force`: load it again). */
+function route({ force = false } = {}) {
+  const tab = isEventsURL(location.search) ? "events" : "logs";
+  const switched = $("app").dataset.tab !== tab;
+  showTab(tab);
+  if (tab === "events") eventsTab.show(location.search, { force: force || switched });
+  else show(viewFromURL(location.search), { force });
+}
+window.addEventListener("popstate", () => route());
+for (const [id, url] of [["tab-logs", () => location.pathname + urlOf(view)], ["tab-events", () => eventsTab.url()]]) {
+  $(id).addEventListener("click", (event) => {
+    if (event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    event.preventDefault();
+    if (url() !== location.pathname + location.search) history.pushState({}, "", url());
+    route();
+  });
+}
 
 /** Whether the form's inputs are valid; if not, the problems are in the status line. */
 function validates() {
@@ -229,6 +249,7 @@ onZoneChange(() => {
   table.retime();
   detail.retime();
   stats.redraw();
+  eventsTab.retime();
 });
 
 // -- live tail ------------------------------------------------------------------------------
@@ -275,7 +296,7 @@ $("export-csv").addEventListener("click", () => download("csv"));
 // -- keys: / search, j/k move, Enter opens (table.js), Esc closes (the dialog), ? help ------
 document.addEventListener("keydown", (event) => {
   if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
-  if ($("app").hidden || $("detail").open) return;
+  if ($("app").hidden || $("detail").open || $("app").dataset.tab === "events") return;
   if (event.target.closest("input, select, textarea, [contenteditable]")) {
     if (event.key === "Escape" && event.target.id === "filter-q") event.target.blur();
     return;
@@ -293,12 +314,12 @@ function start() {
   $("whoami").textContent = "as " + c.user;
   $("signin").hidden = true;
   $("app").hidden = false;
-  show(viewFromURL(location.search), { force: true });
+  route({ force: true });
 }
 
 paintZone();
 applyTheme(localStorage.getItem("bls.theme") || "auto");
 labelTimes(view);
 let resizing = null;
-window.addEventListener("resize", () => { clearTimeout(resizing); resizing = setTimeout(() => stats.redraw(), 200); });
+window.addEventListener("resize", () => { clearTimeout(resizing); resizing = setTimeout(() => { stats.redraw(); eventsTab.redraw(); }, 200); });
 start();

@@ -15,6 +15,7 @@ from support import (
     assert_error,
     client_body,
     client_record,
+    log_rows,
     new_account,
     post_logs,
     recent_logs,
@@ -25,27 +26,9 @@ from bot_logging_server.storage import LogRow, StorageError, get_storage, utc_no
 from bot_logging_server.storage.group_commit import GroupCommit
 
 
-def rows(n: int, tag: str = "m", p_name: str | None = "proc") -> list[LogRow]:
-    now = utc_now()
-    return [
-        LogRow(
-            pid=1,
-            p_name=p_name,  # type: ignore[arg-type]  # None: a row the database refuses
-            p_description="group",
-            level=40,
-            msg=f"{tag} {i}",
-            truncated=False,
-            msg_length=len(f"{tag} {i}"),
-            event_at=now,
-            post_time=now,
-        )
-        for i in range(n)
-    ]
-
-
 async def test_concurrent_batches_are_all_stored_in_fewer_transactions(storage, user):
     results = await asyncio.gather(
-        *(storage.insert_logs(user.id, rows(3, f"b{k}"), utc_now()) for k in range(40))
+        *(storage.insert_logs(user.id, log_rows(3, f"b{k}"), utc_now()) for k in range(40))
     )
     assert results == [3] * 40
     assert await storage.count_logs(user.id) == 120
@@ -58,7 +41,7 @@ async def test_concurrent_batches_are_all_stored_in_fewer_transactions(storage, 
 
 async def test_each_batch_keeps_its_rows_contiguous_and_in_order(storage, user):
     await asyncio.gather(
-        *(storage.insert_logs(user.id, rows(5, f"b{k}"), utc_now()) for k in range(20))
+        *(storage.insert_logs(user.id, log_rows(5, f"b{k}"), utc_now()) for k in range(20))
     )
     stored = list(reversed(await recent_logs(storage, user.id, 200)))
     for start in range(0, 100, 5):
@@ -70,7 +53,7 @@ async def test_each_batch_keeps_its_rows_contiguous_and_in_order(storage, user):
 async def test_a_failed_shared_commit_fails_every_member_and_stores_none_of_them(storage, user):
     # 30 concurrent batches; the last one has a row the database refuses (NOT NULL p_name).
     # It waits in the queue with the others, so its whole group fails with it.
-    batches = [rows(2, f"b{k}") for k in range(29)] + [rows(1, "bad", p_name=None)]
+    batches = [log_rows(2, f"b{k}") for k in range(29)] + [log_rows(1, "bad", p_name=None)]
     results = await asyncio.gather(
         *(storage.insert_logs(user.id, batch, utc_now()) for batch in batches),
         return_exceptions=True,
@@ -83,7 +66,7 @@ async def test_a_failed_shared_commit_fails_every_member_and_stores_none_of_them
     expected = {f"b{k} {i}" for k, r in enumerate(results) if r == 2 for i in range(2)}
     assert stored == expected  # nothing partial: every failed member's rows are absent
     # The storage is still usable afterwards.
-    assert await storage.insert_logs(user.id, rows(1, "after"), utc_now()) == 1
+    assert await storage.insert_logs(user.id, log_rows(1, "after"), utc_now()) == 1
 
 
 async def test_an_invalid_batch_never_fails_the_batches_sent_beside_it(client, storage, user):
@@ -100,7 +83,7 @@ async def test_insert_logs_returns_only_after_its_rows_are_committed(storage, us
     # Concurrent inserts share transactions; each, when it returns, finds its own rows on
     # another connection (read at once, holding the event loop).
     async def insert_then_look(k: int) -> int:
-        await storage.insert_logs(user.id, rows(3, p_name=f"i{k}"), utc_now())
+        await storage.insert_logs(user.id, log_rows(3, p_name=f"i{k}"), utc_now())
         return rows_per_batch(database_url, user.id).get(f"i{k}", 0)
 
     assert await asyncio.gather(*(insert_then_look(k) for k in range(10))) == [3] * 10
@@ -136,7 +119,7 @@ async def test_a_message_over_the_packet_limit_is_stored_cut_and_fails_no_other_
     big = LogRow(1, "proc", "big", 40, "x" * size, False, size, now, now)
     # Concurrent: the first two go at once (two writers at most), the other three queue and
     # would share the next transaction.
-    batches = [rows(2, "a"), rows(2, "b"), [big], rows(2, "c"), rows(2, "d")]
+    batches = [log_rows(2, "a"), log_rows(2, "b"), [big], log_rows(2, "c"), log_rows(2, "d")]
     results = await asyncio.gather(
         *(storage.insert_logs(user.id, batch, utc_now()) for batch in batches),
         return_exceptions=True,
@@ -318,7 +301,7 @@ async def test_a_group_of_any_size_is_stored_whole_and_in_order(storage, user):
     # SQLite writes large groups as 64-row INSERTs plus a remainder: 150 = 64 + 64 + 22.
     sizes = [150, 1, 63, 64, 65]
     await asyncio.gather(
-        *(storage.insert_logs(user.id, rows(n, f"s{n}"), utc_now()) for n in sizes)
+        *(storage.insert_logs(user.id, log_rows(n, f"s{n}"), utc_now()) for n in sizes)
     )
     stored = list(reversed(await recent_logs(storage, user.id, 1000)))
     assert len(stored) == sum(sizes)

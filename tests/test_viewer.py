@@ -118,7 +118,9 @@ def test_a_bad_pid_or_time_is_marked_in_the_page_and_never_sent(page, live_serve
     page.fill("#filter-since", "yesterday")
     expect(page.locator("#status")).to_contain_text("Since: a time like 2024-05-05 14:30 (UTC)")
     page.wait_for_timeout(1500)
-    assert sent == []  # nothing reached the server, so nothing can be retried in a loop
+    # Nothing with a bad value reached the server, so nothing can be retried in a loop. (The
+    # first page's chart request may still be landing: only the bad values are looked for.)
+    assert [u for u in sent if "7a" in u or "yesterday" in u] == []
     page.fill("#filter-since", "")
     page.fill("#filter-pid", "7")
     expect(page.locator("#filter-pid")).to_have_attribute("aria-invalid", "false")

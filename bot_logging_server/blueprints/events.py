@@ -90,7 +90,9 @@ async def post_events() -> Response:
     return json_response({"code": 200, "message": "Events added successfully", "added": done.added})
 
 
-allow_cross_origin(bp, "/events", ["POST"], ["Content-Type", "X-Ingest-Key"])
+# Idempotency-Key: the tracker (static/tracker.js) names each batch so that a retry is
+# recognisable; a browser refuses to send a header the preflight did not allow.
+allow_cross_origin(bp, "/events", ["POST"], ["Content-Type", "X-Ingest-Key", "Idempotency-Key"])
 
 
 @bp.get("/events")

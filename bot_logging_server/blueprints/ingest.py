@@ -5,13 +5,20 @@ The real client requests ``//send_logs`` (it joins host, ``/`` and ``/send_logs`
 spells out the contract's order of checks, one step a line: the address's lockout (429), the
 body's envelope (400), the user and token (403), the rate limit (429), the batch size (413)
 and every field (400); the batch is written in one transaction, and 200 is sent only after
-the commit.
+the commit. A batch sent with an ``Idempotency-Key`` already committed is answered its first
+answer and stored once (`bot_logging_server.idempotency`).
 
 What a request costs before its user is known is bounded: a token that can never match
 (missing, or not 32 hex digits) gets at most `TOKENLESS_BODY_BYTES` of its body read, enough
 to answer a malformed small body 400 as the order of checks says, and a larger one 403
 without reading the rest; a body over `bot_logging_server.offload.OFFLOAD_BYTES` is parsed
 (and validated) in the helper process, never on the event loop.
+
+Python's ``logging.handlers.HTTPHandler`` pointed at ``/send_logs`` (``method="POST"``,
+``credentials=(user, token)``) works too: a form-encoded body with basic auth is one record
+of that handler, read by `send_form_record` (`bot_logging_server.schemas.form_record`).
+Without basic auth a form-encoded body is read as JSON, as any other (``curl -d`` sends JSON
+under that content type).
 """
 
 from __future__ import annotations
@@ -20,21 +27,24 @@ import contextlib
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from quart import Blueprint, Response
+from quart import Blueprint, Response, request
 
 from bot_logging_server.auth import get_authenticator, header_token
 from bot_logging_server.config import Config, get_config
 from bot_logging_server.errors import BadRequest, Forbidden, PayloadTooLarge, json_response
-from bot_logging_server.json_body import read_body
+from bot_logging_server.idempotency import batch_fingerprint, request_key, store_once
+from bot_logging_server.json_body import read_body, read_form
 from bot_logging_server.observe import note
 from bot_logging_server.offload import OFFLOAD_BYTES, get_offload
 from bot_logging_server.ratelimit import check_rate_limit
 from bot_logging_server.schemas.base import ValidationFailed
+from bot_logging_server.schemas.form_record import FORM_MIMETYPE, load_form_record
 from bot_logging_server.schemas.ingest import Batch, prepare_batch, read_batch
-from bot_logging_server.storage import get_storage, utc_now
+from bot_logging_server.schemas.values import clean_text
+from bot_logging_server.storage import utc_now
 from bot_logging_server.tokens import normal_token
 
-__all__ = ["PATHS", "TOKENLESS_BODY_BYTES", "bp", "send_logs"]
+__all__ = ["PATHS", "TOKENLESS_BODY_BYTES", "bp", "send_form_record", "send_logs"]
 
 bp = Blueprint("ingest", __name__)
 
@@ -52,6 +62,8 @@ async def send_logs() -> Response:
 
     The first check that fails answers; nothing is written unless every check passed.
     """
+    if request.mimetype == FORM_MIMETYPE and _basic_credentials() is not None:
+        return await send_form_record()  # logging.handlers.HTTPHandler
     config = get_config()
     token = header_token()
     await _screen(token)  # a locked-out address: 429 before the body is read
@@ -64,9 +76,41 @@ async def send_logs() -> Response:
     if batch.records > config.max_records:
         raise PayloadTooLarge(f"data.logs: more than {config.max_records} records")
     rows = _or_400(batch.rows)  # every other field
-    added = await get_storage().insert_logs(user.id, rows, utc_now())  # one transaction
-    note(records=added)  # metrics and the access log
-    return json_response({"code": 200, "message": "Logs added successfully", "added": added})
+    key = request_key()  # the optional Idempotency-Key; malformed: 400
+    answer = {"code": 200, "message": "Logs added successfully", "added": len(rows)}
+    fingerprint = batch_fingerprint("send_logs", rows) if key else ""
+    # One transaction; a key already committed answers its answer (422 if another batch's).
+    stored = await store_once(user.id, rows, utc_now(), answer, key, fingerprint)
+    note(records=stored.added)  # metrics and the access log
+    return json_response(stored.answer, headers=stored.headers)
+
+
+async def send_form_record() -> Response:
+    """Store one record POSTed by ``logging.handlers.HTTPHandler``; answer as `send_logs`.
+
+    The user and token are the handler's ``credentials`` (basic auth), checked before the
+    body is read (403); then the rate limit (429), the form (400), and the store.
+    """
+    config = get_config()
+    username, token = _basic_credentials() or ("", None)
+    user = await get_authenticator().authenticate(username, token)  # else 403
+    await check_rate_limit(user.id, 1)  # else 429, with Retry-After
+    received_at = utc_now()
+    row = _or_400(load_form_record, await read_form(), config.max_msg_chars, received_at)
+    key = request_key()
+    fingerprint = batch_fingerprint("send_logs", [row]) if key else ""
+    answer = {"code": 200, "message": "Logs added successfully", "added": 1}
+    stored = await store_once(user.id, [row], received_at, answer, key, fingerprint)
+    note(records=stored.added)
+    return json_response(stored.answer, headers=stored.headers)
+
+
+def _basic_credentials() -> tuple[str, str] | None:
+    """(user, token) of ``Authorization: Basic``; None without it."""
+    auth = request.authorization
+    if auth is None or auth.type != "basic" or auth.username is None:
+        return None
+    return clean_text(auth.username), auth.password or ""
 
 
 async def _screen(token: str | None) -> None:

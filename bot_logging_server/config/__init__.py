@@ -173,6 +173,7 @@ class Config:
     purge_interval: float
     purge_batch: int
     keyless_events_user: str | None
+    stats_port: int
 
     def describe(self) -> str:
         """One start-up line: backend, where it is, and the listening URL; never a secret."""
@@ -185,6 +186,7 @@ class Config:
                 if self.metrics_port
                 else ""
             )
+            + (f", also on port {self.stats_port} (ws://)" if self.stats_port else "")
         )
 
     def __repr__(self) -> str:

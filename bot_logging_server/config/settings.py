@@ -424,8 +424,18 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         str,
         None,
-        "User that usage events sent without an ingest key (POST /track) are stored for; "
-        "unset: they are refused with 401.",
+        "User that usage events sent without an ingest key (POST /track, the Stats "
+        "WebSocket) are stored for; unset: they are refused (401; a socket is closed 1008).",
+    ),
+    # The Stats_usage WebSocket's clients connect to ws://host:5655/ (the original's port).
+    Setting(
+        "stats_port",
+        "LOGGER_STATS_PORT",
+        0,
+        int,
+        (0, 65535),
+        "Also serve the app on this port, e.g. 5655 for Stats_usage WebSocket clients "
+        "(ws://HOST:PORT/). 0: off.",
     ),
 )
 

@@ -21,7 +21,16 @@ from bot_logging_server.schemas import accounts, events, ingest, query, values
 __all__ = ["build_spec"]
 
 _JSON = "application/json"
+_PROTOBUF = "application/x-protobuf"
+_FORM = "application/x-www-form-urlencoded"
 _READ_SECURITY = [{"user": [], "token": []}, {"user": [], "bearer": []}]
+_IDEMPOTENCY_KEY = {
+    "in": "header",
+    "name": "Idempotency-Key",
+    "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
+    "description": "Optional. A repeat within 24 h of a key committed for this user answers "
+    "the first answer (with Idempotent-Replayed: true) and stores nothing.",
+}
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -104,7 +113,8 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
         info={
             "description": (
                 "Self-hosted collector of log batches. Clients POST batches to /send_logs "
-                "(also reached as //send_logs and /send_logs/, as the real client requests); "
+                "(also reached as //send_logs and /send_logs/, as the real client requests), "
+                "or OpenTelemetry logs to /v1/logs; "
                 "each user reads, exports, charts and tails only their own records under "
                 "/api. Every error answers {code, message[, detail]}."
             )
@@ -119,6 +129,9 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
         {"type": "apiKey", "in": "header", "name": "X-User-Token", "description": "32 hex"},
     )
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    spec.components.security_scheme(
+        "basic", {"type": "http", "scheme": "basic", "description": "user:token"}
+    )
     spec.components.security_scheme(
         "api_key", {"type": "apiKey", "in": "header", "name": "X-Api-Key"}
     )
@@ -148,10 +161,22 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
             "post": {
                 "summary": "Store a batch of log records (the wire contract).",
                 "tags": ["ingest"],
-                "security": [{"token": []}],
+                "security": [{"token": []}, {"basic": []}],
+                "parameters": [_IDEMPOTENCY_KEY],
                 "requestBody": {
                     "required": True,
-                    "content": {_JSON: {"schema": ingest.SendLogsBodySchema}},
+                    "content": {
+                        _JSON: {"schema": ingest.SendLogsBodySchema},
+                        _FORM: {
+                            "schema": {
+                                "type": "object",
+                                "description": "One record of Python's "
+                                "logging.handlers.HTTPHandler (with basic auth user:token): "
+                                "levelno, msg, args, created, process, processName, name, "
+                                "exc_text, stack_info.",
+                            }
+                        },
+                    },
                 },
                 "responses": {
                     "200": {
@@ -161,6 +186,7 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
                     "400": _error("The batch can never be stored as sent (detail says why)."),
                     "403": _error("data.user and X-User-Token do not match an active user."),
                     "413": _error("Body or batch over the configured limit."),
+                    "422": _error("The Idempotency-Key was used for another batch."),
                     "429": _error(
                         "Over a rate limit, or locked out after too many failed token "
                         "checks; retry after Retry-After."
@@ -169,6 +195,49 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
                         "The database is unavailable, or the server holds as many requests "
                         "or request bodies as it takes; retry after Retry-After."
                     ),
+                },
+            }
+        },
+    )
+    spec.path(
+        path="/v1/logs",
+        operations={
+            "post": {
+                "summary": "Store OpenTelemetry log records (OTLP/HTTP, protobuf or JSON).",
+                "tags": ["ingest"],
+                "security": [*_READ_SECURITY, {"basic": []}],
+                "parameters": [_IDEMPOTENCY_KEY],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        _PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
+                        _JSON: {
+                            "schema": {
+                                "type": "object",
+                                "description": "An ExportLogsServiceRequest in OTLP/JSON.",
+                            }
+                        },
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "An ExportLogsServiceResponse in the request's "
+                        "encoding: empty, or partialSuccess {rejectedLogRecords, errorMessage}.",
+                        "content": {
+                            _PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
+                            _JSON: {"schema": {"type": "object"}},
+                        },
+                    },
+                    "400": _error(
+                        "Not an ExportLogsServiceRequest (a protobuf request gets a "
+                        "google.rpc.Status)."
+                    ),
+                    "403": _error("The user and token do not match an active user."),
+                    "413": _error("Body (also once decompressed) or records over the limit."),
+                    "415": _error("Not protobuf or JSON, or not gzip/deflate compressed."),
+                    "422": _error("The Idempotency-Key was used for another request."),
+                    "429": _error("Over a rate limit; retry after Retry-After."),
+                    "503": _error("The database is unavailable; retry after Retry-After."),
                 },
             }
         },
@@ -296,6 +365,9 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
         ("/docs", "This document, rendered (HTML; every asset served locally)."),
         ("/", "The web log viewer (HTML)."),
         ("/static/{filename}", "The viewer's files (JavaScript, CSS)."),
+        ("/tracker.js", "The usage tracker for web pages (JavaScript; any origin may load it)."),
+        ("/demo", "A demo page wired with /tracker.js; ?key= is the ingest key it sends with."),
+        ("/demo/{page}", "Another page of the demo (page: a-z, 0-9 and -, 1-32 characters)."),
     ):
         operation: dict[str, Any] = {
             "summary": summary,
@@ -305,9 +377,21 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
                 "404": _error("No such file."),
             },
         }
-        if "{filename}" in path:
+        for name in ("filename", "page"):
+            if "{" + name + "}" in path:
+                operation["parameters"] = [
+                    {"in": "path", "name": name, "required": True, "schema": {"type": "string"}}
+                ]
+        if path.startswith("/demo"):
             operation["parameters"] = [
-                {"in": "path", "name": "filename", "required": True, "schema": {"type": "string"}}
+                *operation.get("parameters", []),
+                {
+                    "in": "query",
+                    "name": "key",
+                    "required": False,
+                    "schema": {"type": "string", "pattern": "^[0-9A-Fa-f]{1,64}$"},
+                    "description": "An ingest key (anything else is ignored).",
+                },
             ]
         spec.path(path=path, operations={"get": operation})
     add_interface_paths(spec)

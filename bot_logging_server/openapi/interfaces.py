@@ -1,5 +1,6 @@
-"""The OpenAPI description of the usage-event wire interfaces: The Eye, Microticks and the
-tracker demo (`bot_logging_server.blueprints.eye`, ``microticks``, ``track``).
+"""The OpenAPI description of the usage-event wire interfaces: The Eye, Microticks, the
+tracker demo and the Stats_usage WebSocket (`bot_logging_server.blueprints.eye`,
+``microticks``, ``track``, ``stats_ws``).
 
 These interfaces keep other systems' wire formats, so their shapes are written here as
 plain JSON Schema rather than derived from our marshmallow schemas.
@@ -265,6 +266,22 @@ def add_interface_paths(spec: APISpec) -> None:
                     "200": _json("Stored: the body is null.", {"nullable": True}),
                     "401": _json("No key (and no keyless user), or a bad key.", _TRACK_ERROR),
                     "422": _json("Invalid fields, every one listed.", _TRACK_ERROR),
+                },
+            }
+        },
+    )
+    # OpenAPI cannot describe WebSocket frames: docs/API.md does. (``GET /`` upgrades too.)
+    spec.path(
+        path="/ws",
+        operations={
+            "get": {
+                "summary": "Stats_usage WebSocket (also at /): JSON actions, one reply each.",
+                "description": "Frames and replies: docs/API.md, the Stats WebSocket.",
+                "tags": ["Stats WebSocket"],
+                "security": [{"ingest_key": []}, {}],
+                "responses": {
+                    "101": {"description": "Switching to the WebSocket protocol."},
+                    "400": _json("Not a WebSocket handshake.", _object(["code"], code=_INT)),
                 },
             }
         },

@@ -2,12 +2,12 @@
 
 Layout: `base` (records, exceptions, the `Dialect` and `Database` seams), one module per table
 family whose SQL is written once (`users`, `logs`, `retention`, `keys`, `sessions`,
-`events`), one module per backend holding only what differs (`mysql`, `sqlite`: dialect,
-connections, error mapping; `mysql_schema` creates and migrates a MySQL database),
-`migrations` (the schema, both backends side by side), `group_commit`, and for several
-database hosts (a Galera cluster) `hosts` (node health) and `failover` (which node, when to
-move). A new table family is a new module beside those, a class `Storage` inherits, and a
-step in `migrations`.
+`events`, `idempotency`), one module per backend holding only what differs (`mysql`,
+`sqlite`: dialect, connections, error mapping; `mysql_schema` creates and migrates a MySQL
+database), `migrations` (the schema, both backends side by side), `group_commit`, and for
+several database hosts (a Galera cluster) `hosts` (node health) and `failover` (which node,
+when to move). A new table family is a new module beside those, a class `Storage` inherits,
+and a step in `migrations`.
 
 `make_storage(config)` picks the backend from the database URL's scheme (the one place that
 does). `init_app(app, storage)` opens it in ``before_serving`` and closes it in
@@ -47,6 +47,12 @@ from bot_logging_server.storage.events import (
     Recorded,
     StoredEvent,
 )
+from bot_logging_server.storage.idempotency import (
+    KEY_LIFETIME,
+    Claim,
+    IdempotencyTable,
+    Remembered,
+)
 from bot_logging_server.storage.keys import IngestKey, KeyExists, KeyNotFound, KeyTable
 from bot_logging_server.storage.logs import LogTable
 from bot_logging_server.storage.retention import RetentionRule, RetentionTable
@@ -63,8 +69,10 @@ from bot_logging_server.storage.users import UserTable
 __all__ = [
     "BUCKETS",
     "EVENT_SORTS",
+    "KEY_LIFETIME",
     "MAX_PAGE",
     "SESSION_SORTS",
+    "Claim",
     "Event",
     "EventQuery",
     "IngestKey",
@@ -75,6 +83,7 @@ __all__ = [
     "LogRow",
     "NameCount",
     "Recorded",
+    "Remembered",
     "RetentionRule",
     "Session",
     "SessionExists",
@@ -101,7 +110,9 @@ _EXTENSION = "bot_logging_server.storage"
 HEALTH_SECONDS = 1.0
 
 
-class Storage(UserTable, LogTable, RetentionTable, KeyTable, SessionTable, EventTable):
+class Storage(
+    UserTable, LogTable, RetentionTable, KeyTable, SessionTable, EventTable, IdempotencyTable
+):
     """What the server needs from a database: every table family, on one `Database`.
 
     One instance per process, shared by requests. `open` is awaited once at start-up (it

@@ -325,6 +325,15 @@ class Dialect(abc.ABC):
         insert = multi_row_insert(table, tuple(columns), rows)
         return f"{insert} {self.on_conflict(keys)} {', '.join(sets)}"
 
+    def insert_unless_exists(self, table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
+        """An INSERT of one row of `columns` that, when a row with the same unique `keys`
+        exists, does nothing (no error, no warning); its rowcount is 1 when it inserted, else 0.
+
+        A row another transaction inserted and has not committed yet is waited for.
+        """
+        insert = multi_row_insert(table, tuple(columns), 1)
+        return f"{insert} ON CONFLICT ({', '.join(keys)}) DO NOTHING"
+
     @abc.abstractmethod
     def on_conflict(self, keys: Sequence[str]) -> str:
         """What follows an INSERT to update the row whose unique `keys` exist already."""
@@ -399,7 +408,8 @@ def multi_row_insert(table: str, columns: tuple[str, ...], rows: int) -> str:
 WRITE_FAULT_SECONDS = 30.0
 
 
-#: A check run first in a bulk insert's transaction: (transaction, rows) -> rows to insert.
+#: What `Database.insert_many` may run first in its transaction: given the transaction and
+#: the rows, it returns the rows to insert.
 Keep = Callable[["Transaction", list[tuple]], Awaitable[list[tuple]]]
 
 
@@ -485,7 +495,8 @@ class Database(abc.ABC):
         backend can: a group commit's write.
 
         `keep`, when given, runs first in the same transaction and returns the rows to
-        insert (a family's last check, e.g. that the rows' owners still exist).
+        insert (a family's last checks: that the rows' owners still exist, which batches'
+        idempotency keys are new).
         """
 
     def connections_in_use(self) -> int:

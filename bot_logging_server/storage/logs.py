@@ -34,6 +34,7 @@ from bot_logging_server.storage.base import (
     join_filters,
 )
 from bot_logging_server.storage.group_commit import GroupCommit, Refusals
+from bot_logging_server.storage.idempotency import Claim, claim_keys
 
 __all__ = ["LogTable"]
 
@@ -135,12 +136,21 @@ class LogTable(Table):
         await self._group.drain()
         await super().drain()
 
-    async def insert_logs(self, user_id: int, rows: Sequence[LogRow], received_at: datetime) -> int:
+    async def insert_logs(
+        self,
+        user_id: int,
+        rows: Sequence[LogRow],
+        received_at: datetime,
+        claim: Claim | None = None,
+    ) -> int:
         """Insert every row in one transaction, shared with concurrent calls; return how many.
 
         Returns after the commit that holds these rows; raises (and stores none of them) when
         that shared transaction fails, and `UserNotActive` when the user was removed or
-        disabled before it began. A message too long for the backend is stored cut.
+        disabled before it began. A message too long for the backend is stored cut. With a
+        `claim` (an idempotency key) the key is recorded in the same transaction, unless it is
+        on record already: then nothing is stored, ``claim.duplicate`` holds the record, and 0
+        is returned.
         """
         if not rows:
             return 0
@@ -148,14 +158,24 @@ class LogTable(Table):
         # A group grows up to the backend's packet size (known once the database is open).
         self._group.max_bytes = self.db.max_value_bytes
         params = _params(user_id, rows, received_at, self.db.dialect.encode_time)
-        await self._group.submit(params, _weight(rows))
-        return len(rows)
+        if claim is None:
+            await self._group.submit(params, _weight(rows))
+            return len(rows)
+        await self._group.submit([claim._replace(rows=len(params)), *params], _weight(rows))
+        return 0 if claim.duplicate is not None else len(rows)
 
     async def _write_log_rows(self, params: list[tuple]) -> Refusals[tuple] | None:
-        """A group's transaction: every active user's rows in one bulk insert."""
-        inactive: set[int] = set()
+        """A group's transaction: every active user's rows in one bulk insert.
 
-        async def active_users_only(tx: Transaction, rows: list[tuple]) -> list[tuple]:
+        The users are read again first: the rows of a user removed or disabled meanwhile are
+        left out (their members get `UserNotActive`). A member sent with an idempotency key
+        starts with its `Claim` (whose first item is the owner too): the keys of the members
+        left are claimed next, in the same transaction, and a duplicate's rows are left out.
+        """
+        inactive: set[int] = set()
+        claims = claim_keys(self.db.dialect) if any(type(r) is Claim for r in params) else None
+
+        async def keep(tx: Transaction, rows: list[tuple]) -> list[tuple]:
             owners = {row[0] for row in rows}
             marks = ", ".join("?" * len(owners))
             found = await tx.fetch(
@@ -164,9 +184,11 @@ class LogTable(Table):
                 sorted(owners),
             )
             inactive.update(owners - {int(row[0]) for row in found})
-            return [row for row in rows if row[0] not in inactive] if inactive else rows
+            if inactive:  # a member's claim goes with its rows: no key for a refused batch
+                rows = [row for row in rows if row[0] not in inactive]
+            return rows if claims is None else await claims(tx, rows)
 
-        await self.db.insert_many("user_logs", _INSERT_COLUMNS, params, keep=active_users_only)
+        await self.db.insert_many("user_logs", _INSERT_COLUMNS, params, keep=keep)
         if not inactive:
             return None
         # Every row of a member has the same owner (one `insert_logs` call).

@@ -279,6 +279,37 @@ _STEPS: tuple[tuple[int, str, dict[str, tuple[str, ...]]], ...] = (
             ),
         },
     ),
+    (
+        5,
+        "idempotency keys: the answers of batches sent with an Idempotency-Key",
+        {
+            # One row per (user, key), written in the transaction that stores the batch;
+            # deleted a day later. Keys are visible ASCII, compared byte for byte.
+            "mysql": (
+                """CREATE TABLE IF NOT EXISTS idempotency_keys (
+                    user_id INT UNSIGNED NOT NULL,
+                    idempotency_key VARCHAR(255) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+                    fingerprint CHAR(64) CHARACTER SET ascii NOT NULL,
+                    answer TEXT NOT NULL,
+                    created_at DATETIME(6) NOT NULL,
+                    PRIMARY KEY (user_id, idempotency_key),
+                    KEY ix_idempotency_keys_created (created_at)
+                ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
+            ),
+            "sqlite": (
+                """CREATE TABLE IF NOT EXISTS idempotency_keys (
+                    user_id INTEGER NOT NULL,
+                    idempotency_key TEXT NOT NULL,
+                    fingerprint TEXT NOT NULL,
+                    answer TEXT NOT NULL,
+                    created_at TEXT NOT NULL,
+                    PRIMARY KEY (user_id, idempotency_key)
+                )""",
+                "CREATE INDEX IF NOT EXISTS ix_idempotency_keys_created "
+                "ON idempotency_keys (created_at)",
+            ),
+        },
+    ),
 )
 
 
@@ -332,6 +363,9 @@ REQUIRED_COLUMNS: dict[str, frozenset[str]] = {
             "last_event_at",
             "last_event_name",
         }
+    ),
+    "idempotency_keys": frozenset(
+        {"user_id", "idempotency_key", "fingerprint", "answer", "created_at"}
     ),
     "events": frozenset(
         {

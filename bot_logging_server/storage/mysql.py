@@ -54,6 +54,7 @@ from bot_logging_server.storage.base import (
     StorageError,
     StorageUnavailable,
     Transaction,
+    multi_row_insert,
 )
 from bot_logging_server.storage.failover import NodeSelector
 from bot_logging_server.storage.hosts import NodeHealth
@@ -133,6 +134,12 @@ class MySQLDialect(Dialect):
     def index_hint(self, index: str) -> str:
         """``FORCE INDEX (index)``."""
         return f"FORCE INDEX ({index})"
+
+    def insert_unless_exists(self, table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
+        """``ON DUPLICATE KEY UPDATE`` of a key to itself: changes nothing, so its rowcount is
+        0 (``INSERT IGNORE`` would turn every error into a warning, and warn on a duplicate)."""
+        insert = multi_row_insert(table, tuple(columns), 1)
+        return f"{insert} ON DUPLICATE KEY UPDATE {keys[0]} = {keys[0]}"
 
     def on_conflict(self, keys: Sequence[str]) -> str:
         """``ON DUPLICATE KEY UPDATE`` (any unique key: the table's own)."""

@@ -3,6 +3,9 @@
 // The x axis is time itself: a bucket is drawn where its time is, and a bucket without records
 // is a gap, not a missing bar. Hovering shows a bucket's counts; dragging across the chart
 // selects a range, which `onZoom(fromMs, toMs)` turns into the since/until filter.
+//
+// The series are the log levels unless the data names its own (`kinds`, with the CSS colour
+// variable of each in `colours`, and the `unit` counted): the Events tab's charts.
 "use strict";
 
 import { DAY, HOUR, MINUTE, format, offsetMinutes } from "./times.js";
@@ -30,8 +33,9 @@ function cssColour(probe, name) {
  * A chart on `canvas`; `tip` is the hover box, `band` the drag selection, `hover` the hovered
  * bucket's outline (all absolutely positioned inside the canvas's parent).
  */
-export function createChart({ canvas, tip, band, hover, onZoom }) {
-  let data = null; // {from, to, bucket, bucketMs, bars: Map(startMs -> {kind: count})}
+export function createChart({ canvas, tip, band, hover, onZoom, empty = "No records" }) {
+  let data = null; // {from, to, bucket, bucketMs, bars: Map(startMs -> {kind: count}), kinds?, colours?, unit?}
+  const kindsOf = () => data.kinds || KINDS;
   let drag = null;
 
   const plot = () => ({ x: PAD.left, w: canvas.clientWidth - PAD.left - PAD.right });
@@ -60,11 +64,12 @@ export function createChart({ canvas, tip, band, hover, onZoom }) {
     ctx.font = "11px system-ui, sans-serif";
     ctx.fillStyle = muted;
     if (!data || !data.bars.size) {
-      ctx.fillText("No records", PAD.left + 4, 20);
+      ctx.fillText(empty, PAD.left + 4, 20);
       return;
     }
     const bottom = height - PAD.bottom, plotHeight = bottom - PAD.top;
-    const totals = [...data.bars.values()].map((bar) => KINDS.reduce((sum, k) => sum + (bar[k] || 0), 0));
+    const kinds = kindsOf();
+    const totals = [...data.bars.values()].map((bar) => kinds.reduce((sum, k) => sum + (bar[k] || 0), 0));
     const max = Math.max(...totals);
     // Grid and time labels.
     const { step, out } = ticks(width);
@@ -88,14 +93,14 @@ export function createChart({ canvas, tip, band, hover, onZoom }) {
     ctx.lineTo(width - PAD.right, bottom + 0.5);
     ctx.stroke();
     // Bars: each at its own time, as wide as its bucket (a 1 px gap between neighbours).
-    const colours = Object.fromEntries(KINDS.map((k) => [k, cssColour(canvas, k)]));
+    const colours = Object.fromEntries(kinds.map((k) => [k, cssColour(canvas, data.colours?.[k] || k)]));
     for (const [start, bar] of data.bars) {
       const x0 = xOf(start), x1 = xOf(start + data.bucketMs);
       const left = Math.max(PAD.left, x0), right = Math.min(width - PAD.right, x1);
       if (right <= left) continue;
       const barWidth = Math.max(1, right - left - (right - left > 3 ? 1 : 0));
       let y = bottom;
-      for (const kind of KINDS) {
+      for (const kind of kinds) {
         const count = bar[kind] || 0;
         if (!count) continue;
         const h = Math.max(1, (count / max) * plotHeight);
@@ -120,12 +125,13 @@ export function createChart({ canvas, tip, band, hover, onZoom }) {
     const x = localX(event);
     const hit = data && data.bars.size ? bucketAt(x) : null;
     if (!hit || drag) { tip.hidden = hover.hidden = true; return; }
-    const total = KINDS.reduce((sum, k) => sum + (hit.bar[k] || 0), 0);
+    const total = kindsOf().reduce((sum, k) => sum + (hit.bar[k] || 0), 0);
     const unit = data.bucket === "day" ? "day" : "minute";
-    const detail = KINDS.filter((k) => hit.bar[k]).map((k) => k + " " + hit.bar[k].toLocaleString("en"));
+    const detail = kindsOf().filter((k) => hit.bar[k]).map((k) => k + " " + hit.bar[k].toLocaleString("en"));
     tip.textContent = "";
     const head = document.createElement("strong");
-    head.textContent = total.toLocaleString("en") + (total === 1 ? " record" : " records");
+    const counted = data.unit || "record";
+    head.textContent = total.toLocaleString("en") + " " + counted + (total === 1 ? "" : "s");
     const when = document.createElement("div");
     when.textContent = format(hit.start, unit) + " – " + format(hit.start + data.bucketMs, unit);
     tip.append(head, when);

@@ -10,6 +10,8 @@
 * `support.faults`: `TCPProxy`, a database outage on demand (`ThreadedProxy` without a loop).
 * `support.browser`: helpers of the viewer tests in Chromium; their fixtures are the plugin
   ``support.browser_fixtures`` (``pytest_plugins = ["support.browser_fixtures"]``).
+* `support.tracker`: helpers of the usage tracker's browser tests (`EventUser`, `wait_until`,
+  `centre`); their fixtures are in ``support.browser_fixtures`` too.
 * `support.galera`: a real 3-node Galera cluster; its fixtures are the plugin
   ``support.galera_fixtures`` (``galera_reaper.py`` is a script it runs).
 
@@ -25,6 +27,7 @@ from support.client import (
     client_headers,
     client_record,
     get_logs,
+    log_rows,
     new_account,
     post_logs,
     read_headers,
@@ -71,6 +74,7 @@ __all__ = [
     "half_sent_request",
     "http",
     "key_name",
+    "log_rows",
     "new_account",
     "new_key",
     "no_leak",

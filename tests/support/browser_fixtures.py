@@ -7,16 +7,21 @@
 * `account`: a `LiveAccount` on the live server.
 * `tabs`: opens tabs; at the end fails the test if a tab logged an unexpected error or
   requested another host. `page`: a tab on the live server.
+* `events_server` (per module, on SQLite then MySQL): another such server, for the tracker
+  and Events-tab tests; yields its base URL and its database URL. `event_user`: an
+  `EventUser` (a user with an ingest key) on it.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 
 import pytest
 
 from support.browser import API_KEY, ARGS, CHROMIUM, LiveAccount, Tabs, missing
 from support.process import ServerProcess
+from support.tracker import EventUser
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +49,25 @@ def live_server(request, tmp_path_factory):
         url = request.getfixturevalue("mysql_database")
     with ServerProcess(url, cwd, "--api-key", API_KEY, cwd=cwd) as server:
         yield server.wait_ready_blocking().base_url
+
+
+@pytest.fixture(scope="module", params=["sqlite", "mysql"])
+def events_server(request, tmp_path_factory) -> Iterator[tuple[str, str]]:
+    """``python3 app.py`` on a free port; yields (base URL, database URL)."""
+    cwd = tmp_path_factory.mktemp("tracker")
+    if request.param == "sqlite":
+        url = f"sqlite:///{cwd / 'tracker.db'}"
+    else:
+        url = request.getfixturevalue("mysql_database")
+    with ServerProcess(url, cwd, "--api-key", API_KEY, cwd=cwd) as server:
+        yield server.wait_ready_blocking().base_url, url
+
+
+@pytest.fixture
+def event_user(events_server) -> EventUser:
+    """A new user of the events server, with an ingest key."""
+    base, url = events_server
+    return EventUser(base, url)
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """The in-process side: accounts, the real client's request, and the contract's answers.
 
 Requests go through the app's test client (`post_logs`, `get_logs`); `assert_error` and
-`assert_added` check the contract's answer shapes everywhere.
+`assert_added` check the contract's answer shapes everywhere. Below the HTTP layer,
+`log_rows` builds rows for ``storage.insert_logs`` and `recent_logs` reads them back.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot_logging_server.accounts import create_user
-from bot_logging_server.storage import Storage, StoredLog
+from bot_logging_server.storage import LogRow, Storage, StoredLog, utc_now
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,26 @@ async def get_logs(client: Any, account: Any, **params: Any) -> dict[str, Any]:
     response = await client.get("/api/logs", query_string=params, headers=read_headers(account))
     assert response.status_code == 200, await response.get_data(as_text=True)
     return await response.get_json()
+
+
+def log_rows(n: int, tag: str = "m", p_name: str | None = "proc") -> list[LogRow]:
+    """`n` rows for ``storage.insert_logs``, messages ``"TAG 0"``, ``"TAG 1"``, ...; a
+    `p_name` of None makes rows the database refuses."""
+    now = utc_now()
+    return [
+        LogRow(
+            pid=1,
+            p_name=p_name,  # type: ignore[arg-type]  # None: a row the database refuses
+            p_description="group",
+            level=40,
+            msg=f"{tag} {i}",
+            truncated=False,
+            msg_length=len(f"{tag} {i}"),
+            event_at=now,
+            post_time=now,
+        )
+        for i in range(n)
+    ]
 
 
 async def recent_logs(storage: Storage, user_id: int, limit: int = 100) -> list[StoredLog]:

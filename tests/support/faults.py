@@ -7,6 +7,11 @@ listening (new connections are refused), as a database restart or a network fail
 accepted and kept open but nothing is forwarded any more (a partition, a hung server), so only
 timeouts can save the client; `thaw()` drops those connections and forwards again.
 `ThreadedProxy` runs a `TCPProxy` on an event loop of its own, for tests that have none.
+
+In front of the HTTP server instead, `drop_answers(n)` makes the next `n` connections lose
+their answer: the request goes through, and when the first byte of the answer comes back the
+client's connection is reset instead. The server answers only after its commit, so this is
+the connection lost between COMMIT and the answer.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ class TCPProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.connections = 0
+        #: Answers dropped so far (`drop_answers`).
+        self.dropped_answers = 0
+        self._drop_next = 0
         self._thawed = asyncio.Event()
         self._thawed.set()
 
@@ -43,8 +51,15 @@ class TCPProxy:
         self._server = await asyncio.start_server(self._handle, sock=sock)
         return self
 
+    def drop_answers(self, connections: int = 1) -> None:
+        """Reset the next `connections` connections when their answer starts to come back."""
+        self._drop_next = connections
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        drop = self._drop_next > 0
+        if drop:
+            self._drop_next -= 1
         self._writers.add(writer)
         await self._thawed.wait()
         if writer.transport.is_closing():
@@ -57,7 +72,9 @@ class TCPProxy:
         self._writers.update((writer, up_writer))
         pumps = [
             asyncio.ensure_future(self._pump(reader, up_writer)),
-            asyncio.ensure_future(self._pump(up_reader, writer)),
+            asyncio.ensure_future(
+                self._drop(up_reader, writer) if drop else self._pump(up_reader, writer)
+            ),
         ]
         self._tasks.update(pumps)
         try:
@@ -77,6 +94,13 @@ class TCPProxy:
                     continue  # frozen: swallow everything
                 writer.write(data)
                 await writer.drain()
+
+    async def _drop(self, up_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Wait for the answer's first byte, then reset the client's connection."""
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            if await up_reader.read(1):
+                self.dropped_answers += 1
+            writer.transport.abort()
 
     async def freeze(self) -> None:
         """Keep accepting and holding connections, but forward nothing."""
