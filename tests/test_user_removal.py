@@ -17,7 +17,15 @@ import uuid
 from datetime import datetime
 
 import pytest
-from support import ROOT, assert_added, assert_error, client_body, post_logs
+from support import (
+    CLIENT_PATH,
+    ROOT,
+    assert_added,
+    assert_error,
+    client_body,
+    client_headers,
+    post_logs,
+)
 
 from bot_logging_server.accounts import create_user
 from bot_logging_server.storage import LogRow, UserNotActive
@@ -67,6 +75,29 @@ async def test_a_batch_for_a_user_gone_since_its_token_was_cached_is_403_and_sto
         expected = 0 if command == "remove" else 2  # the removal took the first two with it
         assert await _rows_of(storage, new.user.id) == expected
         assert await _orphans(storage) == 0
+
+
+async def test_a_gone_users_batch_sent_with_an_idempotency_key_records_no_key(
+    make_app, database_url
+):
+    async with make_app(auth_cache_seconds=5) as app:
+        from bot_logging_server.storage import get_storage
+
+        storage = get_storage(app.app)
+        client = app.test_client()
+        new = await create_user(storage, f"u_{uuid.uuid4().hex[:10]}")
+        account = type("A", (), {"name": new.user.username, "token": new.token})
+        await assert_added(await post_logs(client, account), 1)
+        await asyncio.to_thread(_cli, database_url, "users", "disable", account.name)
+        response = await client.post(
+            CLIENT_PATH,
+            json=client_body(account.name, 3),
+            headers={**client_headers(account.token), "Idempotency-Key": uuid.uuid4().hex},
+        )
+        await assert_error(response, 403, "Forbidden")
+        # The refused batch left no key behind (a retry after re-enabling is a new batch).
+        assert await storage.count_idempotency_keys(new.user.id) == 0
+        assert await _rows_of(storage, new.user.id) == 1
 
 
 async def test_a_gone_users_batch_does_not_fail_the_others_in_its_group(storage):
