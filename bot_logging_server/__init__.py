@@ -58,6 +58,7 @@ def create_app(config: Config) -> Quart:
         observe,
         offload,
         ratelimit,
+        readlimit,
         retention,
         storage,
         tail,
@@ -87,6 +88,7 @@ def create_app(config: Config) -> Quart:
         ),
     )
     ratelimit.init_app(app, config)
+    readlimit.init_app(app, config)
     tail.init_app(app)
     offload.init_app(app)
     register_error_handlers(app)

@@ -113,16 +113,17 @@ def check_new_user(username: str, password: str | None, tel_id: int | None) -> s
     return name
 
 
-async def find_user(storage: Storage, username: str) -> User | None:
+async def find_user(storage: Storage, username: str, reading: bool = False) -> User | None:
     """The user `username` names: the one stored under exactly that name, else under its
-    NFKC form; None when neither exists (or no user could have the name)."""
+    NFKC form; None when neither exists (or no user could have the name). `reading`: read
+    on the read side's connections (`Storage.get_user`)."""
     if USERNAME_RE.match(username):
-        user = await storage.get_user(username)
+        user = await storage.get_user(username, reading)
         if user is not None:
             return user
     name = normalise_username(username)
     if name != username and USERNAME_RE.match(name):
-        return await storage.get_user(name)
+        return await storage.get_user(name, reading)
     return None
 
 

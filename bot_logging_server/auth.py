@@ -120,8 +120,11 @@ class Authenticator:
         self._keys: OrderedDict[bytes, _VerifiedKey] = OrderedDict()
         self._pending_keys: dict[bytes, asyncio.Task[IngestKey | None]] = {}
 
-    async def authenticate(self, username: str, token: str | None) -> User:
+    async def authenticate(self, username: str, token: str | None, reading: bool = False) -> User:
         """The active user owning `token`; raise `Forbidden` otherwise (never saying why).
+
+        `reading`: a check for the read API, whose database read (on a cache miss) uses the
+        read side's connections, leaving ingest's to ingest (`Storage.get_user`).
 
         Raises `TooManyRequests` when the client's address or the user name is locked out
         (`bot_logging_server.throttle`), and `ServiceUnavailable` when too many checks wait.
@@ -148,7 +151,7 @@ class Authenticator:
                 await self._throttle.check_source(source)  # else 429, before any hash
             if not known:
                 await self._throttle.check_user(name)
-            user = await self._shared_check(key, username, token, source, known)  # or 503
+            user = await self._shared_check(key, username, token, source, known, reading)
         if user is None:
             await self._throttle.failed(source, name)
             # For the operator only (the client is never told why); never the token.
@@ -180,7 +183,13 @@ class Authenticator:
             raise
 
     async def _shared_check(
-        self, key: tuple[str, bytes], username: str, token: str, source: str | None, known: bool
+        self,
+        key: tuple[str, bytes],
+        username: str,
+        token: str,
+        source: str | None,
+        known: bool,
+        reading: bool,
     ) -> User | None:
         """`_check`, shared by concurrent callers of the same pair."""
         if source is not None:
@@ -193,7 +202,7 @@ class Authenticator:
                     and self._checking[source] <= _AHEAD_PER_SOURCE
                     and await self._throttle.is_clean(source)
                 )
-                task = asyncio.create_task(self._check(key, username, token, ahead))
+                task = asyncio.create_task(self._check(key, username, token, ahead, reading))
                 self._pending[key] = task
                 task.add_done_callback(lambda _t: self._pending.pop(key, None))
             # shield: one caller going away must not cancel the check the others wait for.
@@ -205,7 +214,7 @@ class Authenticator:
                     del self._checking[source]
 
     async def _check(
-        self, key: tuple[str, bytes], username: str, token: str, ahead: bool
+        self, key: tuple[str, bytes], username: str, token: str, ahead: bool, reading: bool
     ) -> User | None:
         version = accounts.changes()
         # The row's age counts from before it was read, so a change is never trusted longer
@@ -215,7 +224,7 @@ class Authenticator:
         # but it is still hashed below, like any unknown user. Look-alike spellings of a
         # name (NFKC) find the same user.
         self._hashes.check_room(ahead)  # a full queue is a 503 before any database read
-        user = await accounts.find_user(self._storage, username)
+        user = await accounts.find_user(self._storage, username, reading)
         entry = self._cache.pop(key, None)
         unchanged = entry is not None and user is not None and entry.user == user
         if unchanged and not user.disabled:
@@ -387,7 +396,7 @@ def requires_header_user(handler: Handler) -> Handler:
         username, token = header_credentials()
         if not username:
             raise Forbidden()
-        user = await get_authenticator().authenticate(username, token)
+        user = await get_authenticator().authenticate(username, token, reading=True)
         return await handler(user, *args, **kwargs)
 
     return wrapper

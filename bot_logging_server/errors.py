@@ -16,7 +16,8 @@ import orjson
 from quart import Quart, Response
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from bot_logging_server.storage import StorageError, StorageUnavailable
+from bot_logging_server.lograte import RateLimitedLog
+from bot_logging_server.storage import StorageError, StorageUnavailable, UserNotActive
 
 __all__ = [
     "APIError",
@@ -27,11 +28,14 @@ __all__ = [
     "ServiceUnavailable",
     "TooManyRequests",
     "error_body",
+    "faults",
     "json_response",
     "register_error_handlers",
 ]
 
 log = logging.getLogger(__name__)
+#: Storage faults hit every request while they last: one line per distinct fault per interval.
+faults = RateLimitedLog(log)
 
 # The contract's exact names; any other status uses its HTTP phrase without spaces.
 _MESSAGES = {
@@ -170,12 +174,17 @@ def register_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(StorageUnavailable)
     async def _unavailable(error: StorageUnavailable) -> Response:
-        log.warning("database unavailable: %s", error)
+        faults.log(logging.WARNING, str(error), "database unavailable: %s", error)
         return ServiceUnavailable().response()
+
+    @app.errorhandler(UserNotActive)
+    async def _user_gone(error: UserNotActive) -> Response:
+        # Removed or disabled between the token check and the write: nothing was stored.
+        return Forbidden().response()
 
     @app.errorhandler(StorageError)
     async def _storage_error(error: StorageError) -> Response:
-        log.error("storage error: %s", error, exc_info=error)
+        faults.log(logging.ERROR, str(error), "storage error: %s", error, exc_info=error)
         return json_response(error_body(500), 500)
 
     @app.errorhandler(Exception)

@@ -33,6 +33,7 @@ from quart import Quart
 
 from bot_logging_server.auth import Authenticator
 from bot_logging_server.errors import APIError
+from bot_logging_server.lograte import RateLimitedLog
 from bot_logging_server.records import sse
 from bot_logging_server.storage import LogQuery, Storage, StorageUnavailable, StoredLog, utc_now
 
@@ -47,6 +48,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+# Every open tail meets the same outage: one line per fault per interval, not one per poll.
+_faults = RateLimitedLog(log)
 
 #: How often a tail asks the database for new records.
 POLL_SECONDS = 0.5
@@ -140,12 +143,14 @@ async def event_stream(
     try:
         while not stopping.is_set() and time.monotonic() - started < MAX_STREAM_SECONDS:
             try:
-                await authenticator.authenticate(username, token)
+                await authenticator.authenticate(username, token, reading=True)
                 rows = await follower.poll()
             except APIError:
                 return  # the token stopped working
             except StorageUnavailable as exc:
-                log.warning("tail: database unavailable, retrying: %s", exc)
+                _faults.log(
+                    logging.WARNING, str(exc), "tail: database unavailable, retrying: %s", exc
+                )
                 rows = []
             if rows:
                 events = []

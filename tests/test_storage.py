@@ -356,7 +356,7 @@ async def test_a_dropped_mysql_connection_wakes_a_request_waiting_for_the_pool(m
     import asyncio
     import time
 
-    storage = make_storage(make_config(pool_size=1, db_timeout=5))
+    storage = make_storage(make_config(write_pool_size=1, db_timeout=5))
     await storage.open()
     holding = asyncio.Event()
 

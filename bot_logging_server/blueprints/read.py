@@ -14,6 +14,9 @@ are the same everywhere (`schemas.query.LogQuerySchema`): ``level`` (minimum), `
   reading) ends without it.
 * ``GET /api/stats?bucket=minute|hour|day``: counts per level per bucket of ``event_at``.
 * ``GET /api/tail``: Server-Sent Events of new matching records (`bot_logging_server.tail`).
+
+Each user may have a few reads and tails in progress at once (`bot_logging_server.readlimit`);
+one more is a 429, checked after authentication and the parameters.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from quart import Blueprint, Response, current_app, request
 from bot_logging_server.auth import get_authenticator, header_credentials, requires_header_user
 from bot_logging_server.errors import BadRequest, json_response
 from bot_logging_server.http_guard import ResponseAborted
+from bot_logging_server.readlimit import get_read_limiter, held_by
 from bot_logging_server.records import (
     csv_header,
     csv_rows,
@@ -69,7 +73,8 @@ def _query_args(kind: str) -> dict:
 async def list_logs(user: User) -> Response:
     """One page of the user's records, newest first, and the cursor of the next page."""
     query = LogQuery(**_query_args("logs"))
-    page = await get_storage().query_logs(user.id, query)
+    async with get_read_limiter().take("reads", user.id):  # else 429
+        page = await get_storage().query_logs(user.id, query)
     next_cursor = encode_cursor(page[-1].id) if len(page) == query.limit else None
     return json_response({"logs": [record_json(r) for r in page], "next_cursor": next_cursor})
 
@@ -119,9 +124,16 @@ async def export_logs(user: User) -> Response:
     args = _query_args("export")
     fmt, cap = args.pop("format"), args.pop("limit")
     query, storage = LogQuery(**args), get_storage()
-    first = await storage.query_logs(user.id, dataclasses.replace(query, limit=_page_size(cap, 0)))
+    slot = get_read_limiter().take("reads", user.id)  # else 429; held until the stream ends
+    try:
+        first = await storage.query_logs(
+            user.id, dataclasses.replace(query, limit=_page_size(cap, 0))
+        )
+    except BaseException:
+        slot.release()
+        raise
     response = Response(
-        _export_body(storage, user.id, query, fmt, cap, first),
+        held_by(_export_body(storage, user.id, query, fmt, cap, first), slot),
         content_type=_CONTENT_TYPES[fmt],
         headers={"Content-Disposition": f'attachment; filename="logs.{fmt}"'},
     )
@@ -135,7 +147,8 @@ async def stats(user: User) -> Response:
     """Counts per (bucket of ``event_at``, level), newest bucket first, computed in SQL."""
     args = _query_args("stats")
     bucket = args.pop("bucket")
-    counts = await get_storage().log_stats(user.id, LogQuery(**args), bucket)
+    async with get_read_limiter().take("reads", user.id):  # else 429
+        counts = await get_storage().log_stats(user.id, LogQuery(**args), bucket)
     return json_response(
         {
             "bucket": bucket,
@@ -174,16 +187,22 @@ async def tail(user: User) -> Response:
     query = LogQuery(**_query_args("tail"))
     storage = get_storage()
     after = _last_event_id()
-    if after is None:
-        after = await storage.last_log_id(user.id)
+    slot = get_read_limiter().take("tails", user.id)  # else 429; held until the stream ends
+    try:
+        if after is None:
+            after = await storage.last_log_id(user.id)
+    except BaseException:
+        slot.release()
+        raise
     username, token = header_credentials()
-    body = event_stream(
+    stream = event_stream(
         current_app._get_current_object(),  # type: ignore[attr-defined]
         Follower(storage, user.id, query, after),
         get_authenticator(),
         username,
         token,
     )
+    body = held_by(stream, slot)
     response = Response(
         body,
         content_type="text/event-stream",

@@ -143,6 +143,7 @@ class Config:
     workers: int
     database: DatabaseURL
     pool_size: int
+    write_pool_size: int
     max_body_bytes: int
     max_buffered_bytes: int
     max_concurrent_requests: int
@@ -159,6 +160,8 @@ class Config:
     keep_alive_timeout: float
     rate_limit_requests: int
     rate_limit_records: int
+    max_reads_per_user: int
+    max_tails_per_user: int
     event_loop: str
     http_server: str
     metrics_port: int

@@ -160,7 +160,23 @@ SETTINGS: tuple[Setting, ...] = (
         f"database options. Without it and without --user: SQLite in ./{SQLITE_PATH}.",
         secret=True,
     ),
-    Setting("pool_size", "LOGGER_POOL_SIZE", 10, int, (1, 1000), "MySQL connections per worker."),
+    Setting(
+        "pool_size",
+        "LOGGER_POOL_SIZE",
+        10,
+        int,
+        (1, 1000),
+        "MySQL connections per worker for reads (the read API).",
+    ),
+    # Reads never take these: ingest and token checks keep working under any read load.
+    Setting(
+        "write_pool_size",
+        "LOGGER_WRITE_POOL_SIZE",
+        4,
+        int,
+        (1, 1000),
+        "MySQL connections per worker for ingest, token checks and user changes.",
+    ),
     Setting(
         "max_body_bytes",
         "LOGGER_MAX_BODY_BYTES",
@@ -298,6 +314,23 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         (0, 10**12),
         "Log records per second per user (per process); over it 429. 0: no limit.",
+    ),
+    # Fair sharing: one user's heavy reads cannot take every read connection.
+    Setting(
+        "max_reads_per_user",
+        "LOGGER_MAX_READS_PER_USER",
+        4,
+        int,
+        (1, 10_000),
+        "Reads (page, stats, export) one user may run at once, per process; more is 429.",
+    ),
+    Setting(
+        "max_tails_per_user",
+        "LOGGER_MAX_TAILS_PER_USER",
+        4,
+        int,
+        (1, 10_000),
+        "Live tails one user may keep open at once, per process; more is 429.",
     ),
     # uvloop is an optional dependency: a faster event loop.
     Setting(

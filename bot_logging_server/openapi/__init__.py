@@ -70,20 +70,31 @@ def _custom_field(converter: Any, field: fields.Field, **kwargs: Any) -> dict[st
 
 
 def _read_operation(
-    summary: str, query: type, ok: dict[str, Any], tag: str = "read", **extra: Any
+    summary: str,
+    query: type,
+    ok: dict[str, Any],
+    tag: str = "read",
+    limited: str | None = None,
+    **extra: Any,
 ) -> dict:
+    answers = {
+        "200": ok,
+        "400": _error("A query parameter is invalid (detail names it)."),
+        "403": _error("Unknown user, wrong, missing or malformed token, or disabled user."),
+    }
+    refused = "Locked out after too many failed token checks"
+    if limited is not None:
+        refused += f", or the user already has --max-{limited}-per-user {limited} in progress"
+    answers["429"] = _error(f"{refused}; retry after Retry-After.")
+    answers["503"] = _error(
+        "The database is unavailable, or the read ran past --db-timeout; retry after Retry-After."
+    )
     return {
         "summary": summary,
         "tags": [tag],
         "security": _READ_SECURITY,
         "parameters": [{"in": "query", "schema": query}, *extra.pop("parameters", [])],
-        "responses": {
-            "200": ok,
-            "400": _error("A query parameter is invalid (detail names it)."),
-            "403": _error("Unknown user, wrong, missing or malformed token, or disabled user."),
-            "429": _error("Locked out after too many failed token checks; see Retry-After."),
-            "503": _error("The database is unavailable; retry after Retry-After."),
-        },
+        "responses": answers,
         **extra,
     }
 
@@ -260,14 +271,14 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
         path="/healthz",
         operations={
             "get": {
-                "summary": "Is the database answering?",
+                "summary": "Does the database answer and take writes?",
                 "tags": ["operations"],
                 "responses": {
                     "200": {
                         "description": "Yes.",
                         "content": {_JSON: {"schema": responses.HealthSchema}},
                     },
-                    "503": _error("No."),
+                    "503": _error("No: the detail names the fault; retry after Retry-After."),
                 },
             }
         },
@@ -279,6 +290,7 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
                 "One page of the user's records, newest first (keyset pagination).",
                 query.LogsQuerySchema,
                 {"description": "A page.", "content": {_JSON: {"schema": responses.LogPageSchema}}},
+                limited="reads",
             )
         },
     )
@@ -296,6 +308,7 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
                         "text/csv": {"schema": {"type": "string"}},
                     },
                 },
+                limited="reads",
             )
         },
     )
@@ -309,6 +322,7 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
                     "description": "The counts.",
                     "content": {_JSON: {"schema": responses.StatsSchema}},
                 },
+                limited="reads",
             )
         },
     )
@@ -332,6 +346,7 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
                         "description": "Resume after this record id (sent by EventSource).",
                     }
                 ],
+                limited="tails",
             )
         },
     )

@@ -16,6 +16,9 @@ does). `init_app(app, storage)` opens it in ``before_serving`` and closes it in
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from quart import Quart, current_app
 
 from bot_logging_server.config import Config
@@ -31,6 +34,7 @@ from bot_logging_server.storage.base import (
     StoredLog,
     User,
     UserExists,
+    UserNotActive,
     UserNotFound,
     utc_now,
 )
@@ -92,6 +96,7 @@ __all__ = [
     "StoredLog",
     "User",
     "UserExists",
+    "UserNotActive",
     "UserNotFound",
     "get_storage",
     "init_app",
@@ -100,6 +105,9 @@ __all__ = [
 ]
 
 _EXTENSION = "bot_logging_server.storage"
+#: A write probe's answer is reused this long: ``/healthz`` needs no authentication, and a
+#: write probe per request would let anyone compete with ingest for the writer.
+HEALTH_SECONDS = 1.0
 
 
 class Storage(
@@ -112,6 +120,13 @@ class Storage(
     several workers may start at once); `close` once at shutdown. Every other method raises
     only `StorageError`s: `StorageUnavailable` when the database is away.
     """
+
+    def __init__(self, db: Database) -> None:
+        """Serve every table family from `db` (not opened yet)."""
+        super().__init__(db)
+        self._pinging: asyncio.Future[None] | None = None
+        self._probe: asyncio.Future[None] | None = None
+        self._probe_at = 0.0
 
     @property
     def name(self) -> str:
@@ -129,7 +144,34 @@ class Storage(
 
     async def ping(self) -> None:
         """Run a trivial query; raise `StorageUnavailable` when the database does not answer."""
-        await self.db.fetch("SELECT 1")
+        await self.db.lookup("SELECT 1")
+
+    async def check_health(self) -> None:
+        """Raise `StorageUnavailable`, naming the fault, unless the database takes writes now.
+
+        Unhealthy while the last write failed for a reason a retry may fix (disk full,
+        read-only, deadline passed...) and no write succeeded since; when a trivial query
+        fails (concurrent calls share one); or when the backend's write probe
+        (`Database.check_writable`) fails, whose answer is reused for `HEALTH_SECONDS`.
+        """
+        fault = self.db.write_fault
+        if fault is not None:
+            raise StorageUnavailable(fault)
+        if self._pinging is None or self._pinging.done():
+            self._pinging = _retrieved(asyncio.ensure_future(self.ping()))
+        # shield: a caller going away must not cancel the check the others wait for.
+        await asyncio.shield(self._pinging)
+        probe = self._probe
+        if probe is None or (probe.done() and time.monotonic() - self._probe_at > HEALTH_SECONDS):
+            self._probe_at = time.monotonic()
+            probe = self._probe = _retrieved(asyncio.ensure_future(self.db.check_writable()))
+        await asyncio.shield(probe)
+
+
+def _retrieved(task: asyncio.Future[None]) -> asyncio.Future[None]:
+    """`task`, whose outcome counts as seen even if every caller went away before its end."""
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return task
 
 
 def make_storage(config: Config) -> Storage:
@@ -138,7 +180,12 @@ def make_storage(config: Config) -> Storage:
     if config.database.scheme == "mysql":
         from bot_logging_server.storage.mysql import MySQLDatabase
 
-        db = MySQLDatabase(config.database, pool_size=config.pool_size, timeout=config.db_timeout)
+        db = MySQLDatabase(
+            config.database,
+            pool_size=config.pool_size,
+            timeout=config.db_timeout,
+            write_pool_size=config.write_pool_size,
+        )
     else:
         from bot_logging_server.storage.sqlite import SQLiteDatabase
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import functools
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ __all__ = [
     "MAX_PAGE",
     "MAX_STAT_ROWS",
     "ROWS_PER_INSERT",
+    "WRITE_FAULT_SECONDS",
     "Conflict",
     "Database",
     "Dialect",
@@ -46,6 +48,7 @@ __all__ = [
     "Transaction",
     "User",
     "UserExists",
+    "UserNotActive",
     "UserNotFound",
     "cut_to_size",
     "escaped_size",
@@ -127,6 +130,11 @@ class UserExists(StorageError):
 
 class UserNotFound(StorageError):
     """No user has that name."""
+
+
+class UserNotActive(StorageError):
+    """The user was removed or disabled after the request was authenticated: nothing of its
+    batch was stored (answered 403, like any other refused user)."""
 
 
 # -- records ------------------------------------------------------------------------------
@@ -273,6 +281,9 @@ class Dialect(abc.ABC):
     name: str
     #: Appended to a SELECT that reads rows the same transaction is about to change.
     lock_rows: str = ""
+    #: Appended to a SELECT whose rows must not change until the transaction ends (others
+    #: may read them meanwhile).
+    share_rows: str = ""
 
     def encode_time(self, moment: datetime) -> object:
         """`moment` as a statement argument."""
@@ -400,6 +411,10 @@ def multi_row_insert(table: str, columns: tuple[str, ...], rows: int) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([values] * rows)
 
 
+#: How long a failed write keeps `Database.write_fault` set when no write succeeds after it.
+WRITE_FAULT_SECONDS = 30.0
+
+
 #: What `Database.insert_many` may run first in its transaction: given the transaction and
 #: the rows, it returns the rows to insert.
 Keep = Callable[["Transaction", list[tuple]], Awaitable[list[tuple]]]
@@ -412,6 +427,11 @@ class Database(abc.ABC):
     applies pending migrations under a lock (several workers may start at once); `close`
     once at shutdown. Every other method raises `StorageUnavailable` when the database is
     away, and only `StorageError`s whatever goes wrong.
+
+    Two lanes keep reads from starving ingest: `fetch` runs on the read side's connections
+    (the read API: pages, exports, stats, tails), while `lookup`, `transaction` and
+    `insert_many` run on connections reads never take (token checks and writes). A read that
+    passes the timeout is stopped on the database, not only abandoned.
     """
 
     dialect: Dialect
@@ -421,6 +441,7 @@ class Database(abc.ABC):
     #: does (MySQL: ``max_allowed_packet``, read at `open`, minus room for the rest of a
     #: row); None: no limit. A longer message is stored cut to fit (`storage.logs`).
     max_value_bytes: int | None = None
+    _write_fault: tuple[float, str] | None = None
 
     @abc.abstractmethod
     async def open(self) -> None:
@@ -432,7 +453,41 @@ class Database(abc.ABC):
 
     @abc.abstractmethod
     async def fetch(self, sql: str, args: Sequence = ()) -> list[Sequence]:
-        """Run one read and return every row (it sees everything committed before it)."""
+        """Run one read and return every row (it sees everything committed before it).
+
+        On the read side's connections; stopped on the database (and `StorageUnavailable`)
+        when it runs past the timeout.
+        """
+
+    async def lookup(self, sql: str, args: Sequence = ()) -> list[Sequence]:
+        """Run one short read (by a key) on the connections reads never take: a token check
+        is never queued behind the read API's queries. Same contract as `fetch`."""
+        return await self.fetch(sql, args)
+
+    async def check_writable(self) -> None:
+        """Raise `StorageUnavailable`, naming the fault, when a write cannot be done now.
+
+        The default does nothing (`write_fault` tells about the writes); a backend that can
+        prove a write cheaply does.
+        """
+        return None
+
+    @property
+    def write_fault(self) -> str | None:
+        """What the last write failed with, while no write succeeded since (for at most
+        `WRITE_FAULT_SECONDS`); else None."""
+        fault = self._write_fault
+        if fault is None or time.monotonic() - fault[0] > WRITE_FAULT_SECONDS:
+            return None
+        return fault[1]
+
+    def note_write(self, error: BaseException | None) -> None:
+        """Record how a write ended: a `StorageUnavailable` sets `write_fault`, success
+        clears it (a backend calls this after each transaction)."""
+        if error is None:
+            self._write_fault = None
+        elif isinstance(error, StorageUnavailable):
+            self._write_fault = (time.monotonic(), str(error))
 
     @abc.abstractmethod
     def transaction(self) -> contextlib.AbstractAsyncContextManager[Transaction]:
@@ -447,7 +502,8 @@ class Database(abc.ABC):
         backend can: a group commit's write.
 
         `keep`, when given, runs first in the same transaction and returns the rows to
-        insert (a family's last check, e.g. which batches' idempotency keys are new).
+        insert (a family's last checks: that the rows' owners still exist, which batches'
+        idempotency keys are new).
         """
 
     def connections_in_use(self) -> int:

@@ -16,6 +16,9 @@ transaction, all or nothing, and 200 is sent only after that commit):
   nothing of it was stored) is written again, whole, up to ``conflict_retries`` times after
   a short random pause; only then do the members get the error;
 * callers validate before they submit, so one invalid batch never joins a group;
+* ``write`` may leave out whole members it refuses (say, a user removed meanwhile) and store
+  the others: it then returns a function telling, for a member's rows, the exception that
+  member gets instead of success;
 * a member that is cancelled before its group is taken is dropped from the queue, so its
   rows are not written.
 
@@ -36,9 +39,11 @@ from typing import Generic, TypeVar
 
 from bot_logging_server.storage.base import Conflict
 
-__all__ = ["CONFLICT_RETRIES", "GroupCommit", "GroupStats"]
+__all__ = ["CONFLICT_RETRIES", "GroupCommit", "GroupStats", "Refusals"]
 
 Row = TypeVar("Row")
+#: What ``write`` may return: for a member's rows, the exception it gets (None: stored).
+Refusals = Callable[[Sequence[Row]], BaseException | None]
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +78,8 @@ class GroupCommit(Generic[Row]):
 
     Args:
         write: inserts a list of rows in ONE transaction and commits, or raises (and then
-            nothing of the list is stored).
+            nothing of the list is stored). It may leave out whole members' rows, and then
+            returns `Refusals` naming them; else None.
         writers: how many transactions may be in flight at once (1 for SQLite's single
             writer; a few for a MySQL pool).
         max_rows: a group stops growing at this many rows (a single larger batch still goes,
@@ -87,7 +93,7 @@ class GroupCommit(Generic[Row]):
 
     def __init__(
         self,
-        write: Callable[[list[Row]], Awaitable[None]],
+        write: Callable[[list[Row]], Awaitable[Refusals[Row] | None]],
         *,
         writers: int = 1,
         max_rows: int = 5000,
@@ -114,7 +120,8 @@ class GroupCommit(Generic[Row]):
         """Write `rows` in a transaction shared with concurrent callers; return after commit.
 
         `size` is what the rows weigh against ``max_bytes`` (bytes, roughly). Raises whatever
-        the shared ``write`` raised (a copy per member) when it failed.
+        the shared ``write`` raised (a copy per member) when it failed, or the exception
+        ``write`` refused these rows with.
         """
         if not rows:
             return
@@ -172,7 +179,7 @@ class GroupCommit(Generic[Row]):
         for member in group:
             rows.extend(member.rows)
         try:
-            await self._write_retrying(rows)
+            refusals = await self._write_retrying(rows)
         except BaseException as exc:
             for member in group:
                 if member.done.done():
@@ -187,30 +194,35 @@ class GroupCommit(Generic[Row]):
                 raise
             return
         self.stats.transactions += 1
-        self.stats.rows += len(rows)
         self.stats.largest_group = max(self.stats.largest_group, len(group))
         for member in group:
-            if not member.done.done():
+            refused = refusals(member.rows) if refusals is not None else None
+            if refused is None:
+                self.stats.rows += len(member.rows)
+            if member.done.done():
+                continue
+            if refused is None:
                 member.done.set_result(None)
+            else:
+                member.done.set_exception(refused)
         if self.on_commit is not None:
             try:
                 self.on_commit(len(group), len(rows))
             except Exception:
                 log.exception("group commit: the on_commit hook failed")
 
-    async def _write_retrying(self, rows: list[Row]) -> None:
+    async def _write_retrying(self, rows: list[Row]) -> Refusals[Row] | None:
         """``write(rows)``; after a `Conflict` (rolled back whole) again, a bounded number
-        of times, each after a random pause that doubles."""
+        of times, each after a random pause that doubles. Returns what ``write`` refused."""
         for attempt in range(self._conflict_retries + 1):
             try:
-                await self._write(rows)
+                return await self._write(rows)
             except Conflict:
                 if attempt == self._conflict_retries:
                     raise
                 self.stats.conflict_retries += 1
                 await asyncio.sleep(random.uniform(0, _CONFLICT_PAUSE * 2**attempt))
-            else:
-                return
+        raise AssertionError("unreachable")  # the last attempt returns or raises
 
 
 def _copy(exc: BaseException) -> BaseException:

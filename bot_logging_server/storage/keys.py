@@ -79,7 +79,8 @@ class KeyTable(Table):
 
     async def keys_by_lookup(self, lookup: str) -> list[IngestKey]:
         """Every key stored under this lookup index (normally one, or none)."""
-        rows = await self.db.fetch(f"{_KEY_SELECT} WHERE k.lookup = ?", (lookup,))
+        # On the lookup connections: an ingest key check never queues behind the read API.
+        rows = await self.db.lookup(f"{_KEY_SELECT} WHERE k.lookup = ?", (lookup,))
         return [IngestKey.from_row(row, self.db.dialect.decode_time) for row in rows]
 
     async def get_key(self, name: str) -> IngestKey | None:

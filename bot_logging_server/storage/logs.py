@@ -3,6 +3,11 @@
 Written once for every backend (see `storage.base.Dialect`). Every read is scoped to one
 user (`_where` always starts with ``user_id = ?``), whatever the filters.
 
+A batch is authenticated before it is written, and a user may be removed or disabled (by
+another process) in between: the group's transaction therefore reads its users again, first
+(locking their rows until the commit on MySQL), and leaves out the batches of users no longer
+active, whose requests get `UserNotActive`; the other batches of the group are stored.
+
 A message longer than the backend takes in one value (`Database.max_value_bytes`: MySQL's
 ``max_allowed_packet``) is stored cut to fit, with ``truncated`` set and its original length
 kept, as for ``--max-msg-chars``; and a group commit never grows past that size, so one large
@@ -24,10 +29,12 @@ from bot_logging_server.storage.base import (
     LogRow,
     StoredLog,
     Table,
+    Transaction,
+    UserNotActive,
     cut_to_size,
     join_filters,
 )
-from bot_logging_server.storage.group_commit import GroupCommit
+from bot_logging_server.storage.group_commit import GroupCommit, Refusals
 from bot_logging_server.storage.idempotency import Claim, claim_keys
 
 __all__ = ["LogTable"]
@@ -142,10 +149,11 @@ class LogTable(Table):
         """Insert every row in one transaction, shared with concurrent calls; return how many.
 
         Returns after the commit that holds these rows; raises (and stores none of them) when
-        that shared transaction fails. A message too long for the backend is stored cut. With
-        a `claim` (an idempotency key) the key is recorded in the same transaction, unless it
-        is on record already: then nothing is stored, ``claim.duplicate`` holds the record,
-        and 0 is returned.
+        that shared transaction fails, and `UserNotActive` when the user was removed or
+        disabled before it began. A message too long for the backend is stored cut. With a
+        `claim` (an idempotency key) the key is recorded in the same transaction, unless it is
+        on record already: then nothing is stored, ``claim.duplicate`` holds the record, and 0
+        is returned.
         """
         if not rows:
             return 0
@@ -159,15 +167,37 @@ class LogTable(Table):
         await self._group.submit([claim._replace(rows=len(params)), *params], _weight(rows))
         return 0 if claim.duplicate is not None else len(rows)
 
-    async def _write_log_rows(self, params: list[tuple]) -> None:
-        """A group's transaction: every member's rows in one bulk insert.
+    async def _write_log_rows(self, params: list[tuple]) -> Refusals[tuple] | None:
+        """A group's transaction: every active user's rows in one bulk insert.
 
-        A member sent with an idempotency key starts with its `Claim`: the keys are claimed
-        first, in the same transaction, and a duplicate's rows are left out.
+        The users are read again first: the rows of a user removed or disabled meanwhile are
+        left out (their members get `UserNotActive`). A member sent with an idempotency key
+        starts with its `Claim` (whose first item is the owner too): the keys of the members
+        left are claimed next, in the same transaction, and a duplicate's rows are left out.
         """
-        claims = any(type(row) is Claim for row in params)
-        keep = claim_keys(self.db.dialect) if claims else None
+        inactive: set[int] = set()
+        claims = claim_keys(self.db.dialect) if any(type(r) is Claim for r in params) else None
+
+        async def keep(tx: Transaction, rows: list[tuple]) -> list[tuple]:
+            owners = {row[0] for row in rows}
+            marks = ", ".join("?" * len(owners))
+            found = await tx.fetch(
+                f"SELECT id FROM users WHERE id IN ({marks}) AND disabled = 0"
+                f"{self.db.dialect.share_rows}",
+                sorted(owners),
+            )
+            inactive.update(owners - {int(row[0]) for row in found})
+            if inactive:  # a member's claim goes with its rows: no key for a refused batch
+                rows = [row for row in rows if row[0] not in inactive]
+            return rows if claims is None else await claims(tx, rows)
+
         await self.db.insert_many("user_logs", _INSERT_COLUMNS, params, keep=keep)
+        if not inactive:
+            return None
+        # Every row of a member has the same owner (one `insert_logs` call).
+        return lambda rows: (
+            UserNotActive("user removed or disabled") if rows[0][0] in inactive else None
+        )
 
     async def count_logs(self, user_id: int) -> int:
         """How many log rows this user has."""

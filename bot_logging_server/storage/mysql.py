@@ -1,6 +1,6 @@
-"""MySQL / MariaDB: its SQL dialect, and one aiomysql pool per process.
+"""MySQL / MariaDB: its SQL dialect, and two aiomysql pools per process.
 
-The pool is opened by `MySQLDatabase.open` (at start-up), which first creates the database
+The pools are opened by `MySQLDatabase.open` (at start-up), which first creates the database
 (utf8mb4) when it is missing and the account may, then applies pending migrations while
 holding a named lock (``GET_LOCK``), so several workers can start at once (both in
 `storage.mysql_schema`). Sessions run in UTC
@@ -9,8 +9,14 @@ many connections, lock timeouts: a retry may work) or `StorageError`. Waiting fo
 connection and the work on it are each bounded by ``db_timeout``; a connection that saw any
 error is closed, never reused, so the pool heals by itself once the database is back.
 
-Several hosts (a Galera cluster): `storage.failover.NodeSelector` picks the node the pool
-connects to and moves it off a node in trouble; connections to the old node are dropped as
+Reads cannot starve ingest: the read API's queries (`MySQLDatabase.fetch`) run on the read
+pool (``pool_size``), while token checks, transactions and group commits run on a small write
+pool (``write_pool_size``) that reads never take. A read pool session carries a statement time
+limit of ``db_timeout`` (MariaDB ``max_statement_time``, MySQL ``max_execution_time``), so a
+read that times out is stopped on the database too, not only abandoned by the server.
+
+Several hosts (a Galera cluster): `storage.failover.NodeSelector` picks the node the pools
+connect to and moves it off a node in trouble; connections to the old node are dropped as
 they come back. On a Galera node, reads wait until the node has applied every transaction
 committed anywhere before them (``wsrep_sync_wait = 1``), so a record acknowledged by any
 server is seen by every server. A deadlock or certification conflict (1213) is a `Conflict`,
@@ -56,10 +62,26 @@ from bot_logging_server.storage.mysql_schema import MIGRATIONS, ensure_database,
 
 __all__ = ["MIGRATIONS", "MySQLDatabase", "MySQLDialect"]
 
-# Error numbers after which a retry can succeed: connection refused, lost or gone, too many
-# connections, server shutting down, lock wait timeout, deadlock, read-only, and a Galera
-# node out of the primary component ("WSREP has not yet prepared node for application use").
-_RETRYABLE = {1040, 1047, 1053, 1205, 1213, 1290, 1927, 2002, 2003, 2006, 2013, 2055}
+# Error numbers after which a retry can succeed, and how a log line names them.
+_RETRYABLE = {
+    1021: "disk full",
+    1040: "too many connections",
+    1047: "the Galera node is not ready (out of the primary component)",
+    1053: "server shutting down",
+    1114: "table full (disk full?)",
+    1205: "lock wait timeout",
+    1213: "deadlock",
+    1290: "the server is read-only",
+    1317: "query interrupted",
+    1927: "connection killed",
+    1969: "the query ran past its time limit and was stopped",  # MariaDB max_statement_time
+    2002: "cannot connect",
+    2003: "cannot connect",
+    2006: "server has gone away",
+    2013: "lost connection",
+    2055: "lost connection",
+    3024: "the query ran past its time limit and was stopped",  # MySQL max_execution_time
+}
 _DEADLOCK = 1213  # deadlock, or a Galera certification conflict
 _DUPLICATE_KEY = 1062
 # Errors that say the node itself is in trouble (not the statement): the node is re-checked.
@@ -93,6 +115,7 @@ class MySQLDialect(Dialect):
 
     name = "mysql"
     lock_rows = " FOR UPDATE"
+    share_rows = " LOCK IN SHARE MODE"
 
     def decode_time(self, value: Any) -> datetime:
         """The driver already returns a DATETIME as a datetime."""
@@ -149,7 +172,7 @@ def _translate(exc: BaseException) -> StorageError:
         if code == _DEADLOCK:
             return Conflict(f"transaction rolled back by a conflict (MySQL error {code})")
         if code in _RETRYABLE:
-            return StorageUnavailable(f"database unavailable (MySQL error {code})")
+            return StorageUnavailable(f"{_RETRYABLE[code]} (MySQL error {code})")
         if code == _DUPLICATE_KEY:
             return DuplicateKey(f"duplicate key (MySQL error {code})")
         return StorageError(f"database error (MySQL error {code})")
@@ -227,7 +250,7 @@ class _MySQLTransaction(Transaction):
 
 
 class MySQLDatabase(Database):
-    """One aiomysql pool, opened at start-up."""
+    """Two aiomysql pools, opened at start-up: one for reads, one for ingest and auth."""
 
     dialect = MySQLDialect()
 
@@ -237,19 +260,26 @@ class MySQLDatabase(Database):
         pool_size: int = 10,
         timeout: float = 10.0,
         check_interval: float | None = None,
+        write_pool_size: int = 4,
     ) -> None:
         """Remember where to connect; nothing connects before `open`.
 
-        `timeout` bounds, in seconds, the wait for a pooled connection and each unit of work
-        on it; past it the operation raises `StorageUnavailable`. With several hosts in
-        `url`, `check_interval` is the seconds between node checks (`NodeSelector`).
+        `pool_size` connections serve reads, `write_pool_size` others serve token checks and
+        writes. `timeout` bounds, in seconds, the wait for a pooled connection and each unit
+        of work on it (and each read on the database); past it the operation raises
+        `StorageUnavailable`. With several hosts in `url`, `check_interval` is the seconds
+        between node checks (`NodeSelector`).
         """
         if not _DB_NAME_RE.fullmatch(url.name):
             raise StorageError("database name may only hold letters, digits, _ $ and -")
         self._url = url
         self._pool_size = pool_size
+        self._write_pool_size = write_pool_size
         self._timeout = timeout
-        self._pool: aiomysql.Pool | None = None
+        self._read_pool: aiomysql.Pool | None = None
+        self._write_pool: aiomysql.Pool | None = None
+        #: Whether the server is MariaDB (else MySQL): how a statement time limit is spelled.
+        self._mariadb = True
         self.nodes = NodeSelector(
             url.hosts,
             user=url.user,
@@ -258,34 +288,50 @@ class MySQLDatabase(Database):
             check_timeout=min(2.0, timeout),
             **({} if check_interval is None else {"check_interval": check_interval}),
         )
-        # Few transactions in flight at once; the rest of the pool serves reads and auth.
-        self.writers = max(1, min(_GROUP_WRITERS, pool_size - 1))
+        # Few transactions in flight at once; the rest of the write pool serves token checks.
+        self.writers = max(1, min(_GROUP_WRITERS, write_pool_size - 1))
 
-    def _connect_args(self) -> dict[str, object]:
+    def _connect_args(self, read_limit: bool = False) -> dict[str, object]:
         return {
             "user": self._url.user,
             "password": self._url.password,
             "charset": "utf8mb4",
             "connect_timeout": min(_CONNECT_TIMEOUT, self._timeout),
-            **self._node_args(self.nodes.current),
+            **self._node_args(self.nodes.current, read_limit),
         }
 
-    @staticmethod
-    def _node_args(node: NodeHealth) -> dict[str, object]:
-        """Where to connect, and the session settings that depend on the node."""
+    def _node_args(self, node: NodeHealth, read_limit: bool = False) -> dict[str, object]:
+        """Where to connect, and the session settings that depend on the node (and, with
+        `read_limit`, the read pool's statement time limit)."""
         # Causal reads on a Galera node: see what any node committed before the read.
         session = f"{_SESSION}, wsrep_sync_wait = 1" if node.cluster else _SESSION
+        if read_limit:
+            # The read pool's sessions: a statement past the timeout is stopped by the server.
+            if self._mariadb:
+                session += f", max_statement_time = {self._timeout:.3f}"
+            else:
+                session += f", max_execution_time = {max(1, round(self._timeout * 1000)):d}"
         return {"host": node.address.host, "port": node.address.port, "init_command": session}
 
     def _move_to(self, node: NodeHealth) -> None:
-        """Point the pool at `node`: new connections go there (`NodeSelector.on_move`)."""
+        """Point the pools at `node`: new connections go there (`NodeSelector.on_move`)."""
         for pool in self._pools():
             # Private (see the module docstring): the pool's arguments for new connections.
-            pool._conn_kwargs.update(self._node_args(node))
+            pool._conn_kwargs.update(self._node_args(node, pool is self._read_pool))
 
     def _pools(self) -> list[aiomysql.Pool]:
         """Every pool this database holds."""
-        return [self._pool] if self._pool is not None else []
+        return [pool for pool in (self._read_pool, self._write_pool) if pool is not None]
+
+    async def _create_pool(self, size: int, read_limit: bool) -> aiomysql.Pool:
+        return await aiomysql.create_pool(
+            minsize=1,
+            maxsize=size,
+            db=self._url.name,
+            autocommit=False,
+            pool_recycle=3600,
+            **self._connect_args(read_limit),
+        )
 
     def _on_current_node(self, conn: aiomysql.Connection) -> bool:
         address = self.nodes.current.address
@@ -293,20 +339,14 @@ class MySQLDatabase(Database):
 
     async def open(self) -> None:
         """Choose a node (several hosts), create the database if missing (and allowed),
-        open the pool, migrate; then start watching the node."""
+        open the pools, migrate; then start watching the node."""
         try:
             await self.nodes.choose()
             await self._ensure_database()
-            self._pool = await aiomysql.create_pool(
-                minsize=1,
-                maxsize=self._pool_size,
-                db=self._url.name,
-                autocommit=False,
-                pool_recycle=3600,
-                **self._connect_args(),
-            )
+            self._write_pool = await self._create_pool(self._write_pool_size, False)
             await self._migrate()
-            await self._read_packet_size()
+            await self._read_server_settings()
+            self._read_pool = await self._create_pool(self._pool_size, True)
             self.nodes.start_monitor()
         except StorageError:
             await self.close()
@@ -319,35 +359,37 @@ class MySQLDatabase(Database):
         await ensure_database(self._connect_args(), self._url.name)
 
     async def _migrate(self) -> None:
-        async with self._connection() as conn:
+        async with self._connection(self._write_pool) as conn:
             await migrate(conn)
 
-    async def _read_packet_size(self) -> None:
+    async def _read_server_settings(self) -> None:
         """`max_value_bytes` from the server's ``max_allowed_packet`` (a statement, with its
-        values escaped, must fit in one packet)."""
-        async with self._connection() as conn, conn.cursor() as cur:
-            await cur.execute("SELECT @@max_allowed_packet")
-            (packet,) = await cur.fetchone()
+        values escaped, must fit in one packet), and whether the server is MariaDB (how the
+        read pool's statement time limit is spelled)."""
+        async with self._connection(self._write_pool) as conn, conn.cursor() as cur:
+            await cur.execute("SELECT @@max_allowed_packet, VERSION()")
+            packet, version = await cur.fetchone()
             await conn.commit()
         self.max_value_bytes = int(packet)
+        self._mariadb = "mariadb" in str(version).lower()
 
     async def close(self) -> None:
-        """Stop watching the node, close the pool and wait for its connections to close."""
+        """Stop watching the node, close the pools and wait for their connections to close."""
         await self.nodes.close()
-        pool, self._pool = self._pool, None
-        if pool is not None:
+        pools = self._pools()
+        self._read_pool = self._write_pool = None
+        for pool in pools:
             pool.close()
             await pool.wait_closed()
 
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[aiomysql.Connection]:
-        """A pooled connection; on any error it is rolled back, closed and not reused.
+    async def _connection(self, pool: aiomysql.Pool | None) -> AsyncIterator[aiomysql.Connection]:
+        """A connection of `pool`; on any error it is rolled back, closed and not reused.
 
         Getting the connection and the work done on it are each bounded by the timeout, so a
         database that is down, or a network that swallows packets, costs a 503, not a hang.
         Any exception but our own leaves as a `StorageError`.
         """
-        pool = self._pool
         if pool is None:
             raise StorageUnavailable("storage is not open")
         try:
@@ -381,17 +423,26 @@ class MySQLDatabase(Database):
             # is dropped.
             task = asyncio.ensure_future(pool.acquire())
             try:
-                # shield: a timeout (or the request going away) cancels the wait, and the
-                # task is cancelled below, where a connection it got anyway is handed back.
-                conn = await asyncio.wait_for(asyncio.shield(task), deadline - loop.time())
+                # asyncio.wait, not wait_for: on Python 3.11 wait_for loses a cancellation
+                # that comes as the connection arrives (a tail then outlives its client).
+                await asyncio.wait((task,), timeout=max(0.0, deadline - loop.time()))
             except BaseException:
-                task.cancel()
-                task.add_done_callback(functools.partial(_release_if_acquired, pool))
+                self._give_up(pool, task)
                 raise
+            if not task.done():
+                self._give_up(pool, task)
+                raise TimeoutError("no pooled connection within the timeout")
+            conn = task.result()
             if self._on_current_node(conn):
                 return conn
             # Opened before the node changed: closed, and another one taken.
             self._discard(pool, conn)
+
+    @staticmethod
+    def _give_up(pool: aiomysql.Pool, task: asyncio.Future) -> None:
+        """Stop waiting for `task`'s connection; one it gets anyway goes back to the pool."""
+        task.cancel()
+        task.add_done_callback(functools.partial(_release_if_acquired, pool))
 
     @staticmethod
     def _discard(pool: aiomysql.Pool, conn: aiomysql.Connection) -> None:
@@ -405,21 +456,33 @@ class MySQLDatabase(Database):
             _BACKGROUND.add(task)
             task.add_done_callback(_BACKGROUND.discard)
 
-    async def fetch(self, sql: str, args: Sequence = ()) -> list[Sequence]:
-        """Run one read on a pooled connection, then end its snapshot."""
-        async with self._connection() as conn, conn.cursor() as cur:
+    async def _fetch(self, pool: aiomysql.Pool | None, sql: str, args: Sequence) -> list[Sequence]:
+        async with self._connection(pool) as conn, conn.cursor() as cur:
             await cur.execute(_format_style(sql), tuple(args))
             rows = await cur.fetchall()
             # End the read's snapshot so the next read on this connection sees new commits.
             await conn.commit()
         return list(rows)
 
+    async def fetch(self, sql: str, args: Sequence = ()) -> list[Sequence]:
+        """Run one read on the read pool (stopped by the server past the timeout)."""
+        return await self._fetch(self._read_pool, sql, args)
+
+    async def lookup(self, sql: str, args: Sequence = ()) -> list[Sequence]:
+        """Run one short read on the write pool, which the read API never uses."""
+        return await self._fetch(self._write_pool, sql, args)
+
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
-        """A pooled connection's transaction; on any error the connection is dropped."""
-        async with self._connection() as conn, conn.cursor() as cur:
-            yield _MySQLTransaction(cur)
-            await conn.commit()
+        """A transaction on the write pool; on any error the connection is dropped."""
+        try:
+            async with self._connection(self._write_pool) as conn, conn.cursor() as cur:
+                yield _MySQLTransaction(cur)
+                await conn.commit()
+        except BaseException as exc:
+            self.note_write(exc)
+            raise
+        self.note_write(None)
 
     async def insert_many(
         self, table: str, columns: Sequence[str], rows: list[tuple], keep: Keep | None = None
@@ -428,17 +491,21 @@ class MySQLDatabase(Database):
 
         `keep` runs first, in the same transaction (on a cursor of its own).
         """
-        async with self._connection() as conn, conn.cursor() as cur:
-            if keep is not None:
-                rows = await keep(_MySQLTransaction(cur), rows)
-            for statement in _insert_statements(table, tuple(columns), rows, conn.escape):
-                await cur.execute(statement)
-            await conn.commit()
+        try:
+            async with self._connection(self._write_pool) as conn, conn.cursor() as cur:
+                if keep is not None:
+                    rows = await keep(_MySQLTransaction(cur), rows)
+                for statement in _insert_statements(table, tuple(columns), rows, conn.escape):
+                    await cur.execute(statement)
+                await conn.commit()
+        except BaseException as exc:
+            self.note_write(exc)
+            raise
+        self.note_write(None)
 
     def connections_in_use(self) -> int:
-        """Pooled connections checked out right now."""
-        pool = self._pool
-        return 0 if pool is None else pool.size - pool.freesize
+        """Pooled connections (both pools) checked out right now."""
+        return sum(pool.size - pool.freesize for pool in self._pools())
 
     @contextlib.asynccontextmanager
     async def named_lock(self, name: str, wait: float = 0.0) -> AsyncIterator[bool]:

@@ -1,11 +1,27 @@
-"""Embedded SQLite through aiosqlite (the default, needing nothing installed): its SQL dialect
-and its two connections.
+"""Embedded SQLite through aiosqlite (the default, needing nothing installed): its SQL dialect,
+its connections, and what its faults mean.
 
-Both connections are opened at start-up, in WAL mode with ``synchronous=FULL`` (a commit is
-on disk before the server answers 200): one for writes, used under an asyncio lock so a
-transaction's statements never interleave with another's, and one for reads, which WAL lets
-run beside a write. aiosqlite runs each call in its own thread, so nothing blocks the event
-loop. Times are stored as text ``YYYY-MM-DD HH:MM:SS.ffffff`` (UTC), which sorts.
+Three connections are opened at start-up, in WAL mode with ``synchronous=FULL`` (a commit is
+on disk before the server answers 200), each with its own thread (aiosqlite), so nothing
+blocks the event loop:
+
+* the writer, for transactions and group commits;
+* the reader, for the read API (pages, exports, stats, tails), which WAL lets run beside a
+  write; its thread runs at a lower CPU priority (Linux: ``nice`` +10, a per-thread value),
+  so that a heavy read takes the CPU ingest leaves, not the other way round;
+* the lookup connection, for token checks and health checks, so that they never queue behind
+  a heavy read.
+
+Each connection serves one caller at a time, and every use of one has a deadline
+(``db_timeout``) covering the wait for the connection and the statements: SQLite's own
+timeouts do not cover I/O, and a disk that stops answering would block a statement forever.
+Past the deadline the caller gets `StorageUnavailable` at once; the statement is interrupted
+(``sqlite3_interrupt``), and the connection goes to the next caller only once it has really
+stopped (a write's transaction rolled back first).
+
+Faults are named as SQLite names them (disk full, read-only, I/O error, locked), and those a
+retry may fix are `StorageUnavailable` (503). Times are stored as text
+``YYYY-MM-DD HH:MM:SS.ffffff`` (UTC), which sorts.
 """
 
 from __future__ import annotations
@@ -14,11 +30,14 @@ import asyncio
 import contextlib
 import fcntl
 import functools
+import logging
+import os
 import sqlite3
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -43,6 +62,8 @@ from bot_logging_server.storage.migrations import (
 
 __all__ = ["MIGRATIONS", "SQLiteDatabase", "SQLiteDialect"]
 
+log = logging.getLogger(__name__)
+
 MIGRATIONS = for_backend("sqlite")
 
 #: Rows per multi-row INSERT when a group is large: one prepared statement of this many
@@ -52,6 +73,31 @@ _BUSY_TIMEOUT_MS = 10_000
 # Bucket -> (characters of "YYYY-MM-DD HH:MM:SS" kept, what completes the start time).
 _BUCKET_PREFIX = {"minute": (16, ":00"), "hour": (13, ":00:00"), "day": (10, " 00:00:00")}
 _UNIQUE_FAILED = {"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"}
+# SQLite's primary result codes (the prefix of its extended error names) after which a retry
+# may work, and how a log line names them.
+_RETRYABLE = {
+    "SQLITE_FULL": "disk full",
+    "SQLITE_READONLY": "the database is read-only",
+    "SQLITE_IOERR": "disk I/O error",
+    "SQLITE_CANTOPEN": "cannot open the database file",
+    "SQLITE_BUSY": "the database is locked by another process",
+    "SQLITE_LOCKED": "the database is locked",
+    "SQLITE_PERM": "permission denied",
+    "SQLITE_PROTOCOL": "file locking failed",
+    "SQLITE_INTERRUPT": "the statement was interrupted",
+}
+_BROKEN = {
+    "SQLITE_CORRUPT": "the database file is corrupt",
+    "SQLITE_NOTADB": "the file is not a SQLite database",
+}
+# How much lower the reader thread's CPU priority is than the rest of the process.
+_READER_NICENESS = 10
+# How long the cause of a disk I/O error is looked for (it is only a better message).
+_DIAGNOSE_SECONDS = 0.5
+# Strong references to the tasks that wait for a statement past its deadline.
+_SETTLING: set[asyncio.Task[None]] = set()
+
+_T = TypeVar("_T")
 
 
 class SQLiteDialect(Dialect):
@@ -93,52 +139,121 @@ def _fold(text: str | None) -> str | None:
     return None if text is None else text.casefold()
 
 
-async def _to_the_end(statement: Awaitable[object]) -> None:
-    """Await `statement` to its end even when the caller is cancelled meanwhile.
+def _lower_this_thread() -> int:
+    """Lower the calling thread's CPU priority by `_READER_NICENESS`; 1 if done, else 0.
 
-    aiosqlite runs the statement in its own thread whatever happens to the awaiting task; a
-    cancelled await would leave us not knowing whether BEGIN or COMMIT ran. The cancellation
-    is raised once the statement has finished.
+    On Linux the nice value belongs to a thread, and ``who=0`` is the calling one; elsewhere
+    it would lower the whole process, so it is not done.
     """
-    task = asyncio.ensure_future(statement)
+    if not sys.platform.startswith("linux"):
+        return 0
     try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await task
-        raise
+        os.setpriority(os.PRIO_PROCESS, 0, os.getpriority(os.PRIO_PROCESS, 0) + _READER_NICENESS)
+    except OSError:
+        return 0
+    return 1
 
 
-def _translate(exc: BaseException) -> StorageError:
-    """Map a sqlite3 or value error to ours: a locked or unopenable file is worth a retry."""
-    if isinstance(exc, sqlite3.OperationalError):
-        text = str(exc).lower()
-        if "locked" in text or "busy" in text or "unable to open" in text:
-            return StorageUnavailable(f"database unavailable: {exc}")
-    if isinstance(exc, sqlite3.IntegrityError) and exc.sqlite_errorname in _UNIQUE_FAILED:
-        return DuplicateKey(f"duplicate key ({exc.sqlite_errorname})")
+def _translate(exc: BaseException, cause: str = "") -> StorageError:
+    """Map a sqlite3 or value error to ours, naming the fault (never SQL text).
+
+    `cause` adds what the operating system says (see `SQLiteDatabase._diagnose`).
+    """
+    if isinstance(exc, sqlite3.Error):
+        name = getattr(exc, "sqlite_errorname", None) or ""
+        primary = "_".join(name.split("_")[:2])
+        if isinstance(exc, sqlite3.IntegrityError) and name in _UNIQUE_FAILED:
+            return DuplicateKey(f"duplicate key ({name})")
+        named = f" ({name})" if name else ""
+        if primary in _RETRYABLE:
+            return StorageUnavailable(f"{_RETRYABLE[primary]}{named}{cause}")
+        if primary in _BROKEN:
+            return StorageError(f"database error: {_BROKEN[primary]}{named}")
+        if not name and "locked" in str(exc).lower():
+            return StorageUnavailable("the database is locked")
+        return StorageError(f"database error: {type(exc).__name__}{named}")
     return StorageError(f"database error: {type(exc).__name__}")
+
+
+class _Slot:
+    """One connection, used by one caller at a time: an interrupt stops only that caller's
+    statement, and the next caller never finds a half-done transaction."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.conn: aiosqlite.Connection | None = None
+        self.lock = asyncio.Lock()
+
+
+class _Use:
+    """One caller's use of a `_Slot`: each statement runs within the use's deadline."""
+
+    def __init__(self, conn: aiosqlite.Connection, deadline: float | None, what: str) -> None:
+        self.conn = conn
+        self.deadline = deadline
+        self.what = what
+        #: The statement still running when the caller stopped waiting for it.
+        self.stuck: asyncio.Future[Any] | None = None
+        #: Whether the caller stopped because the deadline passed (not a cancellation).
+        self.timed_out = False
+
+    async def run(self, statement: Awaitable[_T]) -> _T:
+        """Await `statement` until the deadline; past it raise `StorageUnavailable`.
+
+        The statement's thread is not waited for then: `stuck` keeps it for the slot's
+        owner to interrupt and settle. A cancelled caller leaves it there the same way.
+        (``asyncio.wait``, not ``wait_for``: on Python 3.11 ``wait_for`` loses a
+        cancellation that comes as the statement ends, and a tail would outlive its client.)
+        """
+        task = asyncio.ensure_future(statement)
+        left = None
+        if self.deadline is not None:
+            left = max(self.deadline - asyncio.get_running_loop().time(), 0)
+        try:
+            await asyncio.wait((task,), timeout=left)
+        except asyncio.CancelledError:
+            if task.done():
+                _retrieve(task)
+            else:
+                self.stuck = task
+            raise
+        if not task.done():
+            self.stuck, self.timed_out = task, True
+            raise StorageUnavailable(
+                f"the {self.what} did not finish within its deadline "
+                "(the disk is not answering, or the database is locked)"
+            )
+        return task.result()
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark `task`'s outcome as seen (nobody else will look at it)."""
+    if not task.cancelled():
+        task.exception()
 
 
 class _SQLiteTransaction(Transaction):
     """Statements on the write connection inside a `SQLiteDatabase.transaction`."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._conn = conn
+    def __init__(self, use: _Use) -> None:
+        self._use = use
 
     async def execute(self, sql: str, args: Sequence = ()) -> Executed:
         """Run one statement."""
-        cur = await self._conn.execute(sql, args)
+        cur = await self._use.run(self._use.conn.execute(sql, args))
         return Executed(cur.rowcount, cur.lastrowid)
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence]) -> None:
+        """Run one statement for each of `rows`."""
+        await self._use.run(self._use.conn.executemany(sql, rows))
 
     async def fetch(self, sql: str, args: Sequence = ()) -> list[Sequence]:
         """Run one query and return every row."""
-        async with self._conn.execute(sql, args) as cur:
-            return list(await cur.fetchall())
+        return list(await self._use.run(self._use.conn.execute_fetchall(sql, args)))
 
 
 class SQLiteDatabase(Database):
-    """One SQLite file: a write connection and a read connection."""
+    """One SQLite file: a write connection, a read connection and a lookup connection."""
 
     dialect = SQLiteDialect()
     # One writer: while a transaction commits, the next requests gather into one group.
@@ -149,14 +264,16 @@ class SQLiteDatabase(Database):
     def __init__(self, path: str, timeout: float = _BUSY_TIMEOUT_MS / 1000) -> None:
         """Remember the file; nothing is opened before `open`.
 
-        `timeout` is how long, in seconds, a write waits for a lock held by another process
-        before raising `StorageUnavailable` (answered 503).
+        `timeout` is the deadline, in seconds, of every use of a connection: waiting for it,
+        for a lock held by another process, and for the statements (then
+        `StorageUnavailable`, answered 503).
         """
         self._path = path
+        self._timeout = timeout
         self._busy_timeout_ms = max(1, int(timeout * 1000))
-        self._writer: aiosqlite.Connection | None = None
-        self._reader: aiosqlite.Connection | None = None
-        self._write_lock = asyncio.Lock()
+        self._writer = _Slot("writer")
+        self._reader = _Slot("reader")
+        self._lookups = _Slot("lookups")
 
     async def _connect(self) -> aiosqlite.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
@@ -167,115 +284,203 @@ class SQLiteDatabase(Database):
         return conn
 
     async def open(self) -> None:
-        """Open both connections (creating the file) and migrate."""
+        """Open the connections (creating the file) and migrate."""
         try:
-            self._writer = await self._connect()
+            self._writer.conn = await self._connect()
             await self._migrate()
-            self._reader = await self._connect()
-            await self._reader.create_function("blst_fold", 1, _fold, deterministic=True)
+            for slot in (self._reader, self._lookups):
+                slot.conn = await self._connect()
+                await slot.conn.create_function("blst_fold", 1, _fold, deterministic=True)
+            # A function SQLite calls runs in the connection's own thread: the reader's.
+            reader = self._reader.conn
+            await reader.create_function("blst_lower_priority", 0, _lower_this_thread)
+            await reader.execute_fetchall("SELECT blst_lower_priority()")
         except BaseException as exc:
             await self.close()
             if isinstance(exc, Exception) and not isinstance(exc, StorageError):
-                raise _translate(exc) from exc
+                raise await self._name(exc) from exc
             raise
 
     async def _migrate(self) -> None:
         # One transaction: SQLite's DDL is transactional, and BEGIN IMMEDIATE is the lock.
-        async with self._transaction() as conn:
-            await conn.execute(SCHEMA_VERSION_TABLE["sqlite"])
-            async with conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version") as c:
-                (current,) = await c.fetchone()
+        # No deadline: rebuilding an index of a large table takes its time.
+        async with self._transaction(None, note=False) as tx:
+            await tx.execute(SCHEMA_VERSION_TABLE["sqlite"])
+            (current,) = (await tx.fetch("SELECT COALESCE(MAX(version), 0) FROM schema_version"))[0]
             for migration in MIGRATIONS:
                 if migration.version <= current:
                     continue
                 for statement in migration.statements:
-                    await conn.execute(statement)
-                await conn.execute(
+                    await tx.execute(statement)
+                await tx.execute(
                     "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
                     (migration.version, migration.name, time_text(utc_now())),
                 )
             found: dict[str, set[str]] = {}
             for table in REQUIRED_COLUMNS:
-                async with conn.execute(f"PRAGMA table_info({table})") as c:
-                    found[table] = {row[1] for row in await c.fetchall()}
+                found[table] = {row[1] for row in await tx.fetch(f"PRAGMA table_info({table})")}
             check_columns(found)
 
     async def close(self) -> None:
-        """Close both connections."""
-        for attr in ("_reader", "_writer"):
-            conn = getattr(self, attr)
-            setattr(self, attr, None)
+        """Close the connections (each given the timeout to finish what it runs)."""
+        for slot in (self._reader, self._lookups, self._writer):
+            conn, slot.conn = slot.conn, None
             if conn is not None:
                 with contextlib.suppress(Exception):
-                    await conn.close()
+                    await asyncio.wait_for(conn.close(), self._timeout)
 
     @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _use(self, slot: _Slot, what: str, timeout: float | None) -> AsyncIterator[_Use]:
+        """The connection of `slot` for one caller, within `timeout` seconds (None: none).
+
+        A statement still running when the caller leaves (deadline, cancellation) is
+        settled in the background (`_settle`) before the next caller gets the connection.
+        """
+        conn = slot.conn
+        if conn is None:
+            raise StorageUnavailable("storage is not open")
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                await slot.lock.acquire()
+        except TimeoutError:
+            raise StorageUnavailable(
+                f"no {slot.name} connection free within the deadline "
+                f"(a {what} before this one has not finished)"
+            ) from None
+        use = _Use(conn, deadline, what)
+        try:
+            yield use
+        finally:
+            if use.stuck is None:
+                slot.lock.release()
+            else:
+                # Reads, and writes past their deadline, are interrupted; a write whose
+                # caller was cancelled (a client gone) is left to finish.
+                interrupt = use.timed_out or slot is not self._writer
+                task = asyncio.ensure_future(self._settle(slot, conn, use.stuck, interrupt))
+                _SETTLING.add(task)
+                task.add_done_callback(_SETTLING.discard)
+
+    async def _settle(
+        self, slot: _Slot, conn: aiosqlite.Connection, stuck: asyncio.Future[Any], interrupt: bool
+    ) -> None:
+        """Stop `stuck` (interrupt it), wait until its thread is done, roll back what it left
+        open, then free the slot."""
+        started = time.monotonic()
+        try:
+            if interrupt:
+                with contextlib.suppress(Exception):
+                    await conn.interrupt()  # aiosqlite calls sqlite3_interrupt at once
+            with contextlib.suppress(Exception):
+                await stuck
+            if slot.conn is conn and conn.in_transaction:
+                with contextlib.suppress(Exception):
+                    await conn.execute("ROLLBACK")
+        finally:
+            slot.lock.release()
+        waited = time.monotonic() - started
+        log.info("sqlite: a %s statement stopped %.1f s after its caller left", slot.name, waited)
+
+    @contextlib.asynccontextmanager
+    async def _transaction(
+        self, timeout: float | None, note: bool = True
+    ) -> AsyncIterator[_SQLiteTransaction]:
         """``BEGIN IMMEDIATE`` on the write connection; COMMIT on success, else ROLLBACK.
 
-        Any exception but our own leaves as a `StorageError`.
+        Any exception but our own leaves as a `StorageError`. With `note`, the outcome is
+        recorded for `write_fault`.
         """
-        if self._writer is None:
-            raise StorageUnavailable("storage is not open")
-        async with self._write_lock:
-            conn = self._writer
-            try:
-                await _to_the_end(conn.execute("BEGIN IMMEDIATE"))
+        try:
+            async with self._use(self._writer, "write", timeout) as use:
                 try:
-                    yield conn
-                except BaseException:
-                    await _to_the_end(conn.execute("ROLLBACK"))
+                    await use.run(use.conn.execute("BEGIN IMMEDIATE"))
+                    yield _SQLiteTransaction(use)
+                    await use.run(use.conn.execute("COMMIT"))
+                except BaseException as exc:
+                    # A failed statement or COMMIT: undo it before the next writer comes (a
+                    # statement still running is rolled back by `_settle`).
+                    if use.stuck is None and use.conn.in_transaction:
+                        with contextlib.suppress(Exception):
+                            await use.run(use.conn.execute("ROLLBACK"))
+                    if isinstance(exc, Exception) and not isinstance(exc, StorageError):
+                        raise await self._name(exc) from exc
                     raise
-                await _to_the_end(conn.execute("COMMIT"))
-            except BaseException as exc:
-                # A failed COMMIT, or the caller going away (a client that disconnected)
-                # after BEGIN ran: undo it before the lock is released, or the next writer
-                # finds a transaction open.
-                if conn.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        await _to_the_end(conn.execute("ROLLBACK"))
-                if isinstance(exc, Exception) and not isinstance(exc, StorageError):
-                    raise _translate(exc) from exc
-                raise
+        except BaseException as exc:
+            if note:
+                self.note_write(exc)
+            raise
+        if note:
+            self.note_write(None)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         """``BEGIN IMMEDIATE`` on the write connection; COMMIT on success, else ROLLBACK."""
-        async with self._transaction() as conn:
-            yield _SQLiteTransaction(conn)
+        async with self._transaction(self._timeout) as tx:
+            yield tx
+
+    async def _read(self, slot: _Slot, sql: str, args: Sequence) -> list[Sequence]:
+        try:
+            async with self._use(slot, "read", self._timeout) as use:
+                return list(await use.run(use.conn.execute_fetchall(sql, args)))
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise await self._name(exc) from exc
 
     async def fetch(self, sql: str, args: Sequence = ()) -> list[Sequence]:
-        """Run one read on the read connection."""
-        if self._reader is None:
-            raise StorageUnavailable("storage is not open")
-        try:
-            async with self._reader.execute(sql, args) as cur:
-                return list(await cur.fetchall())
-        except Exception as exc:
-            raise _translate(exc) from exc
+        """Run one read on the read connection (interrupted past the deadline)."""
+        return await self._read(self._reader, sql, args)
+
+    async def lookup(self, sql: str, args: Sequence = ()) -> list[Sequence]:
+        """Run one short read on the lookup connection, which the read API never uses."""
+        return await self._read(self._lookups, sql, args)
+
+    async def check_writable(self) -> None:
+        """Commit a one-page write (the header's ``user_version``, set to itself) within
+        the deadline: the file takes writes and the disk answers."""
+        async with self._transaction(self._timeout, note=False) as tx:
+            (version,) = (await tx.fetch("PRAGMA user_version"))[0]
+            await tx.execute(f"PRAGMA user_version = {int(version):d}")
 
     async def insert_many(
         self, table: str, columns: Sequence[str], rows: list[tuple], keep: Keep | None = None
     ) -> None:
-        """One transaction of 64-row prepared INSERTs, the remainder by ``executemany``.
-
-        `keep` runs first, in the same transaction.
-        """
+        """One transaction of 64-row prepared INSERTs, the remainder by ``executemany``."""
         columns = tuple(columns)
         chunk, one = _insert(table, columns, _CHUNK_ROWS), _insert(table, columns, 1)
-        async with self._transaction() as conn:
+        async with self._transaction(self._timeout) as tx:
             if keep is not None:
-                rows = await keep(_SQLiteTransaction(conn), rows)
+                rows = await keep(tx, rows)
             full = len(rows) - len(rows) % _CHUNK_ROWS
             for start in range(0, full, _CHUNK_ROWS):
                 part = rows[start : start + _CHUNK_ROWS]
-                await conn.execute(chunk, [value for row in part for value in row])
+                await tx.execute(chunk, [value for row in part for value in row])
             if full < len(rows):
-                await conn.executemany(one, rows[full:])
+                await tx.executemany(one, rows[full:])
+
+    async def _name(self, exc: BaseException) -> StorageError:
+        """`exc` as our exception; a disk I/O error says what the system says about it."""
+        cause = ""
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        if name.startswith("SQLITE_IOERR"):
+            with contextlib.suppress(Exception):
+                cause = await asyncio.wait_for(asyncio.to_thread(self._diagnose), _DIAGNOSE_SECONDS)
+        return _translate(exc, cause)
+
+    def _diagnose(self) -> str:
+        """Why the file cannot be written, as the operating system says it (read-only file
+        system, no space left...), or ``""``. Opens the file for writing, writes nothing."""
+        try:
+            os.close(os.open(self._path, os.O_RDWR))
+        except OSError as exc:
+            return f": {exc.strerror or type(exc).__name__}".lower()
+        return ""
 
     def connections_in_use(self) -> int:
-        """1 while the write connection holds a transaction, else 0."""
-        return int(self._write_lock.locked())
+        """How many of the three connections are busy right now."""
+        return sum(slot.lock.locked() for slot in (self._writer, self._reader, self._lookups))
 
     @contextlib.asynccontextmanager
     async def named_lock(self, name: str, wait: float = 0.0) -> AsyncIterator[bool]:

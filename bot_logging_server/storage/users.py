@@ -40,11 +40,15 @@ class UserTable(Table):
         assert done.lastrowid is not None
         return User(done.lastrowid, username, token_hash, tel_id, False, now)
 
-    async def get_user(self, username: str) -> User | None:
-        """The user with exactly this name, or None."""
-        rows = await self.db.fetch(
-            f"SELECT {_USER_COLUMNS} FROM users WHERE username = ?", (username,)
-        )
+    async def get_user(self, username: str, reading: bool = False) -> User | None:
+        """The user with exactly this name, or None.
+
+        Read on the lookup connections, so that ingest's token check never queues behind the
+        read API; with `reading` (a token check of the read API) on the read connections,
+        which reads may fill but ingest never needs.
+        """
+        read = self.db.fetch if reading else self.db.lookup
+        rows = await read(f"SELECT {_USER_COLUMNS} FROM users WHERE username = ?", (username,))
         # MySQL's collation pads with spaces ("alice " = "alice"): only the exact name.
         exact = [row for row in rows if row[1] == username]
         return User.from_row(exact[0], self.db.dialect.decode_time) if exact else None
