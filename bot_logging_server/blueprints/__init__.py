@@ -4,6 +4,7 @@
 * `users`: ``POST /create_user`` (the original's, off without an API key);
 * `health`: ``GET /healthz``;
 * `read`: ``/api/logs``, ``/api/logs/export``, ``/api/stats``, ``/api/tail`` (reading);
+* `alerts`: ``/api/alerts`` (a user's alert rules and their deliveries);
 * `events`: ``/api/events`` (write a batch, read), ``/api/sessions``, ``/api/events/stats``;
 * `docs`: ``/openapi.json`` and ``/docs``;
 * `viewer`: the web log viewer at ``/`` and its files under ``/static/``;
@@ -17,6 +18,7 @@ from __future__ import annotations
 from quart import Quart
 
 from bot_logging_server.blueprints import (
+    alerts,
     docs,
     events,
     eye,
@@ -35,7 +37,7 @@ __all__ = ["register_blueprints"]
 
 def register_blueprints(app: Quart, config: Config) -> None:
     """Register every blueprint on `app`; ``/create_user`` only when an API key is set."""
-    for module in (ingest, health, read, events, docs, viewer, eye, microticks, track):
+    for module in (ingest, health, read, alerts, events, docs, viewer, eye, microticks, track):
         app.register_blueprint(module.bp)
     if config.api_key:
         app.register_blueprint(users.bp)

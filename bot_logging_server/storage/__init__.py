@@ -2,7 +2,7 @@
 
 Layout: `base` (records, exceptions, the `Dialect` and `Database` seams), one module per table
 family whose SQL is written once (`users`, `logs`, `retention`, `keys`, `sessions`,
-`events`), one module per backend holding only what differs (`mysql`, `sqlite`: dialect,
+`events`, `alerts`), one module per backend holding only what differs (`mysql`, `sqlite`: dialect,
 connections, error mapping; `mysql_schema` creates and migrates a MySQL database),
 `migrations` (the schema, both backends side by side), `group_commit`, and for several
 database hosts (a Galera cluster) `hosts` (node health) and `failover` (which node, when to
@@ -19,6 +19,13 @@ from __future__ import annotations
 from quart import Quart, current_app
 
 from bot_logging_server.config import Config
+from bot_logging_server.storage.alerts import (
+    AlertDelivery,
+    AlertRule,
+    AlertRuleLimit,
+    AlertTable,
+    Matches,
+)
 from bot_logging_server.storage.base import (
     BUCKETS,
     MAX_PAGE,
@@ -61,6 +68,9 @@ __all__ = [
     "EVENT_SORTS",
     "MAX_PAGE",
     "SESSION_SORTS",
+    "AlertDelivery",
+    "AlertRule",
+    "AlertRuleLimit",
     "Event",
     "EventQuery",
     "IngestKey",
@@ -69,6 +79,7 @@ __all__ = [
     "LevelCount",
     "LogQuery",
     "LogRow",
+    "Matches",
     "NameCount",
     "Recorded",
     "RetentionRule",
@@ -93,7 +104,7 @@ __all__ = [
 _EXTENSION = "bot_logging_server.storage"
 
 
-class Storage(UserTable, LogTable, RetentionTable, KeyTable, SessionTable, EventTable):
+class Storage(UserTable, LogTable, RetentionTable, KeyTable, SessionTable, EventTable, AlertTable):
     """What the server needs from a database: every table family, on one `Database`.
 
     One instance per process, shared by requests. `open` is awaited once at start-up (it

@@ -6,6 +6,7 @@ user (`_where` always starts with ``user_id = ?``), whatever the filters.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -22,6 +23,8 @@ from bot_logging_server.storage.base import (
 from bot_logging_server.storage.group_commit import GroupCommit
 
 __all__ = ["LogTable"]
+
+log = logging.getLogger(__name__)
 
 _LOG_COLUMNS = (
     "id, user_id, pid, p_name, p_description, level, msg, truncated, msg_length, "
@@ -85,10 +88,19 @@ class LogTable(Table):
         """Run on `db`; up to ``db.writers`` group-commit transactions in flight."""
         super().__init__(db)
         self._group: GroupCommit[tuple] = GroupCommit(self._write_log_rows, writers=db.writers)
+        self._on_stored: Callable[[int, Sequence[LogRow], datetime], None] | None = None
 
     def observe_group_commits(self, hook: Callable[[int, int], None] | None) -> None:
         """Call ``hook(batches, rows)`` after every committed group-commit transaction."""
         self._group.on_commit = hook
+
+    def observe_stored_logs(
+        self, hook: Callable[[int, Sequence[LogRow], datetime], None] | None
+    ) -> None:
+        """Call ``hook(user_id, rows, received_at)`` after each batch's commit (the alerts'
+        matching). It runs on the event loop, so it must be quick; what it raises is logged,
+        never given to the request."""
+        self._on_stored = hook
 
     async def drain(self) -> None:
         """Finish every pending group commit."""
@@ -104,6 +116,11 @@ class LogTable(Table):
         if not rows:
             return 0
         await self._group.submit(_params(user_id, rows, received_at, self.db.dialect.encode_time))
+        if self._on_stored is not None:
+            try:
+                self._on_stored(user_id, rows, received_at)
+            except Exception:
+                log.exception("the stored-logs hook failed")
         return len(rows)
 
     async def _write_log_rows(self, params: list[tuple]) -> None:

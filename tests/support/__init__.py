@@ -8,6 +8,7 @@
 * `support.load`: `Load`, clients posting batches, and the check of what was stored.
 * `support.events`: ingest keys and stored events of the event wire interfaces.
 * `support.faults`: `TCPProxy`, a database outage on demand (`ThreadedProxy` without a loop).
+* `support.receiver`: `Receiver`, a fake Telegram Bot API or webhook receiving alerts.
 * `support.browser`: helpers of the viewer tests in Chromium; their fixtures are the plugin
   ``support.browser_fixtures`` (``pytest_plugins = ["support.browser_fixtures"]``).
 * `support.galera`: a real 3-node Galera cluster; its fixtures are the plugin
@@ -46,6 +47,7 @@ from support.process import (
     parse_reply,
     run_app,
 )
+from support.receiver import Received, Receiver
 
 __all__ = [
     "CLIENT_PATH",
@@ -53,6 +55,8 @@ __all__ = [
     "Account",
     "AppProcess",
     "Load",
+    "Received",
+    "Receiver",
     "Reply",
     "ServerProcess",
     "TCPProxy",
