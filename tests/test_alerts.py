@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import time
 import uuid
 
@@ -278,17 +279,23 @@ async def test_only_matching_records_of_the_rules_user_are_sent(make_app, receiv
 
 
 async def test_a_storm_of_10000_records_is_one_message_per_rule_per_window(make_app, receiver):
-    async with make_app(**alert_settings(receiver, alert_window=4)) as app:
+    async with make_app(**alert_settings(receiver, alert_window=6)) as app:
         client, storage = app.test_client(), app.app.extensions["bot_logging_server.storage"]
         user = await tel_user(storage)
         await add_alert(client, user, channel="telegram", p_description="billing")
         hook = await add_alert(client, user, channel="webhook", url=receiver.url + "/hook",
                                text="failed 1")  # fmt: skip
         started = time.monotonic()
-        await asyncio.gather(
-            *(post(client, user, [record(b * 500 + i) for i in range(500)]) for b in range(20))
-        )
+        for wave in range(5):  # over about two seconds: matches written at several ticks
+            await asyncio.gather(
+                *(
+                    post(client, user, [record(b * 500 + i) for i in range(500)])
+                    for b in range(wave * 4, wave * 4 + 4)
+                )
+            )
+            await asyncio.sleep(0.4)
         stored_in = time.monotonic() - started
+        assert not receiver.received  # the window is still open
         got = await receiver.wait_for(2, timeout=20)
         await quiet_for(receiver, 3, 2)
         # A second storm, after the first window: one more message per rule.
@@ -313,7 +320,10 @@ async def test_a_storm_of_10000_records_is_one_message_per_rule_per_window(make_
     assert later[1].json()["count"] == 300
 
 
-async def test_telegram_messages_go_to_the_users_chat_through_the_bot_api(make_app, receiver):
+async def test_telegram_messages_go_to_the_users_chat_through_the_bot_api(
+    make_app, receiver, caplog
+):
+    caplog.set_level(logging.DEBUG)
     async with make_app(**alert_settings(receiver)) as app:
         client, storage = app.test_client(), app.app.extensions["bot_logging_server.storage"]
         user = await tel_user(storage)
@@ -327,10 +337,12 @@ async def test_telegram_messages_go_to_the_users_chat_through_the_bot_api(make_a
     lines = sent["text"].splitlines()
     assert lines[0].startswith(
         f"{user.name}: 2 records matched alert {made['alert']['id']} "
-        "(level >= ERROR, process worker) from "
+        "(level >= ERROR, process worker) at "
     )
     assert lines[1].startswith("ERROR ") and lines[1].endswith("worker billing: disk full")
     assert lines[2].startswith("CRITICAL ") and len(lines) == 3
+    assert message.headers["user-agent"].startswith("bot-logging-server/")
+    assert BOT_TOKEN not in caplog.text  # httpx would log the URL, which holds the token
 
 
 async def test_webhooks_are_signed_with_the_rules_secret_and_a_timestamp(make_app, receiver):
@@ -354,6 +366,46 @@ async def test_webhooks_are_signed_with_the_rules_secret_and_a_timestamp(make_ap
 
 
 # -- failures, restarts, several processes ------------------------------------------------
+
+
+async def test_a_due_window_is_claimed_by_one_process_only(storage, make_config):
+    from datetime import timedelta
+
+    from bot_logging_server.storage import Matches, make_storage
+
+    user = await tel_user(storage)
+    rule = (await add_rule_directly(storage, user)).rule
+    now = utc_now()
+    found = Matches(3, now, now, [{"msg": "m", "received_at": "x"}])
+    await storage.add_alert_matches({rule.id: found}, timedelta(0), timedelta(0), 5)
+    other = make_storage(make_config())  # a second process's connections
+    await other.open()
+    try:
+        [window_id] = await storage.due_alert_windows(utc_now(), 10)
+        lease = timedelta(seconds=0.5)
+        claims = await asyncio.gather(
+            *(s.claim_alert_window(window_id, utc_now(), lease) for s in [storage, other] * 3)
+        )
+        [first] = [c for c in claims if c is not None]
+        assert first.count == 3 and first.attempt == 1 and first.rule.id == rule.id
+        assert await storage.due_alert_windows(utc_now(), 10) == []  # claimed: not due
+        await asyncio.sleep(0.6)  # the claimer died: its lease runs out
+        again = await other.claim_alert_window(window_id, utc_now(), lease)
+        assert again is not None and again.attempt == 2
+        assert not await storage.finish_alert_delivery(first)  # too late: not its claim
+        assert await other.finish_alert_delivery(again)
+        assert await storage.due_alert_windows(utc_now(), 10) == []
+        [shown] = await storage.alert_rules(user.id)
+        assert shown.last_status == "sent" and shown.pending == 0
+    finally:
+        await other.close()
+
+
+async def add_rule_directly(storage, user):
+    from bot_logging_server.alerts.rules import add_rule
+
+    account = await storage.get_user(user.name)
+    return await add_rule(storage, account, channel="webhook", url="http://127.0.0.1:9/")
 
 
 async def test_failed_deliveries_are_retried_with_back_off_and_shown_by_the_api(make_app):
@@ -453,6 +505,7 @@ async def test_two_workers_send_each_alert_once(fresh_database_url, tmp_path, re
     assert len(receiver.received) == 4, output[-3000:]
     assert [m.json()["count"] for m in receiver.received if m.path == "/"] == [1000, 1000]
     assert "Traceback" not in output, output[-3000:]
+    assert BOT_TOKEN not in output
 
 
 def body_of(user: Account, records) -> bytes:

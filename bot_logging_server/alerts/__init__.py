@@ -20,11 +20,13 @@ servers on one database) each window is claimed by exactly one process before it
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import httpx
 from quart import Quart, current_app
 
+from bot_logging_server._version import __version__
 from bot_logging_server.alerts.channels import TIMEOUT_SECONDS, Sender
 from bot_logging_server.alerts.service import STOP_SECONDS, AlertService
 from bot_logging_server.config import Config
@@ -44,10 +46,17 @@ def init_app(app: Quart, config: Config) -> None:
     service = AlertService(storage, config, app)
     app.extensions[_EXTENSION] = service
     storage.observe_stored_logs(service.observe)
+    # httpx logs every request's URL at INFO, and the Bot API's URL holds the bot token.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     @app.while_serving
     async def _alerts_in_background() -> AsyncIterator[None]:
-        client = httpx.AsyncClient(timeout=TIMEOUT_SECONDS, follow_redirects=False)
+        client = httpx.AsyncClient(
+            timeout=TIMEOUT_SECONDS,
+            follow_redirects=False,
+            headers={"User-Agent": f"bot-logging-server/{__version__}"},
+        )
         sender = Sender(client, config.telegram_api_url, config.telegram_token)
         task = asyncio.get_running_loop().create_task(service.run(sender))
         yield

@@ -29,7 +29,6 @@ from typing import Any
 import httpx
 import orjson
 
-from bot_logging_server._version import __version__
 from bot_logging_server.alerts.rules import describe
 from bot_logging_server.records import iso
 from bot_logging_server.storage import AlertDelivery
@@ -78,10 +77,11 @@ def message_text(delivery: AlertDelivery) -> str:
     """The alert as text: who, how many, which rule, when, then the first records."""
     count = delivery.count
     noun = "record" if count == 1 else "records"
+    first, last = _clock(delivery.opened_at), _clock(delivery.last_at)
+    when = f"at {first}" if first == last else f"from {first} to {last}"
     head = (
         f"{delivery.username}: {count} {noun} matched alert {delivery.rule.id} "
-        f"({describe(delivery.rule)}) from {_clock(delivery.opened_at)} "
-        f"to {_clock(delivery.last_at)} UTC."
+        f"({describe(delivery.rule)}) {when} UTC."
     )
     lines = [head]
     for line in delivery.lines:
@@ -188,7 +188,6 @@ class Sender:
             content=body,
             headers={
                 "Content-Type": "application/json",
-                "User-Agent": f"bot-logging-server/{__version__}",
                 TIMESTAMP_HEADER: timestamp,
                 SIGNATURE_HEADER: sign(delivery.rule.secret, timestamp, body),
                 DELIVERY_HEADER: str(delivery.window_id),
