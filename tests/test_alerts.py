@@ -368,19 +368,21 @@ async def test_webhooks_are_signed_with_the_rules_secret_and_a_timestamp(make_ap
 # -- failures, restarts, several processes ------------------------------------------------
 
 
-async def test_a_due_window_is_claimed_by_one_process_only(storage, make_config):
+async def test_a_due_window_is_claimed_by_one_process_only(make_config):
     from datetime import timedelta
 
     from bot_logging_server.storage import Matches, make_storage
 
-    user = await tel_user(storage)
-    rule = (await add_rule_directly(storage, user)).rule
-    now = utc_now()
-    found = Matches(3, now, now, [{"msg": "m", "received_at": "x"}])
-    await storage.add_alert_matches({rule.id: found}, timedelta(0), timedelta(0), 5)
-    other = make_storage(make_config())  # a second process's connections
+    # Two processes' storages, and no server dispatching meanwhile.
+    storage, other = make_storage(make_config()), make_storage(make_config())
+    await storage.open()
     await other.open()
     try:
+        user = await tel_user(storage)
+        rule = (await add_rule_directly(storage, user)).rule
+        now = utc_now()
+        found = Matches(3, now, now, [{"msg": "m", "received_at": "x"}])
+        await storage.add_alert_matches({rule.id: found}, timedelta(0), timedelta(0), 5)
         [window_id] = await storage.due_alert_windows(utc_now(), 10)
         lease = timedelta(seconds=0.5)
         claims = await asyncio.gather(
@@ -399,6 +401,7 @@ async def test_a_due_window_is_claimed_by_one_process_only(storage, make_config)
         assert shown.last_status == "sent" and shown.pending == 0
     finally:
         await other.close()
+        await storage.close()
 
 
 async def add_rule_directly(storage, user):

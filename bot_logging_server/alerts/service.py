@@ -218,7 +218,13 @@ class AlertService:
         assert self._sender is not None
         channel = delivery.rule.channel
         try:
-            await self._sender.send(delivery)
+            try:
+                await self._sender.send(delivery)
+            except DeliveryFailed:
+                raise
+            except Exception as exc:
+                log.exception("alert %d: delivery failed unexpectedly", delivery.rule.id)
+                raise DeliveryFailed(f"internal error ({type(exc).__name__})") from None
         except DeliveryFailed as exc:
             count_alert_delivery(channel, "failed", self._app)
             retry_at = None

@@ -290,10 +290,14 @@ class AlertTable(Table):
         for attempt in range(_ADD_ATTEMPTS):
             try:
                 async with self.db.transaction() as tx:
+                    newest = await self._newest_windows(tx, list(left))
                     left = {
                         rule_id: matches
                         for rule_id, matches in left.items()
-                        if not await self._add_matches(tx, rule_id, matches, window, grace, keep)
+                        if rule_id in newest  # else the rule was removed: dropped
+                        and not await self._add_matches(
+                            tx, rule_id, newest[rule_id], matches, window, grace, keep
+                        )
                     }
             except (DuplicateKey, Conflict):
                 pass  # another process opened a window, or met ours: read again
@@ -302,27 +306,35 @@ class AlertTable(Table):
             await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
         raise StorageError(f"alert matches not added after {_ADD_ATTEMPTS} tries")
 
+    async def _newest_windows(self, tx: Transaction, rule_ids: list[int]) -> dict[int, Any]:
+        """For each rule of `rule_ids` that exists: its newest window's ``(id, seq,
+        closes_at, state, first_lines)``, or None when it has none yet (one statement)."""
+        marks = ", ".join("?" * len(rule_ids))
+        rows = await tx.fetch(
+            "SELECT r.id, w.id, w.seq, w.closes_at, w.state, w.first_lines FROM alert_rules r "
+            "LEFT JOIN alert_windows w ON w.rule_id = r.id AND w.seq = "
+            "(SELECT MAX(seq) FROM alert_windows m WHERE m.rule_id = r.id) "
+            f"WHERE r.id IN ({marks})",
+            rule_ids,
+        )
+        return {int(row[0]): (row[1:] if row[1] is not None else None) for row in rows}
+
     async def _add_matches(
         self,
         tx: Transaction,
         rule_id: int,
+        newest: Any,
         found: Matches,
         window: timedelta,
         grace: timedelta,
         keep: int,
     ) -> bool:
-        """Add one rule's matches in `tx`; False when another process changed the window
-        between our read and our write (nothing of these matches is written then)."""
+        """Add one rule's matches in `tx` (`newest`: its newest window, or None); False
+        when another process changed that window between our read and our write (nothing
+        of these matches is written then)."""
         encode, decode = self.db.dialect.encode_time, self.db.dialect.decode_time
-        if not await tx.fetch("SELECT id FROM alert_rules WHERE id = ?", (rule_id,)):
-            return True  # the rule was removed: nothing to add to
-        rows = await tx.fetch(
-            "SELECT id, seq, closes_at, state, first_lines FROM alert_windows "
-            "WHERE rule_id = ? ORDER BY seq DESC LIMIT 1",
-            (rule_id,),
-        )
-        if rows and rows[0][3] == WindowState.OPEN and found.first_at < decode(rows[0][2]):
-            window_id, stored = rows[0][0], rows[0][4]
+        if newest and newest[3] == WindowState.OPEN and found.first_at < decode(newest[2]):
+            window_id, stored = newest[0], newest[4]
             last = encode(found.last_at)
             sql = (
                 "UPDATE alert_windows SET match_count = match_count + ?, "
@@ -339,7 +351,7 @@ class AlertTable(Table):
                 args += [window_id, WindowState.OPEN]
             done = await tx.execute(sql, args)
             return done.rowcount == 1
-        seq = int(rows[0][1]) + 1 if rows else 1
+        seq = int(newest[1]) + 1 if newest else 1
         closes = found.first_at + window
         await tx.execute(
             "INSERT INTO alert_windows (rule_id, seq, opened_at, closes_at, last_at, "
