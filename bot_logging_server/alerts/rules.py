@@ -70,23 +70,24 @@ class CompiledRule:
         self.text = None if rule.text is None else rule.text.casefold()
 
     def select(self, rows: Sequence[LogRow]) -> list[LogRow]:
-        """The rows of a batch this rule matches, in their order."""
-        level = self.min_level
-        hits = [row for row in rows if row.level >= level]
-        if hits and self.p_name is not None:
-            name = self.p_name
-            hits = [row for row in hits if row.p_name == name]
-        if hits and self.logger is not None:
-            logger, children = self.logger, self.logger_children
-            hits = [
-                row
-                for row in hits
-                if row.p_description == logger or row.p_description.startswith(children)  # type: ignore[arg-type]
-            ]
-        if hits and self.text is not None:
-            text = self.text
-            hits = [row for row in hits if text in row.msg.casefold()]
-        return hits
+        """The rows of a batch this rule matches, in their order (one pass, cheapest test
+        first)."""
+        level, name, text = self.min_level, self.p_name, self.text
+        logger, children = self.logger, self.logger_children
+        if name is None and logger is None and text is None:
+            return [row for row in rows if row.level >= level]
+        return [
+            row
+            for row in rows
+            if row.level >= level
+            and (name is None or row.p_name == name)
+            and (
+                logger is None
+                or row.p_description == logger
+                or row.p_description.startswith(children)  # type: ignore[arg-type]
+            )
+            and (text is None or text in row.msg.casefold())
+        ]
 
 
 def describe(rule: AlertRule) -> str:
