@@ -102,12 +102,12 @@ def verify(secret: str, message) -> bool:
     return hmac.compare_digest("sha256=" + expected, message.headers["x-alert-signature"])
 
 
-async def settled(client, user, timeout: float = 10) -> dict:
-    """The user's only rule once its last delivery's outcome is recorded as sent."""
+async def settled(client, user, status: str = "sent", timeout: float = 10) -> dict:
+    """The user's only rule once its last delivery's outcome is recorded as `status`."""
     deadline = time.monotonic() + timeout
     while True:
         [alert] = await list_alerts(client, user)
-        if alert["last_status"] == "sent" or time.monotonic() > deadline:
+        if alert["last_status"] == status or time.monotonic() > deadline:
             return alert
         await asyncio.sleep(0.05)
 
@@ -174,6 +174,17 @@ async def test_telegram_rules_need_the_users_tel_id(client, storage):
     body = await add_alert(client, user, status=400, channel="telegram")
     assert "has no tel_id" in body["detail"]
     assert await storage.alert_rules(user.id) == []
+
+
+async def test_a_user_has_a_limited_number_of_rules(client, storage, monkeypatch):
+    monkeypatch.setattr("bot_logging_server.alerts.rules.MAX_RULES", 2)
+    user = await tel_user(storage)
+    for _ in range(2):
+        await add_alert(client, user, channel="telegram")
+    response = await client.post("/api/alerts", json={"channel": "telegram"},
+                                 headers=read_headers(user))  # fmt: skip
+    body = await assert_error(response, 409, "Conflict")
+    assert body["detail"].startswith("at most ") and len(await storage.alert_rules(user.id)) == 2
 
 
 async def test_alerts_need_the_read_credentials(client, storage):
@@ -444,13 +455,14 @@ def test_the_wait_between_attempts_doubles_up_to_an_hour_or_what_the_receiver_as
 
 async def test_a_pending_alert_is_sent_by_the_next_server_after_a_restart(make_app):
     with Receiver(statuses=(500, 200)) as receiver:
-        settings = alert_settings(receiver, alert_window=3, alert_retry=3)
+        settings = alert_settings(receiver, alert_window=3, alert_retry=5)
         async with make_app(**settings) as app:
             client, storage = app.test_client(), app.app.extensions["bot_logging_server.storage"]
             user = await tel_user(storage)
             await add_alert(client, user, channel="webhook", url=receiver.url + "/r")
             await post(client, user, [record(i) for i in range(4)])
-            await receiver.wait_for(1, timeout=15, status=500)  # the first attempt fails
+            await receiver.wait_for(1, timeout=15, status=500)  # the first attempt fails...
+            assert (await settled(client, user, "retrying"))["pending"] == 1  # ...recorded
             await post(client, user, [record(i) for i in range(5)])  # a new window...
             # ...whose matches this server still holds in memory when it stops.
         assert len(receiver.received) == 1

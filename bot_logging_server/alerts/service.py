@@ -16,7 +16,7 @@ Three steps, none of them on the ingest path:
 
 A tick is a quarter of the window (at most a second). A window is due a grace after it
 closes, two ticks and a half second, for matches other processes still hold. Stopping, the
-service writes what it holds and gives its deliveries a few seconds; one still running is
+service writes what it holds and gives its deliveries `STOP_SECONDS`; one still running is
 given back (as not attempted) for the next process to send.
 """
 
@@ -69,7 +69,7 @@ KEEP_DAYS = 7
 #: Deliveries one process runs at once.
 _IN_FLIGHT = 8
 #: Seconds a stopping process gives its deliveries.
-STOP_SECONDS = 5.0
+STOP_SECONDS = 3.0
 #: Seconds between two deletions of old windows.
 _FORGET_SECONDS = 3600.0
 

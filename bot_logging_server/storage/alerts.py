@@ -291,9 +291,11 @@ class AlertTable(Table):
             try:
                 async with self.db.transaction() as tx:
                     newest = await self._newest_windows(tx, list(left))
+                    # In rule order: two processes meet on rows in the same order (no
+                    # deadlock between them, only a wait).
                     left = {
                         rule_id: matches
-                        for rule_id, matches in left.items()
+                        for rule_id, matches in sorted(left.items())
                         if rule_id in newest  # else the rule was removed: dropped
                         and not await self._add_matches(
                             tx, rule_id, newest[rule_id], matches, window, grace, keep
