@@ -20,6 +20,8 @@ Where things are:
 * `bot_logging_server.events`: usage events: the common model and the one path every event
   interface writes through (`record_events`), sessions started and stopped; `cors` opens the
   event endpoints to web pages of other origins.
+* `bot_logging_server.alerts`: per-user alert rules, sent to Telegram or a signed webhook,
+  one message per rule per window, off the ingest path;
 * `bot_logging_server.records`, `bot_logging_server.tail`, `bot_logging_server.openapi`: the
   read side (records on the wire, the live tail, the OpenAPI document); the web viewer's files
   are in ``static/``, served at ``/``.
@@ -53,6 +55,7 @@ def create_app(config: Config) -> Quart:
 
     from bot_logging_server import (
         admission,
+        alerts,
         auth,
         metrics,
         observe,
@@ -97,4 +100,5 @@ def create_app(config: Config) -> Quart:
     metrics.init_app(app, config)  # --metrics-port
     observe.init_app(app, config)  # times every request (the admission's 503s too)
     retention.init_app(app, config)  # the background purge
+    alerts.init_app(app, config)  # matching after commit; writing and sending in background
     return app

@@ -122,8 +122,8 @@ def test_help_shows_no_secret_defaults(monkeypatch):
     assert "envsecret" not in result.output
 
 
-def test_secrets_are_the_password_the_api_key_and_the_database_url():
-    assert frozenset({"db_password", "api_key", "database_url"}) == SECRETS
+def test_secrets_are_the_password_the_api_key_the_database_url_and_the_bot_token():
+    assert frozenset({"db_password", "api_key", "database_url", "telegram_token"}) == SECRETS
     secret = Setting("x_token", "LOGGER_X_TOKEN", "shown-nowhere", str, None, "A token.", True)
     assert "shown-nowhere" not in secret.option_help()
 

@@ -5,6 +5,7 @@
 * `users`: ``POST /create_user`` (the original's, off without an API key);
 * `health`: ``GET /healthz``;
 * `read`: ``/api/logs``, ``/api/logs/export``, ``/api/stats``, ``/api/tail`` (reading);
+* `alerts`: ``/api/alerts`` (a user's alert rules and their deliveries);
 * `events`: ``/api/events`` (write a batch, read), ``/api/sessions``, ``/api/events/stats``;
 * `docs`: ``/openapi.json`` and ``/docs``;
 * `viewer`: the web log viewer at ``/`` and its files under ``/static/``;
@@ -19,6 +20,7 @@ from __future__ import annotations
 from quart import Quart
 
 from bot_logging_server.blueprints import (
+    alerts,
     docs,
     events,
     eye,
@@ -44,6 +46,7 @@ def register_blueprints(app: Quart, config: Config) -> None:
         otlp,
         health,
         read,
+        alerts,
         events,
         docs,
         viewer,

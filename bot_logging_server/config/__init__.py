@@ -174,6 +174,10 @@ class Config:
     purge_batch: int
     keyless_events_user: str | None
     stats_port: int
+    alert_window: float
+    alert_retry: float
+    telegram_token: str | None
+    telegram_api_url: str
 
     def describe(self) -> str:
         """One start-up line: backend, where it is, and the listening URL; never a secret."""

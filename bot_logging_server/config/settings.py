@@ -437,6 +437,41 @@ SETTINGS: tuple[Setting, ...] = (
         "Also serve the app on this port, e.g. 5655 for Stats_usage WebSocket clients "
         "(ws://HOST:PORT/). 0: off.",
     ),
+    # Alerts (bot_logging_server.alerts): one message per rule per window, sent off the
+    # ingest path; Telegram through the Bot API (a local fake one in the tests).
+    Setting(
+        "alert_window",
+        "LOGGER_ALERT_WINDOW",
+        60.0,
+        float,
+        (1, 86_400),
+        "Seconds an alert gathers matching records into one message (count + first lines).",
+    ),
+    Setting(
+        "alert_retry",
+        "LOGGER_ALERT_RETRY",
+        10.0,
+        float,
+        (0.1, 3600),
+        "Seconds before a failed alert delivery is tried again (doubled each time, 1 h at most).",
+    ),
+    Setting(
+        "telegram_token",
+        "LOGGER_TELEGRAM_TOKEN",
+        None,
+        str,
+        None,
+        "Telegram bot token for alerts sent to users' tel_id (prefer the env).",
+        secret=True,
+    ),
+    Setting(
+        "telegram_api_url",
+        "LOGGER_TELEGRAM_API_URL",
+        "https://api.telegram.org",
+        str,
+        None,
+        "Telegram Bot API base URL (messages go to {url}/bot{token}/sendMessage).",
+    ),
 )
 
 #: Settings whose values are never printed, logged or echoed in an error.

@@ -15,6 +15,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import fields
 
 from bot_logging_server.openapi import responses
+from bot_logging_server.openapi.alerts import add_alert_paths
 from bot_logging_server.openapi.interfaces import add_interface_paths
 from bot_logging_server.schemas import accounts, events, ingest, query, values
 
@@ -351,6 +352,7 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
         },
     )
     _event_paths(spec)
+    add_alert_paths(spec, _error("An error."))
     spec.path(
         path="/openapi.json",
         operations={

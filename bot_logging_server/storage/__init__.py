@@ -2,12 +2,12 @@
 
 Layout: `base` (records, exceptions, the `Dialect` and `Database` seams), one module per table
 family whose SQL is written once (`users`, `logs`, `retention`, `keys`, `sessions`,
-`events`, `idempotency`), one module per backend holding only what differs (`mysql`,
-`sqlite`: dialect, connections, error mapping; `mysql_schema` creates and migrates a MySQL
-database), `migrations` (the schema, both backends side by side), `group_commit`, and for
-several database hosts (a Galera cluster) `hosts` (node health) and `failover` (which node,
-when to move). A new table family is a new module beside those, a class `Storage` inherits,
-and a step in `migrations`.
+`events`, `idempotency`, `alerts`), one module per backend holding only what differs
+(`mysql`, `sqlite`: dialect, connections, error mapping; `mysql_schema` creates and migrates
+a MySQL database), `migrations` (the schema, both backends side by side), `group_commit`,
+and for several database hosts (a Galera cluster) `hosts` (node health) and `failover`
+(which node, when to move). A new table family is a new module beside those, a class
+`Storage` inherits, and a step in `migrations`.
 
 `make_storage(config)` picks the backend from the database URL's scheme (the one place that
 does). `init_app(app, storage)` opens it in ``before_serving`` and closes it in
@@ -22,6 +22,13 @@ import time
 from quart import Quart, current_app
 
 from bot_logging_server.config import Config
+from bot_logging_server.storage.alerts import (
+    AlertDelivery,
+    AlertRule,
+    AlertRuleLimit,
+    AlertTable,
+    Matches,
+)
 from bot_logging_server.storage.base import (
     BUCKETS,
     MAX_PAGE,
@@ -72,6 +79,9 @@ __all__ = [
     "KEY_LIFETIME",
     "MAX_PAGE",
     "SESSION_SORTS",
+    "AlertDelivery",
+    "AlertRule",
+    "AlertRuleLimit",
     "Claim",
     "Event",
     "EventQuery",
@@ -81,6 +91,7 @@ __all__ = [
     "LevelCount",
     "LogQuery",
     "LogRow",
+    "Matches",
     "NameCount",
     "Recorded",
     "Remembered",
@@ -111,7 +122,14 @@ HEALTH_SECONDS = 1.0
 
 
 class Storage(
-    UserTable, LogTable, RetentionTable, KeyTable, SessionTable, EventTable, IdempotencyTable
+    UserTable,
+    LogTable,
+    RetentionTable,
+    KeyTable,
+    SessionTable,
+    EventTable,
+    IdempotencyTable,
+    AlertTable,
 ):
     """What the server needs from a database: every table family, on one `Database`.
 

@@ -16,6 +16,7 @@ batch goes alone and can never fail the batches sent beside it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -38,6 +39,8 @@ from bot_logging_server.storage.group_commit import GroupCommit, Refusals
 from bot_logging_server.storage.idempotency import Claim, claim_keys
 
 __all__ = ["LogTable"]
+
+log = logging.getLogger(__name__)
 
 _LOG_COLUMNS = (
     "id, user_id, pid, p_name, p_description, level, msg, truncated, msg_length, "
@@ -124,6 +127,7 @@ class LogTable(Table):
         """Run on `db`; up to ``db.writers`` group-commit transactions in flight."""
         super().__init__(db)
         self._group: GroupCommit[tuple] = GroupCommit(self._write_log_rows, writers=db.writers)
+        self._on_stored: Callable[[int, Sequence[LogRow], datetime], None] | None = None
 
     def observe_group_commits(self, hook: Callable[[int, int], None] | None) -> None:
         """Call ``hook(batches, rows)`` after every committed group-commit transaction."""
@@ -133,6 +137,14 @@ class LogTable(Table):
         """The most bytes a message may take (`Database.max_value_bytes` less a row's rest)."""
         limit = self.db.max_value_bytes
         return None if limit is None else max(1, limit - _ROW_BYTES)
+
+    def observe_stored_logs(
+        self, hook: Callable[[int, Sequence[LogRow], datetime], None] | None
+    ) -> None:
+        """Call ``hook(user_id, rows, received_at)`` after each batch's commit (the alerts'
+        matching). It runs on the event loop, so it must be quick; what it raises is logged,
+        never given to the request."""
+        self._on_stored = hook
 
     async def drain(self) -> None:
         """Finish every pending group commit."""
@@ -163,9 +175,16 @@ class LogTable(Table):
         params = _params(user_id, rows, received_at, self.db.dialect.encode_time)
         if claim is None:
             await self._group.submit(params, _weight(rows))
-            return len(rows)
-        await self._group.submit([claim._replace(rows=len(params)), *params], _weight(rows))
-        return 0 if claim.duplicate is not None else len(rows)
+        else:
+            await self._group.submit([claim._replace(rows=len(params)), *params], _weight(rows))
+            if claim.duplicate is not None:
+                return 0  # stored by an earlier request: its records were matched then
+        if self._on_stored is not None:
+            try:
+                self._on_stored(user_id, rows, received_at)
+            except Exception:
+                log.exception("the stored-logs hook failed")
+        return len(rows)
 
     async def _write_log_rows(self, params: list[tuple]) -> Refusals[tuple] | None:
         """A group's transaction: every active user's rows in one bulk insert.

@@ -76,8 +76,8 @@ class UserTable(Table):
             raise UserNotFound(username)
 
     async def remove_user(self, username: str) -> int:
-        """Delete a user and all their data (logs, events, sessions, ingest keys) in one
-        transaction; return the logs deleted.
+        """Delete a user and all their data (logs, events, sessions, ingest keys, alert
+        rules) in one transaction; return the logs deleted.
 
         Raises `UserNotFound` for an unknown name.
         """
@@ -90,7 +90,12 @@ class UserTable(Table):
                 raise UserNotFound(username)
             deleted = await tx.execute("DELETE FROM user_logs WHERE user_id = ?", (rows[0][0],))
             await tx.execute("DELETE FROM retention WHERE user_id = ?", (rows[0][0],))
-            for table in ("events", "sessions", "ingest_keys"):
+            await tx.execute(
+                "DELETE FROM alert_windows WHERE rule_id IN "
+                "(SELECT id FROM alert_rules WHERE user_id = ?)",
+                (rows[0][0],),
+            )
+            for table in ("events", "sessions", "ingest_keys", "alert_rules"):
                 await tx.execute(f"DELETE FROM {table} WHERE user_id = ?", (rows[0][0],))
             await tx.execute("DELETE FROM users WHERE id = ?", (rows[0][0],))
         return deleted.rowcount

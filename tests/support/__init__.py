@@ -9,6 +9,7 @@
 * `support.load`: `Load`, clients posting batches, and the check of what was stored.
 * `support.events`: ingest keys and stored events of the event wire interfaces.
 * `support.faults`: `TCPProxy`, a database outage on demand (`ThreadedProxy` without a loop).
+* `support.receiver`: `Receiver`, a fake Telegram Bot API or webhook receiving alerts.
 * `support.browser`: helpers of the viewer tests in Chromium; their fixtures are the plugin
   ``support.browser_fixtures`` (``pytest_plugins = ["support.browser_fixtures"]``).
 * `support.tracker`: helpers of the usage tracker's browser tests (`EventUser`, `wait_until`,
@@ -51,6 +52,7 @@ from support.process import (
     parse_reply,
     run_app,
 )
+from support.receiver import Received, Receiver
 
 __all__ = [
     "CLIENT_PATH",
@@ -59,6 +61,8 @@ __all__ = [
     "Account",
     "AppProcess",
     "Load",
+    "Received",
+    "Receiver",
     "Reply",
     "ServerProcess",
     "TCPProxy",

@@ -16,8 +16,11 @@ import pymysql
 from support.client import Account
 
 
-async def add_user(database_url: str, name: str | None = None) -> Account:
-    """Create a user with a random token in the database at `database_url` (migrating it)."""
+async def add_user(
+    database_url: str, name: str | None = None, tel_id: int | None = None
+) -> Account:
+    """Create a user with a random token (and `tel_id`) in the database at `database_url`
+    (migrating it)."""
     from bot_logging_server.accounts import create_user
     from bot_logging_server.config import build_config
     from bot_logging_server.storage import make_storage
@@ -26,7 +29,7 @@ async def add_user(database_url: str, name: str | None = None) -> Account:
     await store.open()
     try:
         name = name or f"u_{uuid.uuid4().hex[:10]}"
-        new = await create_user(store, name)
+        new = await create_user(store, name, tel_id=tel_id)
         return Account(name, new.token, new.user.id)
     finally:
         await store.close()
