@@ -14,7 +14,6 @@ rounds=${3:-3}; seconds=${4:-8}
 python=${PYTHON:-python3}
 here=$(cd "$(dirname "$0")" && pwd)
 lua="$here/load.lua"
-[ -f "$lua" ] || lua="$here/../../shared/bench/load.lua"
 out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
 
 free_port() { "$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
