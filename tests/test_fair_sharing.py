@@ -262,7 +262,10 @@ def _nice_values() -> dict[int, int]:
     """Thread id -> nice value, for every thread of this process (Linux)."""
     values = {}
     for task in Path("/proc/self/task").iterdir():
-        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue  # a thread (of another test's pool) that ended while being listed
         values[int(task.name)] = int(fields[16])  # field 19 of stat: nice
     return values
 
