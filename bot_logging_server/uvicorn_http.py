@@ -110,6 +110,8 @@ class JSONErrorsProtocol(_Protocol):
 
     def _head_too_slow(self) -> None:
         self._head_timer = None
+        if self.transport.get_protocol() is not self:
+            return  # upgraded (a WebSocket): no request head is awaited any more
         if self.cycle is self._waiting_after and not self.transport.is_closing():
             self.transport.close()
 
