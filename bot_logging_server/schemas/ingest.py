@@ -286,8 +286,11 @@ def read_batch(raw: bytes, max_msg_chars: int) -> Batch:
     ``{"data": {"user": "<string>", ...}}`` (see `read_envelope`); nothing else is checked.
     """
     try:
+        # msgspec does not check the UTF-8 of what it skips (an unknown key's text), where
+        # the reference parser refuses the whole body: check it first (a fast C pass).
+        raw.decode("utf-8")
         wire = _DECODE_BODY.decode(raw).data
-    except (msgspec.DecodeError, RecursionError):  # not the common shape: the reference path
+    except (UnicodeDecodeError, msgspec.DecodeError, RecursionError):  # the reference path
         username, data = read_envelope(loads_json(raw))
         return Batch(username, record_count(data), max_msg_chars, data=data)
     return Batch(clean_text(wire.user), len(wire.logs), max_msg_chars, wire=wire, raw=raw)
