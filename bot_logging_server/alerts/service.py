@@ -35,6 +35,7 @@ from quart import Quart
 from bot_logging_server.alerts.channels import TIMEOUT_SECONDS, DeliveryFailed, Sender
 from bot_logging_server.alerts.rules import MAX_LINES, CompiledRule, line_of
 from bot_logging_server.config import Config
+from bot_logging_server.lograte import RateLimitedLog
 from bot_logging_server.metrics import count_alert_delivery
 from bot_logging_server.storage import (
     AlertDelivery,
@@ -56,6 +57,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+# A database outage fails every tick: one line per distinct fault per interval, not per tick.
+_faults = RateLimitedLog(log)
 
 #: Seconds between two readings of the rules (a rule added by another process takes effect
 #: within this).
@@ -277,7 +280,13 @@ class AlertService:
                     await self._storage.forget_alert_windows(utc_now() - timedelta(days=KEEP_DAYS))
                     forget_at = time.monotonic() + _FORGET_SECONDS
             except StorageError as exc:
-                log.warning("alerts: %s; trying again in %g s", exc, self.timing.tick)
+                _faults.log(
+                    logging.WARNING,
+                    str(exc),
+                    "alerts: %s; trying again every %g s",
+                    exc,
+                    self.timing.tick,
+                )
             await self.pause(self.timing.tick)
         await self._stop()
 
