@@ -52,6 +52,7 @@ from bot_logging_server.schemas.events import (
 )
 from bot_logging_server.schemas.values import clean_text
 from bot_logging_server.storage import (
+    Claim,
     Event,
     EventQuery,
     IngestKey,
@@ -81,6 +82,7 @@ __all__ = [
     "StopOutcome",
     "StoredEvent",
     "ValidationFailed",
+    "check_events",
     "get_session",
     "mint_session_key",
     "parse_event_time",
@@ -115,9 +117,9 @@ def _ids(owner: Owner) -> tuple[int, int | None]:
     raise TypeError(f"not an owner: {type(owner).__name__}")
 
 
-def _checked(owner: Owner, events: Sequence[Event]) -> list[Event]:
-    """Every event checked (``events[i].field`` in errors); a `Session` owner's events go
-    into that session."""
+def check_events(owner: Owner, events: Sequence[Event]) -> list[Event]:
+    """Every event checked as `record_events` checks them (`ValidationFailed` naming
+    ``events[i].field``); a `Session` owner's events go into that session."""
     if isinstance(owner, Session):
         events = [dataclasses.replace(e, source=owner.source, session=owner.key) for e in events]
     return [check_event(event, f"events[{i}]") for i, event in enumerate(events)]
@@ -129,6 +131,7 @@ async def record_events(
     *,
     received_at: datetime | None = None,
     storage: Storage | None = None,
+    claim: Claim | None = None,
 ) -> Recorded:
     """Store `events` for `owner`, all or nothing; return after the commit.
 
@@ -145,6 +148,9 @@ async def record_events(
             from ``client_time`` when not given.
         received_at: the server's receive time (default: now, UTC).
         storage: default: the current app's.
+        claim: the request's idempotency key, recorded in the same transaction; when it is
+            on record already nothing is stored (``claim.duplicate`` tells, and
+            ``Recorded.added`` is 0).
 
     Raises:
         ValidationFailed: an event breaks a rule (``detail`` names ``events[i].field``);
@@ -152,9 +158,9 @@ async def record_events(
         StorageError: the transaction failed; nothing of this call is stored.
     """
     user_id, key_id = _ids(owner)
-    checked = _checked(owner, events)
+    checked = check_events(owner, events)
     store = storage or get_storage()
-    return await store.insert_events(user_id, checked, received_at or utc_now(), key_id)
+    return await store.insert_events(user_id, checked, received_at or utc_now(), key_id, claim)
 
 
 async def record_event(
@@ -170,7 +176,7 @@ async def record_event(
     busy group than a batch, so interfaces that need no id use `record_events`.
     """
     user_id, key_id = _ids(owner)
-    (checked,) = _checked(owner, [event])
+    (checked,) = check_events(owner, [event])
     store = storage or get_storage()
     event_id, created = await store.insert_event(user_id, checked, received_at or utc_now(), key_id)
     return RecordedEvent(event_id, created)

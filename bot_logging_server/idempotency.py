@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,6 +42,7 @@ __all__ = [
     "fingerprint",
     "request_key",
     "store_once",
+    "store_with_key",
 ]
 
 #: The request header carrying the key.
@@ -108,20 +110,40 @@ async def store_once(
     key: str | None,
     fingerprint: str,
 ) -> Stored:
-    """Store `rows` unless `key` was committed for this user already; what to answer.
+    """Store log `rows` unless `key` was committed for this user already; what to answer.
 
-    Without a key the rows are stored and `answer` is the answer. With one, a key on record
-    (younger than `KEY_LIFETIME`) answers its own answer and stores nothing, or raises
-    `KeyReused` when its fingerprint is not `fingerprint`; a new key is recorded with
-    `answer` in the transaction that stores the rows.
+    `store_with_key` with the log table's insert as the store.
     """
-    storage = get_storage()
+
+    async def insert(claim: Claim | None) -> int:
+        return await get_storage().insert_logs(user_id, rows, received_at, claim)
+
+    return await store_with_key(user_id, received_at, answer, key, fingerprint, insert)
+
+
+async def store_with_key(
+    user_id: int,
+    received_at: datetime,
+    answer: dict[str, Any],
+    key: str | None,
+    fingerprint: str,
+    store: Callable[[Claim | None], Awaitable[int]],
+) -> Stored:
+    """Run `store` unless `key` was committed for this user already; what to answer.
+
+    `store` writes the request's batch in one transaction, recording the `Claim` it is
+    given (None without a key) in that transaction, and answers how many items it stored.
+    Without a key it runs and `answer` is the answer. With one, a key on record (younger
+    than `KEY_LIFETIME`) answers its own answer and stores nothing, or raises `KeyReused`
+    when its fingerprint is not `fingerprint`; a new key is recorded with `answer` in the
+    transaction that stores the batch.
+    """
     if key is None:
-        return Stored(answer, await storage.insert_logs(user_id, rows, received_at), False)
-    seen = await storage.remembered(user_id, key, received_at - KEY_LIFETIME)
+        return Stored(answer, await store(None), False)
+    seen = await get_storage().remembered(user_id, key, received_at - KEY_LIFETIME)
     if seen is None:
         claim = Claim.new(user_id, key, fingerprint, orjson.dumps(answer).decode(), received_at)
-        added = await storage.insert_logs(user_id, rows, received_at, claim)
+        added = await store(claim)
         seen = claim.duplicate
         if seen is None:
             return Stored(answer, added, False)

@@ -27,8 +27,10 @@ from support import (
     client_body,
     client_headers,
     client_record,
+    events_per_name,
     http,
     log_rows,
+    read_headers,
     recent_logs,
     rows_per_batch,
 )
@@ -256,6 +258,71 @@ async def test_the_purge_deletes_keys_older_than_a_day_and_keeps_the_others(clie
     assert await storage.count_logs(user.id) == 15  # records are retention's business
 
 
+# -- usage events: POST /api/events (the tracker sends a key with every batch) -------------
+
+
+EVENTS_3 = {"events": [{"name": "click", "session": "s1"}, {"name": "scroll"}, {"name": "x"}]}
+
+
+async def post_events(client, account, body, key: str | None = None):
+    headers = read_headers(account)
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return await client.post("/api/events", json=body, headers=headers)
+
+
+async def test_an_events_batch_repeated_with_its_key_is_stored_once(client, storage, user):
+    key = new_key()
+    first = await post_events(client, user, EVENTS_3, key)
+    again = await post_events(client, user, EVENTS_3, key)
+    answer = {"code": 200, "message": "Events added successfully", "added": 3}
+    assert first.status_code == again.status_code == 200
+    assert await first.get_json() == await again.get_json() == answer
+    assert "Idempotent-Replayed" not in first.headers
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert await storage.count_events(user.id) == 3
+    assert await storage.count_idempotency_keys(user.id) == 1
+    sessions = await (await client.get("/api/sessions", headers=read_headers(user))).get_json()
+    assert [s["event_count"] for s in sessions["sessions"]] == [1]  # not counted twice
+
+
+async def test_events_without_a_key_are_stored_again(client, storage, user):
+    for _ in range(2):
+        assert (await post_events(client, user, EVENTS_3)).status_code == 200
+    assert await storage.count_events(user.id) == 6
+
+
+async def test_an_events_key_reused_for_other_events_is_422_and_stores_nothing(
+    client, storage, user
+):
+    key = new_key()
+    assert (await post_events(client, user, EVENTS_3, key)).status_code == 200
+    other = {"events": [{"name": "another"}]}
+    await assert_error(await post_events(client, user, other, key), 422, "UnprocessableEntity")
+    assert await storage.count_events(user.id) == 3
+
+
+async def test_a_log_batchs_key_is_not_an_events_batchs(client, storage, user):
+    key = new_key()
+    await assert_added(await post(client, user, client_body(user.name, 3), key), 3)
+    await assert_error(await post_events(client, user, EVENTS_3, key), 422, "UnprocessableEntity")
+    assert await storage.count_events(user.id) == 0
+
+
+async def test_a_malformed_events_key_is_400_and_stores_nothing(client, storage, user):
+    await assert_error(await post_events(client, user, EVENTS_3, "a b"), 400, "BadRequest")
+    assert await storage.count_events(user.id) == 0
+
+
+async def test_concurrent_events_batches_with_one_key_store_once(client, storage, user):
+    key = new_key()
+    answers = await asyncio.gather(*(post_events(client, user, EVENTS_3, key) for _ in range(8)))
+    assert {a.status_code for a in answers} == {200}
+    replayed = [a.headers.get("Idempotent-Replayed") for a in answers]
+    assert replayed.count(None) == 1 and replayed.count("true") == 7
+    assert await storage.count_events(user.id) == 3
+
+
 # -- the connection cut between COMMIT and the answer, against a real server ---------------
 
 
@@ -317,3 +384,18 @@ async def test_the_logging_handler_delivers_once_across_a_lost_answer(cut_server
         await asyncio.to_thread(handler.close)
     assert proxy.dropped_answers == 1
     assert rows_per_batch(database_url, user.id) == {"cut": 5}
+
+
+async def test_an_events_batch_whose_answer_was_lost_is_stored_once_on_retry(cut_server):
+    proxy, user, database_url = cut_server
+    headers = {**read_headers(user), "Idempotency-Key": new_key()}
+    body = orjson.dumps({"events": [{"name": "cut", "session": "s"} for _ in range(4)]})
+    proxy.drop_answers(1)
+    with pytest.raises(ConnectionError):
+        await http(proxy.port, "POST", "/api/events", body, headers)
+    assert proxy.dropped_answers == 1
+    retry = await http(proxy.port, "POST", "/api/events", body, headers)
+    assert retry.status == 200
+    assert retry.json() == {"code": 200, "message": "Events added successfully", "added": 4}
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert events_per_name(database_url, user.id) == {"cut": 4}

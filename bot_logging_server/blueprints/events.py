@@ -7,7 +7,8 @@
   user's ``X-User`` + ``X-User-Token`` (or ``Authorization: Bearer``) as the read API takes.
   Order of checks: credentials (403), the body's envelope (400), the rate limit (429), the
   batch size (413), every field (400); nothing is written unless every check passed.
-  Browsers may post from any origin (CORS, preflight included).
+  Browsers may post from any origin (CORS, preflight included). An optional
+  ``Idempotency-Key`` makes a retried batch stored once (`bot_logging_server.idempotency`).
 * ``GET /api/events``: one keyset page of the user's events with ``next_cursor``; filters
   ``source session category name page since until invalid_time tolerance_ms``.
 * ``GET /api/sessions``: one keyset page of the user's sessions.
@@ -31,7 +32,8 @@ from bot_logging_server.auth import (
 )
 from bot_logging_server.cors import allow_cross_origin
 from bot_logging_server.errors import BadRequest, Forbidden, PayloadTooLarge, json_response
-from bot_logging_server.events import record_events, request_client
+from bot_logging_server.events import check_events, record_events, request_client
+from bot_logging_server.idempotency import fingerprint, request_key, store_with_key
 from bot_logging_server.json_body import read_json
 from bot_logging_server.ratelimit import check_rate_limit
 from bot_logging_server.records import event_json, iso, session_json
@@ -44,7 +46,7 @@ from bot_logging_server.schemas.events import (
     read_events,
 )
 from bot_logging_server.schemas.query import encode_cursor
-from bot_logging_server.storage import IngestKey, User, get_storage
+from bot_logging_server.storage import Claim, IngestKey, User, get_storage, utc_now
 from bot_logging_server.storage.base import MAX_STAT_ROWS
 
 __all__ = ["bp", "event_stats", "list_events", "list_sessions", "post_events"]
@@ -78,16 +80,29 @@ async def _writer() -> User | IngestKey:
 async def post_events() -> Response:
     """Store one batch of events; answer ``{"code": 200, ..., "added": N}`` after the commit."""
     owner = await _writer()  # else 403
+    user_id = owner.user_id if isinstance(owner, IngestKey) else owner.id
     raw = _or_400(read_events, await read_json())  # {"events": [...]}
-    await check_rate_limit(owner.user_id if isinstance(owner, IngestKey) else owner.id, len(raw))
+    await check_rate_limit(user_id, len(raw))
     if len(raw) > MAX_BATCH:
         raise PayloadTooLarge(f"events: more than {MAX_BATCH} events")
     events = _or_400(load_events, raw, *request_client())  # every field
-    try:
-        done = await record_events(owner, events)  # one transaction
-    except ValidationFailed as exc:
-        raise BadRequest(exc.detail) from None
-    return json_response({"code": 200, "message": "Events added successfully", "added": done.added})
+    key = request_key()  # the optional Idempotency-Key; malformed: 400
+    # With a key: what is stored, fingerprinted once every event is known to be storable.
+    stored_as = repr(_or_400(check_events, owner, events)) if key else ""
+    received_at = utc_now()
+    answer = {"code": 200, "message": "Events added successfully", "added": len(events)}
+
+    async def store(claim: Claim | None) -> int:
+        try:
+            done = await record_events(owner, events, received_at=received_at, claim=claim)
+        except ValidationFailed as exc:
+            raise BadRequest(exc.detail) from None
+        return done.added
+
+    # One transaction; a key already committed answers its answer (422 if another batch's).
+    print_ = fingerprint("api/events", stored_as)
+    stored = await store_with_key(user_id, received_at, answer, key, print_, store)
+    return json_response(stored.answer, headers=stored.headers)
 
 
 # Idempotency-Key: the tracker (static/tracker.js) names each batch so that a retry is

@@ -408,6 +408,7 @@ def _event_paths(spec: APISpec) -> None:
         "token as the read endpoints take it. Browsers may post from any origin (CORS).",
         "tags": ["events"],
         "security": [{"ingest_key": []}, *_READ_SECURITY],
+        "parameters": [_IDEMPOTENCY_KEY],
         "requestBody": {
             "required": True,
             "content": {_JSON: {"schema": events.EventsBodySchema}},
@@ -420,6 +421,7 @@ def _event_paths(spec: APISpec) -> None:
             "400": _error("The batch can never be stored as sent (detail says why)."),
             "403": _error("Unknown or disabled key, or wrong user/token pair."),
             "413": _error("Body over the limit, or more than 1000 events."),
+            "422": _error("The Idempotency-Key was used for another request."),
             "429": _error("Over the rate limit; retry after Retry-After."),
             "503": _error("The database is unavailable; retry after Retry-After."),
         },

@@ -39,6 +39,7 @@ from bot_logging_server.storage.base import (
     multi_row_insert,
 )
 from bot_logging_server.storage.group_commit import GroupCommit
+from bot_logging_server.storage.idempotency import Claim, claim_key
 from bot_logging_server.storage.sessions import (
     SESSION_WRITE_COLUMNS,
     binary_text,
@@ -235,6 +236,8 @@ class _Pending:
     name: str
     last_at: object
     single: bool = False
+    #: The ``Idempotency-Key`` of the request this event came in (one per batch), if any.
+    claim: Claim | None = None
     id: int | None = field(default=None)
     session_created: bool = False
 
@@ -295,16 +298,24 @@ class EventTable(Table):
         events: Sequence[Event],
         received_at: datetime,
         key_id: int | None = None,
+        claim: Claim | None = None,
     ) -> Recorded:
         """Store `events` for owner `user_id` in one transaction shared with concurrent calls.
 
         Returns after the commit: how many were stored and which session keys they opened.
         Raises (and stores none of them) when that shared transaction fails. `key_id` is the
         ingest key that wrote them (None: the owner's token). Events must be valid already
-        (`bot_logging_server.events.record_events` checks them).
+        (`bot_logging_server.events.record_events` checks them). With `claim` (an
+        idempotency key) the key is recorded in the same transaction, unless it is on record
+        already: then ``claim.duplicate`` is set and none of these events is stored.
         """
         pending = [self._pending(user_id, e, received_at, key_id) for e in events]
+        if claim is not None and pending:
+            for p in pending:
+                p.claim = claim
         await self._event_group.submit(pending)
+        if claim is not None and claim.duplicate is not None:
+            return Recorded(0, frozenset())
         new = frozenset(p.session[1] for p in pending if p.session_created and p.session)
         return Recorded(len(pending), new)
 
@@ -323,11 +334,19 @@ class EventTable(Table):
         """A group's transaction: its sessions upserted, then its events inserted.
 
         Group commit runs it again after a `Conflict` (rolled back whole): the results of a
-        rolled-back attempt are cleared first.
+        rolled-back attempt are cleared first. The requests' idempotency keys are claimed
+        first (in key order); the events of a request whose key is on record are left out.
         """
+        claims = {id(p.claim): p.claim for p in group if p.claim is not None}
         for p in group:
             p.id, p.session_created = None, False
+        for claim in claims.values():
+            claim.outcome.duplicate = None
         async with self.db.transaction() as tx:
+            for claim in sorted(claims.values(), key=lambda c: (c.user_id, c.key)):
+                claim.outcome.duplicate = await claim_key(tx, self.db.dialect, claim)
+            if claims:
+                group = [p for p in group if p.claim is None or p.claim.duplicate is None]
             session_ids = await self._upsert_sessions(tx, group)
             bulk: list[tuple] = []
             for p in group:

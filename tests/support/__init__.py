@@ -5,7 +5,8 @@
 * `support.process`: the real thing as processes: `free_port`, `run_app` (the CLI, to
   completion), `AppProcess` and `ServerProcess` (in the background), raw `http`, and
   `HTTP_SERVERS` (every ``--http-server``).
-* `support.database`: `add_user` for a server process, `rows_per_batch` read directly.
+* `support.database`: `add_user` for a server process; `rows_per_batch`, `events_per_name`
+  read directly.
 * `support.load`: `Load`, clients posting batches, and the check of what was stored.
 * `support.events`: ingest keys and stored events of the event wire interfaces.
 * `support.faults`: `TCPProxy`, a database outage on demand (`ThreadedProxy` without a loop).
@@ -35,7 +36,7 @@ from support.client import (
     read_headers,
     recent_logs,
 )
-from support.database import add_user, rows_per_batch
+from support.database import add_user, events_per_name, rows_per_batch
 from support.events import count_rows, key_name, new_key, no_leak, stored_events
 from support.faults import TCPProxy, ThreadedProxy
 from support.load import Load, batch_body
@@ -75,6 +76,7 @@ __all__ = [
     "client_headers",
     "client_record",
     "count_rows",
+    "events_per_name",
     "free_port",
     "free_ports",
     "get_logs",

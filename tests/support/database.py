@@ -1,8 +1,8 @@
 """The database behind the server's back: users for a server process, rows read directly.
 
 `add_user` creates a user with the project's own code (no server needed); `rows_per_batch`
-reads straight from the database on a connection of its own (no server code), so it sees
-exactly what is committed, whatever the server's connections hold.
+and `events_per_name` read straight from the database on a connection of their own (no
+server code), so they see exactly what is committed, whatever the server's connections hold.
 """
 
 from __future__ import annotations
@@ -41,8 +41,20 @@ def rows_per_batch(database_url: str, user_id: int) -> dict[str, int]:
     Blocking: called from a coroutine it holds the event loop, so nothing of the server
     under test (in the same process) can commit while it reads.
     """
+    return _counts(database_url, "SELECT p_name, COUNT(*) FROM user_logs", user_id)
+
+
+def events_per_name(database_url: str, user_id: int) -> dict[str, int]:
+    """``{name: events}`` of one user's committed usage events; as `rows_per_batch`."""
+    return _counts(database_url, "SELECT name, COUNT(*) FROM events", user_id)
+
+
+def _counts(database_url: str, select: str, user_id: int) -> dict[str, int]:
+    """``{first column: count}`` of `select` (a ``SELECT x, COUNT(*) FROM table``) for one
+    user, grouped by its first column, on a new connection of its own."""
     parts = urlsplit(database_url)
-    sql = "SELECT p_name, COUNT(*) FROM user_logs WHERE user_id = {} GROUP BY p_name"
+    column = select.split()[1].rstrip(",")
+    sql = select + " WHERE user_id = {} GROUP BY " + column
     if parts.scheme == "sqlite":
         conn = sqlite3.connect(unquote(parts.path[1:]), timeout=30)
         try:
