@@ -40,6 +40,7 @@ __all__ = [
     "changes",
     "check_key_name",
     "check_new_user",
+    "check_tel_id",
     "check_username",
     "create_key",
     "create_user",
@@ -50,6 +51,7 @@ __all__ = [
     "rotate_token",
     "set_disabled",
     "set_key_disabled",
+    "set_tel_id",
     "stored_name",
 ]
 
@@ -108,9 +110,14 @@ def check_new_user(username: str, password: str | None, tel_id: int | None) -> s
             password.encode("utf-8")
         except UnicodeEncodeError:
             raise ValueError("password must be valid Unicode text") from None
+    check_tel_id(tel_id)
+    return name
+
+
+def check_tel_id(tel_id: int | None) -> None:
+    """`ValueError` unless `tel_id` is None or fits the column (a signed 64-bit integer)."""
     if tel_id is not None and not -_BIGINT <= tel_id < _BIGINT:
         raise ValueError("tel_id is out of range")
-    return name
 
 
 async def find_user(storage: Storage, username: str, reading: bool = False) -> User | None:
@@ -168,6 +175,19 @@ async def set_disabled(storage: Storage, username: str, disabled: bool) -> None:
     username = await stored_name(storage, username)
     try:
         await storage.set_disabled(username, disabled)
+    finally:
+        _changed()
+
+
+async def set_tel_id(storage: Storage, username: str, tel_id: int | None) -> None:
+    """Set (None: clear) the Telegram chat id alerts of `username` go to.
+
+    Raises `ValueError` for an id out of range and `UserNotFound` for an unknown name.
+    """
+    check_tel_id(tel_id)
+    username = await stored_name(storage, username)
+    try:
+        await storage.set_tel_id(username, tel_id)
     finally:
         _changed()
 

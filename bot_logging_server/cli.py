@@ -143,7 +143,7 @@ def _existing_name(ctx: click.Context, param: click.Parameter, name: str) -> str
 
 @main.group()
 def users() -> None:
-    """Manage users: add, list, disable, enable, rotate, remove, set-retention."""
+    """Manage users: add, list, disable, enable, rotate, remove, set-tel-id, set-retention."""
 
 
 @users.command("add")
@@ -203,6 +203,23 @@ def users_enable(config: Config, name: str) -> None:
     """Enable NAME again."""
     _with_storage(config, lambda storage: user_admin.set_disabled(storage, name, False))
     click.echo(f"enabled user {name!r}")
+
+
+# A group chat's id is negative: "-100200" is the id, not an option.
+@users.command("set-tel-id", context_settings={"ignore_unknown_options": True})
+@click.argument("name", callback=_existing_name)
+@click.argument("tel_id", metavar="TEL_ID|none")
+@click.pass_obj
+def users_set_tel_id(config: Config, name: str, tel_id: str) -> None:
+    """Set the Telegram chat id NAME's alerts go to ('none' clears it)."""
+    try:
+        value = None if tel_id.strip().lower() == "none" else int(tel_id)
+        user_admin.check_tel_id(value)
+    except ValueError as exc:
+        problem = f"{tel_id!r} is not an integer" if "int()" in str(exc) else str(exc)
+        raise click.BadParameter(problem, param_hint="TEL_ID") from None
+    _with_storage(config, lambda storage: user_admin.set_tel_id(storage, name, value))
+    click.echo(f"tel_id of {name!r}: {'none' if value is None else value}")
 
 
 @users.command("rotate")

@@ -1,4 +1,5 @@
-"""The ``users`` command line: add, list, disable, enable, rotate, remove (CliRunner)."""
+"""The ``users`` command line: add, list, disable, enable, rotate, remove, set-tel-id
+(CliRunner)."""
 
 from __future__ import annotations
 
@@ -127,6 +128,39 @@ def test_disable_enable_rotate_remove_change_the_user(cli, database_url):
     removed = cli("users", "remove", "carol_cli")
     assert removed.exit_code == 0 and "removed user 'carol_cli'" in removed.stdout
     assert _user(database_url, "carol_cli") is None
+
+
+def test_set_tel_id_gives_an_existing_user_a_telegram_chat_for_alerts_and_clears_it(
+    cli, database_url
+):
+    cli("users", "add", "dave_cli")
+    refused = cli("alerts", "add", "dave_cli", "--channel", "telegram", "--level", "error")
+    assert refused.exit_code != 0 and "has no tel_id" in refused.stderr
+    result = cli("users", "set-tel-id", "dave_cli", "-100200")
+    assert result.exit_code == 0 and "tel_id of 'dave_cli': -100200" in result.stdout
+    assert _user(database_url, "dave_cli").tel_id == -100200
+    assert "-100200" in cli("users", "list").stdout
+    added = cli("alerts", "add", "dave_cli", "--channel", "telegram", "--level", "error")
+    assert added.exit_code == 0, added.output
+    assert cli("users", "set-tel-id", "dave_cli", "none").exit_code == 0
+    assert _user(database_url, "dave_cli").tel_id is None
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("12ab", "'12ab' is not an integer"), (str(2**70), "tel_id is out of range")],
+)
+def test_set_tel_id_refuses_a_bad_id_and_changes_nothing(cli, database_url, value, message):
+    cli("users", "add", "erin_cli", "--tel-id", "7")
+    result = cli("users", "set-tel-id", "erin_cli", value)
+    assert result.exit_code == 2 and message in result.stderr
+    assert "Traceback" not in result.output
+    assert _user(database_url, "erin_cli").tel_id == 7
+
+
+def test_set_tel_id_of_an_unknown_user_is_a_clear_error(cli):
+    result = cli("users", "set-tel-id", "ghost_cli", "5")
+    assert result.exit_code == 1 and "no user named 'ghost_cli'" in result.stderr
 
 
 def test_bad_configuration_is_a_usage_error_naming_the_setting():

@@ -66,6 +66,10 @@ class UserTable(Table):
         """Replace a user's token hash (rotation); raise `UserNotFound` for an unknown name."""
         await self._update_user("token_hash", token_hash, username)
 
+    async def set_tel_id(self, username: str, tel_id: int | None) -> None:
+        """Set (None: clear) a user's Telegram chat id; `UserNotFound` for an unknown name."""
+        await self._update_user("tel_id", tel_id, username)
+
     async def _update_user(self, column: str, value: object, username: str) -> None:
         async with self.db.transaction() as tx:
             done = await tx.execute(
