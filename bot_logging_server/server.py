@@ -314,6 +314,9 @@ def worker_app() -> Quart:
     """The app of one worker process, with the configuration its parent handed over."""
     inherited = _INHERITED or {"flags": {}, "environ": {}}
     config = build_config(inherited["flags"], {**os.environ, **inherited["environ"]})
+    configure_logging(config.log_level, config.log_format)
+    app = serving_app(config)
+    tune_gc_once_started(app)
     if config.http_server == "hypercorn":
         # hypercorn's parent turns SIGTERM into a graceful stop of every worker; a worker
         # that received SIGTERM itself (systemd signals the whole group) would die on the
@@ -321,14 +324,38 @@ def worker_app() -> Quart:
         # parent. (uvicorn's parent stops its workers with SIGTERM: they must keep it.)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         install_hypercorn_guard(config.max_body_bytes)
+        _end_streams_when_told(app)
     else:
-        from bot_logging_server.uvicorn_http import mask_websocket_targets
+        from bot_logging_server.uvicorn_http import drain_in_workers, mask_websocket_targets
 
         mask_websocket_targets()
-    configure_logging(config.log_level, config.log_format)
-    app = serving_app(config)
-    tune_gc_once_started(app)
+        drain_in_workers(lambda: _end_streams(app))
     return app
+
+
+async def _end_streams(app: Quart) -> None:
+    """End the live tails and drain the WebSockets (each closes with 1001)."""
+    stop_streams(app)
+    await drain_sockets(app)
+
+
+def _end_streams_when_told(app: Quart) -> None:
+    """In a hypercorn worker: when the parent tells the worker to stop, end its live tails
+    and close its WebSockets with 1001, as one process does on SIGTERM (`shutdown_trigger`).
+
+    The worker's shutdown trigger is hypercorn's wait for the parent's event, made after the
+    app is loaded (in this process only): it is wrapped to end the streams once it fires.
+    """
+    import hypercorn.asyncio.run as worker_run
+
+    wait_for_parent = worker_run.check_multiprocess_shutdown_event
+
+    async def trigger(*args: Any, **kwargs: Any) -> None:
+        await wait_for_parent(*args, **kwargs)
+        stop_streams(app)
+        close_sockets(app)
+
+    worker_run.check_multiprocess_shutdown_event = trigger  # type: ignore[assignment]
 
 
 # -- Serving ----------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ __all__ = [
     "DrainingServer",
     "JSONErrorsProtocol",
     "UvicornConfig",
+    "drain_in_workers",
     "http_protocol",
     "mask_websocket_targets",
 ]
@@ -66,6 +67,24 @@ class DrainingServer(uvicorn.Server):
             server.close()
         await self._before_shutdown()
         await super().shutdown(sockets)
+
+
+def drain_in_workers(before_shutdown: Callable[[], Awaitable[None]]) -> None:
+    """In a uvicorn worker process: stop as `DrainingServer` does.
+
+    uvicorn's supervisor creates each worker's `uvicorn.Server` itself, so the worker (whose
+    app is loaded after that server exists) gives the class the same shutdown: stop
+    accepting, await `before_shutdown`, then uvicorn's own. Affects this process only.
+    """
+    uvicorn_shutdown = uvicorn.Server.shutdown
+
+    async def shutdown(self: uvicorn.Server, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        await before_shutdown()
+        await uvicorn_shutdown(self, sockets)
+
+    uvicorn.Server.shutdown = shutdown  # type: ignore[method-assign]
 
 
 class JSONErrorsProtocol(_Protocol):

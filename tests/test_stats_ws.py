@@ -652,12 +652,13 @@ async def test_two_hundred_sockets_at_once_each_get_replies_fast_beside_a_click_
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("workers", ["1", "2"], ids=["one-process", "two-workers"])
 @pytest.mark.parametrize("http_server", ["hypercorn", "uvicorn"])
 async def test_sigterm_stores_every_acknowledged_frame_and_closes_open_sockets_with_1001(
-    fresh_database_url, tmp_path, http_server
+    fresh_database_url, tmp_path, http_server, workers
 ):
     user_id, key = await user_and_key(fresh_database_url)
-    args = ("--http-server", http_server)
+    args = ("--http-server", http_server, "--workers", workers)
     with ServerProcess(fresh_database_url, tmp_path, *args) as server:
         await server.wait_ready()
         acked: dict[str, int] = {}
