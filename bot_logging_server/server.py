@@ -44,6 +44,7 @@ from quart import Quart
 from bot_logging_server import create_app, logformat, metrics
 from bot_logging_server.blueprints.stats_ws import MAX_FRAME_BYTES, close_sockets, drain_sockets
 from bot_logging_server.config import SETTINGS, Config, ConfigError, build_config
+from bot_logging_server.connections import cap_connections, install_hypercorn_cap
 from bot_logging_server.gc_tuning import tune_gc_once_started
 from bot_logging_server.http_guard import HTTPGuard, install_hypercorn_guard
 from bot_logging_server.storage import StorageError, make_storage
@@ -324,11 +325,13 @@ def worker_app() -> Quart:
         # parent. (uvicorn's parent stops its workers with SIGTERM: they must keep it.)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         install_hypercorn_guard(config.max_body_bytes)
+        install_hypercorn_cap(config.max_connections)
         _end_streams_when_told(app)
     else:
         from bot_logging_server.uvicorn_http import drain_in_workers, mask_websocket_targets
 
         mask_websocket_targets()
+        cap_connections(config.max_connections)
         drain_in_workers(lambda: _end_streams(app))
     return app
 
@@ -452,6 +455,7 @@ def _serve_hypercorn(config: Config, flags: Mapping[str, Any], use_uvloop: bool)
         check_storage(config)
         if config.workers == 1:
             install_hypercorn_guard(config.max_body_bytes)
+            install_hypercorn_cap(config.max_connections)
             app = serving_app(config)
             tune_gc_once_started(app)
 
@@ -505,6 +509,7 @@ def _serve_uvicorn(config: Config, flags: Mapping[str, Any], use_uvloop: bool) -
     except ImportError:
         raise ConfigError("--http-server uvicorn: uvicorn is not installed") from None
     mask_websocket_targets()
+    cap_connections(config.max_connections)
     options: dict[str, Any] = {
         "host": config.host,
         "port": config.port,

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 import uvicorn
 
+from bot_logging_server.connections import refusal, refused
 from bot_logging_server.errors import error_body
 from bot_logging_server.observe import masked_target
 from bot_logging_server.server import CarriesSettings
@@ -96,8 +97,15 @@ class JSONErrorsProtocol(_Protocol):
     _waiting_after: object = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
-        """Accept the connection; its first request head must arrive within the timeout."""
+        """Accept the connection; its first request head must arrive within the timeout.
+
+        Past ``--max-connections`` (`bot_logging_server.connections`) it is answered 503 and
+        closed at once instead."""
         super().connection_made(transport)  # type: ignore[arg-type]
+        if refused(len(self.server_state.connections) - 1):
+            transport.write(refusal())  # type: ignore[attr-defined]
+            transport.close()
+            return
         self._arm_head_timer()
 
     def data_received(self, data: bytes) -> None:

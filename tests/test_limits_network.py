@@ -228,3 +228,38 @@ async def test_a_body_sent_too_slowly_is_answered_408(server):
         writer.close()
     _check_error(raw, 408, "RequestTimeout")
     assert time.monotonic() - started < 4  # body-timeout is 1 s
+
+
+@pytest.mark.parametrize("http_server", HTTP_SERVERS)
+async def test_a_connection_past_max_connections_is_answered_503_and_closed_at_once(
+    tmp_path, http_server
+):
+    url = f"sqlite:///{tmp_path / 'cap.db'}"
+    await add_user(url)
+    flags = ["--http-server", http_server, "--max-connections", "3", "--keep-alive-timeout", "60"]
+    with ServerProcess(url, tmp_path, *flags) as proc:
+        await proc.wait_ready()
+        held = [await asyncio.open_connection("127.0.0.1", proc.port) for _ in range(3)]
+        await asyncio.sleep(0.5)  # accepted: three idle connections are open
+        # The fourth is answered before it sends anything, and closed.
+        reader, writer = await asyncio.open_connection("127.0.0.1", proc.port)
+        raw = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        reply = parse_reply(raw)
+        assert reply.status == 503
+        assert reply.headers["retry-after"] == "1"
+        assert reply.json() == {
+            "code": 503,
+            "message": "ServiceUnavailable",
+            "detail": "too many connections at once",
+        }
+        # The open ones are served as before.
+        held_reader, held_writer = held[0]
+        held_writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert parse_reply(await asyncio.wait_for(held_reader.read(), 5)).status == 200
+        held_writer.close()
+        await asyncio.sleep(0.5)  # the server has seen it close: room for one more
+        assert (await http(proc.port, "GET", "/healthz")).status == 200
+        for _, other in held[1:]:
+            other.close()
+    assert "Traceback" not in proc.output()

@@ -147,6 +147,7 @@ class Config:
     max_body_bytes: int
     max_buffered_bytes: int
     max_concurrent_requests: int
+    max_connections: int
     max_records: int
     max_msg_chars: int
     auth_cache_seconds: float

@@ -204,6 +204,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Requests in progress at once (connections with a request); one more is a 503.",
     ),
     Setting(
+        "max_connections",
+        "LOGGER_MAX_CONNECTIONS",
+        4096,
+        int,
+        (1, 10**6),
+        "Open connections at once, idle, streaming and WebSocket ones included; one more is "
+        "answered 503 and closed before anything is read from it.",
+    ),
+    Setting(
         "max_records",
         "LOGGER_MAX_RECORDS",
         10_000,
