@@ -1,23 +1,21 @@
 """Serving the app: hypercorn or uvicorn, uvloop or asyncio, one process or several.
 
-`serve` runs the server for a `Config` until SIGINT/SIGTERM. Start-up is checked before
-anything is served, so that a server that cannot run says why in one line and exits 1 at
-once (a supervisor then restarts it): the port is bound first, then the storage is opened,
-migrated, checked writable and closed again (`check_storage`); only then is
-``listening on ...`` printed and the app served (it opens its own storage).
+`serve` runs the server for a `Config` until SIGINT/SIGTERM (uvicorn: through
+`bot_logging_server.uvicorn_http.serve_uvicorn`). Start-up is checked before anything is
+served, so that a server that cannot run says why in one line and exits 1 at once (a
+supervisor then restarts it): the port is bound, then the storage is opened, migrated,
+checked writable and closed again (`check_storage`); only then is ``listening on ...``
+printed and the app served (it opens its own storage).
 
-With ``--workers N`` (``auto``: one per CPU core) the workers are separate processes. Each
-rebuilds the parent's configuration in `worker_app` (called by ``bot_logging_server.asgi``)
-from settings that travel inside the server's own config object, which multiprocessing hands
-to the worker through a pipe: no secret (API key, database password) is ever put in a
-worker's environment, and the parent removes the secret ``LOGGER_*`` variables from the
-environment its workers inherit.
+With ``--workers N`` (``auto``: one per CPU core) each worker process rebuilds the parent's
+configuration in `worker_app` (called by ``bot_logging_server.asgi``) from settings that
+travel inside the server's own config object, handed to the worker through a pipe: no
+secret (API key, database password) is ever put in a worker's environment.
 
-`serving_app` adds to the app what only a served app needs: `HTTPGuard` (request heads,
-stalled readers; see `bot_logging_server.http_guard`) and an event-loop exception handler
-that keeps connections cancelled at shutdown out of the error log. A server process (one
-serving alone, or a worker) also tunes Python's garbage collector once it has started
-(`bot_logging_server.gc_tuning`). Nothing here runs at import time.
+`serving_app` adds what only a served app needs: `HTTPGuard` (request heads, stalled
+readers; `bot_logging_server.http_guard`) and an event-loop exception handler that keeps
+connections cancelled at shutdown out of the error log. A server process also tunes the
+garbage collector once started (`bot_logging_server.gc_tuning`). Nothing runs at import.
 """
 
 from __future__ import annotations
@@ -55,12 +53,15 @@ __all__ = [
     "GRACEFUL_SECONDS",
     "CarriesSettings",
     "StartupError",
+    "announce",
     "check_storage",
     "configure_logging",
     "exit_process",
     "failure_reason",
+    "listen_all",
     "serve",
     "serving_app",
+    "settings_for_workers",
     "shutdown_trigger",
     "wants_uvloop",
     "worker_app",
@@ -301,7 +302,7 @@ class _HypercornConfig(CarriesSettings, hypercorn.config.Config):
         return self.bound_sockets if self.bound_sockets is not None else super().create_sockets()
 
 
-def _settings_for_workers(flags: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def settings_for_workers(flags: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """The flags, and the secret settings' environment variables, taken out of the environment.
 
     The workers rebuild the configuration from both; the variables are removed from this
@@ -385,7 +386,7 @@ def _listen(config: Config, backlog: int, port: int | None = None) -> socket.soc
     return sock
 
 
-def _listen_all(config: Config, backlog: int) -> list[socket.socket]:
+def listen_all(config: Config, backlog: int) -> list[socket.socket]:
     """The listening sockets: the configured port, and ``--stats-port`` when set."""
     socks = [_listen(config, backlog)]
     if config.stats_port:
@@ -397,7 +398,7 @@ def _listen_all(config: Config, backlog: int) -> list[socket.socket]:
     return socks
 
 
-def _announce(config: Config, sock: socket.socket) -> None:
+def announce(config: Config, sock: socket.socket) -> None:
     """Print the start-up line (backend, where, the address actually listened on)."""
     port = sock.getsockname()[1]
     line = dataclasses.replace(config, port=port).describe()
@@ -422,7 +423,11 @@ def serve(config: Config, flags: Mapping[str, Any]) -> None:
     threads_before = set(threading.enumerate())
     try:
         if config.http_server == "uvicorn":
-            _serve_uvicorn(config, flags, use_uvloop)
+            try:
+                from bot_logging_server.uvicorn_http import serve_uvicorn
+            except ImportError:
+                raise ConfigError("--http-server uvicorn: uvicorn is not installed") from None
+            serve_uvicorn(config, flags, use_uvloop)
         else:
             _serve_hypercorn(config, flags, use_uvloop)
     except StartupError as exc:
@@ -448,7 +453,7 @@ def _serve_hypercorn(config: Config, flags: Mapping[str, Any], use_uvloop: bool)
     # Route hypercorn's own messages through our logging set-up (no second handler).
     hc.errorlog = logging.getLogger("hypercorn.error")
     # The app is served on every socket: the port, and --stats-port when it is set.
-    socks = _listen_all(config, hc.backlog)
+    socks = listen_all(config, hc.backlog)
     sock = socks[0]
     hc.bound_sockets = hypercorn.config.Sockets([], socks, [])
     try:
@@ -461,7 +466,7 @@ def _serve_hypercorn(config: Config, flags: Mapping[str, Any], use_uvloop: bool)
 
             @app.before_serving
             async def _listening() -> None:  # after the storage has opened
-                _announce(config, sock)
+                announce(config, sock)
 
             try:
                 with _signals_remembered() as received:
@@ -484,97 +489,12 @@ def _serve_hypercorn(config: Config, flags: Mapping[str, Any], use_uvloop: bool)
             return
         hc.worker_class = "uvloop" if use_uvloop else "asyncio"
         hc.workers = config.workers
-        hc.worker_settings = _settings_for_workers(flags)
+        hc.worker_settings = settings_for_workers(flags)
         hc.application_path = "bot_logging_server.asgi:app_from_environment()"
-        _announce(config, sock)
+        announce(config, sock)
         code = hypercorn.run.run(hc)
         if code != 0:
             raise StartupError(f"a worker process failed (exit code {code}); see above")
     finally:
         for each in socks:
             each.close()
-
-
-def _serve_uvicorn(config: Config, flags: Mapping[str, Any], use_uvloop: bool) -> None:
-    """Serve the same app with uvicorn (httptools when installed); exit 1 if start-up fails."""
-    try:
-        from uvicorn.supervisors import Multiprocess
-
-        from bot_logging_server.uvicorn_http import (
-            DrainingServer,
-            UvicornConfig,
-            http_protocol,
-            mask_websocket_targets,
-        )
-    except ImportError:
-        raise ConfigError("--http-server uvicorn: uvicorn is not installed") from None
-    mask_websocket_targets()
-    cap_connections(config.max_connections)
-    options: dict[str, Any] = {
-        "host": config.host,
-        "port": config.port,
-        "loop": "uvloop" if use_uvloop else "asyncio",
-        "http": http_protocol(),
-        "ws": "wsproto",  # installed with hypercorn: the same WebSocket code either way
-        "ws_max_size": MAX_FRAME_BYTES,
-        "lifespan": "on",
-        "access_log": False,
-        # Like hypercorn: the client is the connection's peer, whatever X-Forwarded-For says
-        # (and one ASGI layer less per request).
-        "proxy_headers": False,
-        # Keep our logging set-up (uvicorn's default config would replace it).
-        "log_config": None,
-        "log_level": config.log_level.lower(),
-        "timeout_graceful_shutdown": GRACEFUL_SECONDS,
-        # Idle connections, and (JSONErrorsProtocol) request heads, must arrive within it.
-        "timeout_keep_alive": max(1, round(config.keep_alive_timeout)),
-    }
-    socks = _listen_all(config, 2048)
-    sock = socks[0]
-    try:
-        check_storage(config)
-        if config.workers == 1:
-            app = serving_app(config)
-            tune_gc_once_started(app)
-
-            @app.before_serving
-            async def _listening() -> None:
-                _announce(config, sock)
-
-            server = DrainingServer(
-                UvicornConfig(app, **options), before_shutdown=lambda: drain_sockets(app)
-            )
-            with _signals_end_quietly():
-                server.run(sockets=socks)
-            if not server.started:
-                # uvicorn has logged why (the app's start-up: the storage went away).
-                raise StartupError("start-up failed (see the message above)")
-            return
-        uv = UvicornConfig(
-            "bot_logging_server.asgi:app_from_environment",
-            factory=True,
-            workers=config.workers,
-            **options,
-        )
-        uv.worker_settings = _settings_for_workers(flags)
-        _announce(config, sock)
-        Multiprocess(uv, sockets=socks).run()
-    finally:
-        for each in socks:
-            each.close()
-
-
-@contextlib.contextmanager
-def _signals_end_quietly() -> Any:
-    """Let SIGINT/SIGTERM stop uvicorn gracefully and the process then exit 0.
-
-    uvicorn restores the handlers it found and raises the signal again once it has stopped,
-    which with the default handlers kills the process (exit -15) after a clean stop; with
-    these no-op handlers in place the process goes on to exit normally.
-    """
-    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

@@ -15,22 +15,39 @@
   the connection, and a worker's memory, forever.
 * `mask_websocket_targets`: uvicorn logs every WebSocket's request target (``?key=<ingest
   key>`` included) on its own logger; this masks the secrets in those lines.
+* `serve_uvicorn`: ``--http-server uvicorn``, one process or ``--workers``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import orjson
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
-from bot_logging_server.connections import refusal, refused
+from bot_logging_server.blueprints.stats_ws import MAX_FRAME_BYTES, drain_sockets
+from bot_logging_server.config import Config
+from bot_logging_server.connections import cap_connections, refusal, refused
 from bot_logging_server.errors import error_body
+from bot_logging_server.gc_tuning import tune_gc_once_started
 from bot_logging_server.observe import masked_target
-from bot_logging_server.server import CarriesSettings
+from bot_logging_server.server import (
+    GRACEFUL_SECONDS,
+    CarriesSettings,
+    StartupError,
+    announce,
+    check_storage,
+    listen_all,
+    serving_app,
+    settings_for_workers,
+)
 
 try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _Protocol
@@ -44,6 +61,7 @@ __all__ = [
     "drain_in_workers",
     "http_protocol",
     "mask_websocket_targets",
+    "serve_uvicorn",
 ]
 
 
@@ -182,3 +200,81 @@ def mask_websocket_targets() -> None:
     logger = logging.getLogger("uvicorn.error")
     if not any(isinstance(f, _MaskedTargets) for f in logger.filters):
         logger.addFilter(_MaskedTargets())
+
+
+# -- Serving ----------------------------------------------------------------------------------
+
+
+def serve_uvicorn(config: Config, flags: Mapping[str, Any], use_uvloop: bool) -> None:
+    """Serve the app with uvicorn (httptools when installed), as `bot_logging_server.server.serve`
+    does with hypercorn; `StartupError` when start-up fails."""
+    mask_websocket_targets()
+    cap_connections(config.max_connections)
+    options: dict[str, Any] = {
+        "host": config.host,
+        "port": config.port,
+        "loop": "uvloop" if use_uvloop else "asyncio",
+        "http": http_protocol(),
+        "ws": "wsproto",  # installed with hypercorn: the same WebSocket code either way
+        "ws_max_size": MAX_FRAME_BYTES,
+        "lifespan": "on",
+        "access_log": False,
+        # Like hypercorn: the client is the connection's peer, whatever X-Forwarded-For says
+        # (and one ASGI layer less per request).
+        "proxy_headers": False,
+        # Keep our logging set-up (uvicorn's default config would replace it).
+        "log_config": None,
+        "log_level": config.log_level.lower(),
+        "timeout_graceful_shutdown": GRACEFUL_SECONDS,
+        # Idle connections, and (JSONErrorsProtocol) request heads, must arrive within it.
+        "timeout_keep_alive": max(1, round(config.keep_alive_timeout)),
+    }
+    socks = listen_all(config, 2048)
+    sock = socks[0]
+    try:
+        check_storage(config)
+        if config.workers == 1:
+            app = serving_app(config)
+            tune_gc_once_started(app)
+
+            @app.before_serving
+            async def _listening() -> None:
+                announce(config, sock)
+
+            server = DrainingServer(
+                UvicornConfig(app, **options), before_shutdown=lambda: drain_sockets(app)
+            )
+            with _signals_end_quietly():
+                server.run(sockets=socks)
+            if not server.started:
+                # uvicorn has logged why (the app's start-up: the storage went away).
+                raise StartupError("start-up failed (see the message above)")
+            return
+        uv = UvicornConfig(
+            "bot_logging_server.asgi:app_from_environment",
+            factory=True,
+            workers=config.workers,
+            **options,
+        )
+        uv.worker_settings = settings_for_workers(flags)
+        announce(config, sock)
+        Multiprocess(uv, sockets=socks).run()
+    finally:
+        for each in socks:
+            each.close()
+
+
+@contextlib.contextmanager
+def _signals_end_quietly() -> Any:
+    """Let SIGINT/SIGTERM stop uvicorn gracefully and the process then exit 0.
+
+    uvicorn restores the handlers it found and raises the signal again once it has stopped,
+    which with the default handlers kills the process (exit -15) after a clean stop; with
+    these no-op handlers in place the process goes on to exit normally.
+    """
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
