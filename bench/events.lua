@@ -4,6 +4,8 @@
 --   LOAD_KIND=eye   LOAD_KEY=<ingest key>             wrk ... -s bench/events.lua URL
 --   LOAD_KIND=track LOAD_KEY=<ingest key>             wrk ... -s bench/events.lua URL
 --   LOAD_KIND=logs  LOAD_TOKEN=<token> LOAD_USER=bench wrk ... -s bench/events.lua URL
+--   LOAD_KIND=api   LOAD_KEY=<ingest key>             wrk ... -s bench/events.lua URL
+--   LOAD_KIND=logs100 LOAD_TOKEN=<token> LOAD_USER=bench wrk ... -s bench/events.lua URL
 --
 -- eye:   POST /eye/collector with "Authorization: Token <key>", the Eye client's body; the
 --        session rotates over LOAD_SESSIONS (default 100) per wrk thread, so sessions are
@@ -11,6 +13,9 @@
 -- track: POST /track?key=<key>, the tracker page's body (`_v`, meta as a JSON string), the
 --        session (a UUID) rotating the same way, `order` counting up.
 -- logs:  POST //send_logs with one record, exactly as the LoggerBotLogging client sends it.
+-- api:   POST /api/events with "X-Ingest-Key", 100 events per request (one session per
+--        request, rotating as above).
+-- logs100: POST //send_logs with 100 records, as the client sends a full batch.
 -- At the end: a status histogram and one machine-readable RESULT line (as bench/run.py's).
 
 local kind = os.getenv("LOAD_KIND") or "eye"
@@ -19,11 +24,14 @@ local token = os.getenv("LOAD_TOKEN") or ""
 local user = os.getenv("LOAD_USER") or "bench"
 local sessions = tonumber(os.getenv("LOAD_SESSIONS") or "100")
 
-if kind ~= "logs" and key == "" then
+local batch = 100
+local is_logs = kind == "logs" or kind == "logs100"
+
+if not is_logs and key == "" then
   io.stderr:write("events.lua: set LOAD_KEY to an ingest key\n")
   os.exit(2)
 end
-if kind == "logs" and token == "" then
+if is_logs and token == "" then
   io.stderr:write("events.lua: set LOAD_TOKEN to the user's token\n")
   os.exit(2)
 end
@@ -46,26 +54,42 @@ function init(args)
   elseif kind == "track" then
     wrk.path = "/track?key=" .. key
     wrk.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) wrk"
+  elseif kind == "api" then
+    wrk.path = "/api/events"
+    wrk.headers["X-Ingest-Key"] = key
   else
     local now = os.date("!%Y-%m-%dT%H:%M:%S")
+    local record = string.format(
+      '{"level": 40, "event_at": "%s", "msg": "bench message from wrk thread %d", '
+        .. '"p_description": "bench_load"}', now, thread_id or 0)
+    local records = {}
+    for _ = 1, (kind == "logs100" and batch or 1) do table.insert(records, record) end
     wrk.path = "//send_logs"
     wrk.headers["X-User-Token"] = token
     wrk.body = string.format(
-      '{"data": {"post_time": "%s", "pid": %d, "p_name": "wrk", "logs": [{"level": 40, '
-        .. '"event_at": "%s", "msg": "bench message from wrk thread %d", '
-        .. '"p_description": "bench_load"}], "user": "%s"}}',
-      now, 40000 + (thread_id or 0), now, thread_id or 0, user)
+      '{"data": {"post_time": "%s", "pid": %d, "p_name": "wrk", "logs": [%s], "user": "%s"}}',
+      now, 40000 + (thread_id or 0), table.concat(records, ", "), user)
   end
 end
 
 function request()
-  if kind == "logs" then
+  if is_logs then
     return wrk.format()
   end
   counter = counter + 1
   local s = counter % sessions
   local body
-  if kind == "eye" then
+  if kind == "api" then
+    local now = os.date("!%Y-%m-%dT%H:%M:%S")
+    local events = {}
+    for i = 1, batch do
+      events[i] = string.format(
+        '{"name": "click", "session": "bench-%d-%d", "page": "/page/%d", "time": "%s", '
+          .. '"sequence": %d, "data": {"x": %d}}',
+        thread_id or 0, s, i % 7, now, i, i)
+    end
+    body = '{"events": [' .. table.concat(events, ", ") .. "]}"
+  elseif kind == "eye" then
     body = string.format(
       '{"session_id": "bench-%d-%d", "category": "page interaction", "name": "click", '
         .. '"data": {"host": "bench.example", "path": "/page/%d", "x": %d}, '

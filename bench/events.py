@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Events benchmark: single-event requests/s through ``/eye/collector`` and ``/track``,
-beside ``/send_logs`` at batch 1, on MariaDB, in the same run.
+"""Events benchmark: single-event requests/s through ``/eye/collector`` and ``/track``
+beside ``/send_logs`` at batch 1, and events/s through ``/api/events`` at 100 per request
+beside ``/send_logs`` at batch 100, on MariaDB, in the same run.
 
 Run from the repository root (hand-run, never collected by pytest)::
 
@@ -10,11 +11,12 @@ Run from the repository root (hand-run, never collected by pytest)::
 
 It creates a scratch MariaDB database (dropped at the end), starts ``python3 app.py`` on it,
 creates a user with the CLI and an ingest key for it, and drives ``bench/events.lua`` with
-wrk. The interfaces take turns within each round (logs, eye, track), so drifting load on a
-shared machine hits them alike. After every run it checks that the rows added (``user_logs``
-for logs, ``events`` for the others) equal the acknowledged requests, plus at most one per
-connection from requests in flight when wrk stopped. The table shows medians, and each
-interface's requests/s as a share of ``/send_logs``'s (the goal: within 10%).
+wrk. The interfaces take turns within each round (logs, eye, track, logs100, api), so
+drifting load on a shared machine hits them alike. After every run it checks that the rows
+added (``user_logs`` for logs, ``events`` for the others) equal the acknowledged requests,
+plus at most one per connection from requests in flight when wrk stopped (times 100 for
+the batch kinds). The table shows medians, and each interface's requests/s as a share of
+``/send_logs``'s at the same batch size (the goal: within 10%).
 """
 
 from __future__ import annotations
@@ -36,13 +38,18 @@ import run  # bench/run.py: the server, MariaDB and /proc helpers
 REPO = run.REPO
 LUA = REPO / "bench" / "events.lua"
 RESULT_RE = re.compile(r"^RESULT (.*)$", re.M)
-KINDS = ("logs", "eye", "track")
+KINDS = ("logs", "eye", "track", "logs100", "api")
 LABELS = {
     "logs": "POST //send_logs (batch 1)",
     "eye": "POST /eye/collector",
     "track": "POST /track",
+    "logs100": "POST //send_logs (batch 100)",
+    "api": "POST /api/events (batch 100)",
 }
 TABLES = {"logs": "user_logs", "eye": "events", "track": "events"}
+TABLES.update(logs100="user_logs", api="events")
+#: Records or events per request of each kind.
+PER_REQUEST = {"logs100": 100, "api": 100}
 
 # Run with the server's interpreter: an ingest key for user "bench", printed once.
 _MAKE_KEY = """
@@ -104,6 +111,7 @@ def run_wrk(
     db_pid: int | None,
 ) -> Result:
     table = TABLES[kind]
+    per = PER_REQUEST.get(kind, 1)
     before = backend.count_table(table)
     pids = server.pids
     cpu0 = run.cpu_seconds(pids)
@@ -127,7 +135,7 @@ def run_wrk(
         p99=float(res["p99_ms"]),
         non200=int(res["non200"]),
         sock_err=int(res["sock_err"]),
-        rows_ok=ok <= added <= ok + args.conns,
+        rows_ok=ok * per <= added <= (ok + args.conns) * per,
         cpu_us_req=1e6 * (cpu1 - cpu0) / max(1, int(res["requests"])),
         detail=f"{kind}: rows added {added}, acknowledged {ok}",
     )
@@ -142,20 +150,22 @@ def table(results: dict[str, list[Result]]) -> list[str]:
         for k, rs in results.items()
         if rs
     }
-    base = med.get("logs", {}).get("req_s")
     lines = [
-        "| interface | req/s | p50 ms | p99 ms | server CPU µs/req | vs logs | non-200 | rows |",
-        "|---|---|---|---|---|---|---|---|",
+        "| interface | req/s | items/s | p50 ms | p99 ms | server CPU µs/req | vs logs at the "
+        "same batch size | non-200 | rows |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for kind, rs in results.items():
         if not rs:
             continue
         m = med[kind]
+        per = PER_REQUEST.get(kind, 1)
+        base = med.get("logs100" if per > 1 else "logs", {}).get("req_s")
         share = f"{100 * m['req_s'] / base:.0f}%" if base else "-"
         bad = sum(r.non200 + r.sock_err for r in rs)
         rows = "ok" if all(r.rows_ok for r in rs) else "MISMATCH"
         lines.append(
-            f"| {LABELS[kind]} | {m['req_s']:.0f} | {m['p50']:.1f} | "
+            f"| {LABELS[kind]} | {m['req_s']:.0f} | {m['req_s'] * per:.0f} | {m['p50']:.1f} | "
             f"{m['p99']:.1f} | {m['cpu_us_req']:.0f} | {share} | {bad} | {rows} |"
         )
     return lines
@@ -167,7 +177,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="rounds (each runs every kind)")
     parser.add_argument("--conns", type=int, default=64, help="wrk connections")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
-    parser.add_argument("--kinds", default=",".join(KINDS), help="subset of logs,eye,track")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="subset of " + ",".join(KINDS))
     parser.add_argument("--mysql", default="root@127.0.0.1:3306", help="USER[:PW]@HOST:PORT")
     parser.add_argument("--python", default=sys.executable, help="interpreter for app.py")
     parser.add_argument("--server-args", default="", help="extra flags for app.py")

@@ -1,15 +1,23 @@
 """The native usage-events API: ``POST /api/events`` (ingest key or token), ``GET
 /api/events``, ``GET /api/sessions``, ``GET /api/events/stats``; its error shape, its CORS,
-its documentation, and that a key only ever writes into its own user's events."""
+its documentation, and that a key only ever writes into its own user's events; and that the
+common case, loaded without the schema, loads as the schema loads it."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openapi_spec_validator import validate
 from support import assert_error, read_headers
 
 from bot_logging_server import accounts
 from bot_logging_server.openapi import responses
+from bot_logging_server.schemas import events as event_schemas
+from bot_logging_server.schemas.base import ValidationFailed
+from bot_logging_server.schemas.events import load_events
 
 OK = {"code": 200, "message": "Events added successfully"}
 
@@ -532,3 +540,37 @@ async def test_real_answers_load_through_the_documented_schemas(client, user, ke
     assert set(sessions["sessions"][0]) == set(responses.SessionSchema().fields)
     stats = responses.EventStatsSchema().load(await get(client, "/api/events/stats", user))
     assert stats["counts"][0]["count"] == 1
+
+
+# -- the common case is loaded without the schema, to the same result -----------------------
+
+_VALUES = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**64), max_value=2**64)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=300)
+    | st.sampled_from(["", "s", "click", "x" * 64, "x" * 65, "y" * 255, "y" * 256])
+)
+_EVENT_LIKE = (
+    st.dictionaries(
+        st.sampled_from(["name", "session", "category", "page", "data", "time", "sequence", "x"]),
+        _VALUES | st.dictionaries(st.text(max_size=5), _VALUES, max_size=3),
+    )
+    | _VALUES
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.lists(_EVENT_LIKE, max_size=4))
+def test_plainly_valid_events_load_as_the_schema_loads_them(events):
+    def outcome() -> object:
+        try:
+            return load_events(copy.deepcopy(events), "192.0.2.1", "agent")
+        except ValidationFailed as exc:
+            return exc.detail
+
+    fast = outcome()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(event_schemas, "_plainly_valid", lambda _events: False)
+        assert outcome() == fast

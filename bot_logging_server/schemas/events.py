@@ -166,6 +166,13 @@ def _data(value: Any, field: str) -> Any:
     if value is None:
         return None
     try:
+        # Most data: orjson writes it (so it has no lone surrogate, fits 64-bit integers
+        # and 255 levels), and its UTF-8 is short enough: no character count needed.
+        if len(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)) <= MAX_DATA_CHARS:
+            return value
+    except TypeError:
+        pass  # the checks below name what is wrong, or clean it
+    try:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     except RecursionError:
         raise ValidationFailed(f"{field}: nested too deeply") from None
@@ -337,23 +344,52 @@ def read_events(body: object) -> list:
 
 def load_events(events: list, ip: str | None = None, user_agent: str | None = None) -> list[Event]:
     """The ``events`` list as `Event`s of source ``api`` sent from `ip` with `user_agent`;
-    `ValidationFailed` names the field (``events[3].name: ...``)."""
-    loaded = load(_EVENTS_IN, events, "events")
+    `ValidationFailed` names the field (``events[3].name: ...``).
+
+    A list whose every event is plainly valid (`_plainly_valid`) is taken as it is: what
+    `EventInSchema` would load from it, without its cost (about 40 µs an event). Any other
+    goes through the schema, for its exact errors.
+    """
+    loaded = events if _plainly_valid(events) else load(_EVENTS_IN, events, "events")
     return [
         Event(
             "api",
             item["name"],
-            session=item["session"],
-            category=item["category"],
-            page=item["page"],
-            data=item["data"],
-            client_time=item["time"],
-            sequence=item["sequence"],
+            session=item.get("session"),
+            category=item.get("category"),
+            page=item.get("page"),
+            data=item.get("data"),
+            client_time=item.get("time"),
+            sequence=item.get("sequence"),
             ip=ip,
             user_agent=user_agent,
         )
         for item in loaded
     ]
+
+
+def _plainly_valid(events: list) -> bool:
+    """Whether every event is one `EventInSchema` loads unchanged (but for the optional
+    fields it leaves out, read as None): a ``name``, strings within their lengths, an
+    ``int`` sequence in range."""
+    for item in events:
+        if type(item) is not dict:
+            return False
+        name, session, category = item.get("name"), item.get("session"), item.get("category")
+        page, sequence = item.get("page"), item.get("sequence")
+        if type(name) is not str or len(name) > MAX_NAME_CHARS:
+            return False
+        if session is not None and (
+            type(session) is not str or not 1 <= len(session) <= MAX_SESSION_CHARS
+        ):
+            return False
+        if category is not None and (type(category) is not str or len(category) > MAX_NAME_CHARS):
+            return False
+        if page is not None and type(page) is not str:
+            return False
+        if sequence is not None and (type(sequence) is not int or not -BIGINT <= sequence < BIGINT):
+            return False
+    return True
 
 
 class _Query(Schema):
