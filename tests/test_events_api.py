@@ -1,7 +1,9 @@
 """The native usage-events API: ``POST /api/events`` (ingest key or token), ``GET
-/api/events``, ``GET /api/sessions``, ``GET /api/events/stats``; its error shape, its CORS,
-its documentation, and that a key only ever writes into its own user's events; and that the
-common case, loaded without the schema, loads as the schema loads it."""
+/api/events``, ``GET /api/sessions``, ``GET /api/events/stats`` and the dashboards' counts
+(``GET /api/events/pages``, ``GET /api/sessions/stats``, counted in tests/test_usage_stats.py);
+its error shape, its CORS, its documentation, and that a key only ever writes into its own
+user's events; and that the common case, loaded without the schema, loads as the schema
+loads it."""
 
 from __future__ import annotations
 
@@ -20,6 +22,13 @@ from bot_logging_server.schemas.base import ValidationFailed
 from bot_logging_server.schemas.events import load_events
 
 OK = {"code": 200, "message": "Events added successfully"}
+READ_PATHS = (
+    "/api/events",
+    "/api/sessions",
+    "/api/events/stats",
+    "/api/events/pages",
+    "/api/sessions/stats",
+)
 
 
 @pytest.fixture
@@ -175,7 +184,17 @@ async def test_a_key_of_one_user_never_writes_into_another(client, storage, make
     assert (await get(client, "/api/sessions", bob))["sessions"] == []
 
 
-@pytest.mark.parametrize("path", ["/api/events", "/api/sessions", "/api/events/stats", "/api/logs"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/events",
+        "/api/sessions",
+        "/api/events/stats",
+        "/api/events/pages",
+        "/api/sessions/stats",
+        "/api/logs",
+    ],
+)
 async def test_a_key_never_reads(client, user, key, path):
     await assert_ok(await post(client, {"events": [{"name": "a"}]}, key), 1)
     for headers, query in (
@@ -483,7 +502,7 @@ async def test_a_bad_query_parameter_is_400_naming_it(client, user, path, params
 
 
 async def test_reading_needs_the_users_token(client, user):
-    for path in ("/api/events", "/api/sessions", "/api/events/stats"):
+    for path in READ_PATHS:
         await assert_error(await client.get(path), 403, "Forbidden")
         response = await client.get(path, headers={"X-User": user.name, "X-User-Token": "0" * 32})
         await assert_error(response, 403, "Forbidden")
@@ -515,16 +534,19 @@ async def test_the_events_api_is_documented_with_the_parameters_it_reads(client)
     assert {p["name"] for p in paths["/api/events/stats"]["get"]["parameters"]} == filters | {
         "bucket"
     }
-    assert {p["name"] for p in paths["/api/sessions"]["get"]["parameters"]} == {
-        "source",
-        "session",
-        "stopped",
-        "since",
-        "until",
+    assert {p["name"] for p in paths["/api/events/pages"]["get"]["parameters"]} == filters | {
+        "limit",
+        "sort",
+    }
+    session_filters = {"source", "session", "stopped", "since", "until"}
+    assert {p["name"] for p in paths["/api/sessions"]["get"]["parameters"]} == session_filters | {
         "limit",
         "cursor",
         "order",
     }
+    assert {p["name"] for p in paths["/api/sessions/stats"]["get"]["parameters"]} == (
+        session_filters | {"bucket", "by_source"}
+    )
     post_op = paths["/api/events"]["post"]
     assert {"ingest_key": []} in post_op["security"]
     assert set(post_op["responses"]) >= {"200", "400", "403", "413", "429", "503"}
@@ -540,6 +562,11 @@ async def test_real_answers_load_through_the_documented_schemas(client, user, ke
     assert set(sessions["sessions"][0]) == set(responses.SessionSchema().fields)
     stats = responses.EventStatsSchema().load(await get(client, "/api/events/stats", user))
     assert stats["counts"][0]["count"] == 1
+    sessions = responses.SessionStatsSchema().load(await get(client, "/api/sessions/stats", user))
+    assert sessions["counts"][0]["count"] == sessions["total"] == 1
+    await assert_ok(await post(client, {"events": [{"name": "click", "page": "/a"}]}, key), 1)
+    pages = responses.TopPagesSchema().load(await get(client, "/api/events/pages", user))
+    assert pages["pages"] == [{"page": "/a", "events": 1, "views": 0, "clicks": 1, "sessions": 0}]
 
 
 # -- the common case is loaded without the schema, to the same result -----------------------

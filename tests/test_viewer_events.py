@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -231,6 +231,47 @@ def test_sessions_per_day_and_top_pages_count_what_was_sent(tabs, events_server,
     page.go_back()
     expect(page.locator("#ev-heatmap")).to_have_attribute("data-page", "/home")
     assert heat_points(page) == {(10, 20), (90.5, 80)}
+
+
+@sqlite_only
+def test_sessions_and_top_pages_count_every_row_not_the_newest_few_thousand(
+    tabs, events_server, event_user
+):
+    base, _ = events_server
+    # 6,000 sessions of one event each: 3,500 views of /old first, then 2,500 clicks on /new
+    # (the tab once counted the newest 5,000 sessions and the newest 3,000 events).
+    for start in range(0, 6000, 1000):
+        event_user.post(
+            *(
+                {"name": "page_view", "session": f"b{i}", "page": "/old"}
+                if i < 3500
+                else {"name": "click", "session": f"b{i}", "page": "/new"}
+                for i in range(start, start + 1000)
+            )
+        )
+    page = open_events(tabs, base, event_user)
+    expect(page.locator("#ev-sessions-chart")).to_have_attribute("data-total", "6000")
+    expect(page.locator("#ev-sessions-total")).to_have_text("· 6,000 sessions")
+    rows = page.locator("#ev-pages tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_have_attribute("data-page", "/old")
+    table = [r.locator("td").all_inner_texts() for r in rows.all()]
+    assert table == [
+        ["/old", "3500", "0", "3500", "3500"],
+        ["/new", "0", "2500", "2500", "2500"],
+    ]
+    expect(page.locator("#ev-pages-note")).to_have_text("")
+    expect(page.locator("#ev-heat-page")).to_have_value("/new")  # the most clicked page
+    # A range: the sessions' axis spans it in UTC days, the empty ones as gaps.
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    since = (today - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    until = (today + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    page.goto(f"{base}/?tab=events&since={since}&until={until}")
+    chart = page.locator("#ev-sessions-chart")
+    expect(chart).to_have_attribute("data-from", since.replace("Z", ".000Z"))
+    expect(chart).to_have_attribute("data-buckets", "5")
+    expect(chart).to_have_attribute("data-bars", "1")
+    expect(chart).to_have_attribute("data-total", "6000")
 
 
 @sqlite_only

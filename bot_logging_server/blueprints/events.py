@@ -13,6 +13,10 @@
   ``source session category name page since until invalid_time tolerance_ms``.
 * ``GET /api/sessions``: one keyset page of the user's sessions.
 * ``GET /api/events/stats?bucket=minute|hour|day``: counts per event name per bucket.
+* ``GET /api/events/pages?sort=events|views|clicks|sessions&limit=``: the top pages.
+* ``GET /api/sessions/stats?bucket=hour|day``: sessions started per bucket (per source).
+
+Stats and top pages are counted in SQL (GROUP BY) over every matching row, never a sample.
 
 Reading needs the user's token (never an ingest key) and only ever reads that user's rows.
 """
@@ -42,14 +46,24 @@ from bot_logging_server.schemas.events import (
     MAX_BATCH,
     load_event_query,
     load_events,
+    load_page_query,
     load_session_query,
+    load_session_stats_query,
     read_events,
 )
 from bot_logging_server.schemas.query import encode_cursor
 from bot_logging_server.storage import Claim, IngestKey, User, get_storage, utc_now
 from bot_logging_server.storage.base import MAX_STAT_ROWS
 
-__all__ = ["bp", "event_stats", "list_events", "list_sessions", "post_events"]
+__all__ = [
+    "bp",
+    "event_stats",
+    "list_events",
+    "list_sessions",
+    "post_events",
+    "session_stats",
+    "top_pages",
+]
 
 bp = Blueprint("events", __name__, url_prefix="/api")
 
@@ -141,6 +155,48 @@ async def event_stats(user: User) -> Response:
         {
             "bucket": bucket,
             "counts": [{"start": iso(c.start), "name": c.name, "count": c.count} for c in counts],
+            "partial": len(counts) >= MAX_STAT_ROWS,
+        }
+    )
+
+
+@bp.get("/events/pages")
+@requires_header_user
+async def top_pages(user: User) -> Response:
+    """The pages with the most matching events (views, clicks, sessions), computed in SQL."""
+    query, sort, limit = _or_400(load_page_query, request.args)
+    rows = await get_storage().top_pages(user.id, query, sort, limit)
+    return json_response(
+        {
+            "sort": sort,
+            "pages": [
+                {
+                    "page": r.page,
+                    "events": r.events,
+                    "views": r.views,
+                    "clicks": r.clicks,
+                    "sessions": r.sessions,
+                }
+                for r in rows
+            ],
+        }
+    )
+
+
+@bp.get("/sessions/stats")
+@requires_header_user
+async def session_stats(user: User) -> Response:
+    """Sessions started per bucket of ``started_at`` (per source), newest bucket first."""
+    query, bucket, by_source = _or_400(load_session_stats_query, request.args)
+    counts = await get_storage().session_stats(user.id, query, bucket, by_source)
+    return json_response(
+        {
+            "bucket": bucket,
+            "by_source": by_source,
+            "counts": [
+                {"start": iso(c.start), "source": c.source, "count": c.count} for c in counts
+            ],
+            "total": sum(c.count for c in counts),
             "partial": len(counts) >= MAX_STAT_ROWS,
         }
     )

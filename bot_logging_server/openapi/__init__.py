@@ -461,3 +461,31 @@ def _event_paths(spec: APISpec) -> None:
             )
         },
     )
+    spec.path(
+        path="/api/events/pages",
+        operations={
+            "get": _read_operation(
+                "The top pages: events, views, clicks and sessions per page, counted in SQL.",
+                events.EventPagesQuerySchema,
+                {
+                    "description": "The pages.",
+                    "content": {_JSON: {"schema": responses.TopPagesSchema}},
+                },
+                tag="events",
+            )
+        },
+    )
+    spec.path(
+        path="/api/sessions/stats",
+        operations={
+            "get": _read_operation(
+                "Sessions started per time bucket of started_at (per source on request).",
+                events.SessionStatsQuerySchema,
+                {
+                    "description": "The counts.",
+                    "content": {_JSON: {"schema": responses.SessionStatsSchema}},
+                },
+                tag="events",
+            )
+        },
+    )

@@ -22,12 +22,16 @@ __all__ = [
     "LevelCountSchema",
     "LogPageSchema",
     "NameCountSchema",
+    "PageCountSchema",
     "SendLogsResultSchema",
+    "SessionCountSchema",
     "SessionPageSchema",
     "SessionSchema",
+    "SessionStatsSchema",
     "StatsSchema",
     "StoredEventSchema",
     "StoredLogSchema",
+    "TopPagesSchema",
 ]
 
 
@@ -210,3 +214,48 @@ class EventStatsSchema(_Open):
     partial = fields.Boolean(
         required=True, metadata={"description": "True when older buckets were left out."}
     )
+
+
+class SessionCountSchema(_Open):
+    """One bar of the sessions histogram: sessions started in the bucket at `start` (of
+    `source`, or of every source when null)."""
+
+    start = fields.DateTime(required=True)
+    source = fields.String(required=True, allow_none=True)
+    count = fields.Integer(required=True)
+
+
+class SessionStatsSchema(_Open):
+    """``GET /api/sessions/stats``: sessions started per bucket, newest bucket first."""
+
+    bucket = fields.String(required=True, validate=validate.OneOf(("hour", "day")))
+    by_source = fields.Boolean(required=True)
+    counts = fields.List(fields.Nested(SessionCountSchema), required=True)
+    total = fields.Integer(
+        required=True, metadata={"description": "The sum of the counts answered."}
+    )
+    partial = fields.Boolean(
+        required=True, metadata={"description": "True when older buckets were left out."}
+    )
+
+
+class PageCountSchema(_Open):
+    """One of the top pages: its events, page views, clicks and distinct sessions."""
+
+    page = fields.String(required=True)
+    events = fields.Integer(required=True)
+    views = fields.Integer(
+        required=True,
+        metadata={"description": "Events named page_view, pageview, visit or load."},
+    )
+    clicks = fields.Integer(required=True, metadata={"description": "Events named click."})
+    sessions = fields.Integer(
+        required=True, metadata={"description": "Distinct sessions of these events."}
+    )
+
+
+class TopPagesSchema(_Open):
+    """``GET /api/events/pages``: the top pages, in the order asked for."""
+
+    sort = fields.String(required=True)
+    pages = fields.List(fields.Nested(PageCountSchema), required=True)

@@ -22,7 +22,8 @@ Event rules (`check_event`), each failure a `ValidationFailed` naming the field:
 A session started explicitly (`check_session`) follows the same rules for its source, key,
 attributes (as ``data``), client time, IP and user agent.
 
-The native API's wire (``/api/events``, ``/api/sessions``, ``/api/events/stats``): the body
+The native API's wire (``/api/events``, ``/api/sessions``, ``/api/events/stats``,
+``/api/events/pages``, ``/api/sessions/stats``): the body
 of ``POST /api/events`` (`EventsBodySchema`, read by `read_events` then `load_events`) and the
 query strings of the reads (`load_event_query`, `load_session_query`), which load straight
 into the storage's `EventQuery` and `SessionQuery`.
@@ -44,27 +45,40 @@ from marshmallow import EXCLUDE, Schema, fields, pre_load, validate
 from bot_logging_server.schemas.base import ValidationFailed, load
 from bot_logging_server.schemas.query import Cursor
 from bot_logging_server.schemas.values import BIGINT, Timestamp, clean_text, parse_timestamp
-from bot_logging_server.storage import BUCKETS, MAX_PAGE, Event, EventQuery, SessionQuery
+from bot_logging_server.storage import (
+    BUCKETS,
+    MAX_PAGE,
+    PAGE_SORTS,
+    Event,
+    EventQuery,
+    SessionQuery,
+)
 
 __all__ = [
     "MAX_BATCH",
     "MAX_DATA_CHARS",
     "MAX_NAME_CHARS",
     "MAX_SESSION_CHARS",
+    "MAX_TOP_PAGES",
     "SOURCES",
     "EventFiltersSchema",
     "EventInSchema",
+    "EventPagesQuerySchema",
     "EventStatsQuerySchema",
     "EventTime",
     "EventsBodySchema",
     "EventsQuerySchema",
+    "SessionFiltersSchema",
     "SessionStart",
+    "SessionStatsQuerySchema",
     "SessionsQuerySchema",
     "check_event",
     "check_session",
     "load_event_query",
     "load_events",
+    "load_page_query",
     "load_session_query",
+    "load_session_stats_query",
     "parse_event_time",
     "read_events",
 ]
@@ -78,6 +92,10 @@ MAX_SESSION_CHARS = 64
 #: ``data`` as JSON text, and ``data_raw``, hold at most this many characters.
 MAX_DATA_CHARS = 262_144
 _PAGE_CHARS, _IP_CHARS, _AGENT_CHARS, _RAW_TIME_CHARS = 2048, 64, 1024, 255
+#: The most rows ``GET /api/events/pages`` answers.
+MAX_TOP_PAGES = 100
+#: Buckets of ``GET /api/sessions/stats``.
+_SESSION_BUCKETS = ("hour", "day")
 #: The most events one ``POST /api/events`` may carry.
 MAX_BATCH = 1000
 #: A Unix time of this magnitude or more is in milliseconds.
@@ -450,8 +468,26 @@ class EventStatsQuerySchema(EventFiltersSchema):
     bucket = fields.String(load_default="hour", validate=validate.OneOf(BUCKETS))
 
 
-class SessionsQuerySchema(_Page):
-    """``GET /api/sessions``: filters (start time, state) and a keyset page."""
+class EventPagesQuerySchema(EventFiltersSchema):
+    """``GET /api/events/pages``: the filters, how many pages and their order."""
+
+    limit = fields.Integer(
+        load_default=10,
+        validate=validate.Range(1, MAX_TOP_PAGES),
+        metadata={"description": f"Pages answered, 1-{MAX_TOP_PAGES} (default 10)."},
+    )
+    sort = fields.String(
+        load_default="events",
+        validate=validate.OneOf(PAGE_SORTS),
+        metadata={
+            "description": "The count the pages are ranked by (descending; ties by events, "
+            "then page): events (default), views, clicks or sessions."
+        },
+    )
+
+
+class SessionFiltersSchema(_Query):
+    """The filters of ``GET /api/sessions`` and ``GET /api/sessions/stats``."""
 
     source = fields.String(validate=validate.OneOf(SOURCES))
     session = fields.String(validate=validate.Length(1, MAX_SESSION_CHARS))
@@ -460,8 +496,28 @@ class SessionsQuerySchema(_Page):
     until = Timestamp(metadata={"description": "started_at < until (ISO 8601)."})
 
 
+class SessionsQuerySchema(SessionFiltersSchema, _Page):
+    """``GET /api/sessions``: filters (start time, state) and a keyset page."""
+
+
+class SessionStatsQuerySchema(SessionFiltersSchema):
+    """``GET /api/sessions/stats``: the filters, the bucket width, and whether per source."""
+
+    bucket = fields.String(
+        load_default="day",
+        validate=validate.OneOf(_SESSION_BUCKETS),
+        metadata={"description": "Width of a bucket of started_at: hour or day (default)."},
+    )
+    by_source = fields.Boolean(
+        load_default=False,
+        metadata={"description": "true: one count per (bucket, source)."},
+    )
+
+
 _EVENT_QUERIES = {"events": EventsQuerySchema(), "stats": EventStatsQuerySchema()}
 _SESSIONS_QUERY = SessionsQuerySchema()
+_SESSION_STATS_QUERY = SessionStatsQuerySchema()
+_PAGES_QUERY = EventPagesQuerySchema()
 
 
 def _page(args: dict[str, Any]) -> dict[str, Any]:
@@ -483,6 +539,24 @@ def load_event_query(kind: str, args: Mapping[str, str]) -> tuple[EventQuery, st
     bucket = loaded.pop("bucket", None)
     page = _page(loaded) if kind == "events" else {}
     return EventQuery(**loaded, **page), bucket
+
+
+def load_page_query(args: Mapping[str, str]) -> tuple[EventQuery, str, int]:
+    """The `EventQuery` of ``GET /api/events/pages``, its sort and its limit;
+    `ValidationFailed` names the parameter."""
+    loaded = load(_PAGES_QUERY, dict(args), "query")
+    sort, limit = loaded.pop("sort"), loaded.pop("limit")
+    return EventQuery(**loaded), sort, limit
+
+
+def load_session_stats_query(args: Mapping[str, str]) -> tuple[SessionQuery, str, bool]:
+    """The `SessionQuery` of ``GET /api/sessions/stats``, its bucket and whether per source;
+    `ValidationFailed` names the parameter."""
+    loaded = load(_SESSION_STATS_QUERY, dict(args), "query")
+    bucket, by_source = loaded.pop("bucket"), loaded.pop("by_source")
+    if "session" in loaded:
+        loaded["key"] = loaded.pop("session")
+    return SessionQuery(**loaded), bucket, by_source
 
 
 def load_session_query(args: Mapping[str, str]) -> SessionQuery:

@@ -47,10 +47,12 @@ from bot_logging_server.storage.base import (
 )
 from bot_logging_server.storage.events import (
     EVENT_SORTS,
+    PAGE_SORTS,
     Event,
     EventQuery,
     EventTable,
     NameCount,
+    PageCount,
     Recorded,
     StoredEvent,
 )
@@ -66,6 +68,7 @@ from bot_logging_server.storage.retention import RetentionRule, RetentionTable
 from bot_logging_server.storage.sessions import (
     SESSION_SORTS,
     Session,
+    SessionCount,
     SessionExists,
     SessionQuery,
     SessionTable,
@@ -78,6 +81,7 @@ __all__ = [
     "EVENT_SORTS",
     "KEY_LIFETIME",
     "MAX_PAGE",
+    "PAGE_SORTS",
     "SESSION_SORTS",
     "AlertDelivery",
     "AlertRule",
@@ -93,10 +97,12 @@ __all__ = [
     "LogRow",
     "Matches",
     "NameCount",
+    "PageCount",
     "Recorded",
     "Remembered",
     "RetentionRule",
     "Session",
+    "SessionCount",
     "SessionExists",
     "SessionQuery",
     "StopOutcome",

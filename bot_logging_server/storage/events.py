@@ -49,11 +49,15 @@ from bot_logging_server.storage.sessions import (
 )
 
 __all__ = [
+    "CLICK_NAME",
     "EVENT_SORTS",
+    "PAGE_SORTS",
+    "VIEW_NAMES",
     "Event",
     "EventQuery",
     "EventTable",
     "NameCount",
+    "PageCount",
     "Recorded",
     "StoredEvent",
 ]
@@ -143,6 +147,27 @@ class NameCount:
     name: str
     count: int
 
+
+@dataclass(frozen=True, slots=True)
+class PageCount:
+    """One row of the top pages: of the events on `page`, how many (`events`), how many
+    page views (`views`: named one of `VIEW_NAMES`), clicks (`clicks`: named `CLICK_NAME`),
+    and the distinct sessions they belong to (`sessions`)."""
+
+    page: str
+    events: int
+    views: int
+    clicks: int
+    sessions: int
+
+
+#: The event names a page view has, per interface (tracker.js and the native API
+#: ``page_view``, the Stats WebSocket ``visit``, the tracker demo ``pageview``/``load``).
+VIEW_NAMES = ("page_view", "pageview", "visit", "load")
+#: The event name of a click, whatever the interface.
+CLICK_NAME = "click"
+#: `EventTable.top_pages` orders: by this count descending, then events, then page.
+PAGE_SORTS = ("events", "views", "clicks", "sessions")
 
 #: ``EventQuery.sort`` values and the column each sorts on (ties by id, same direction).
 EVENT_SORTS = {
@@ -484,3 +509,27 @@ class EventTable(Table):
             (*args, MAX_STAT_ROWS),
         )
         return [NameCount(start(r[0]), r[1], int(r[2])) for r in rows]
+
+    async def top_pages(
+        self, user_id: int, query: EventQuery, sort: str = "events", limit: int = 10
+    ) -> list[PageCount]:
+        """The `limit` pages with the most events matching `query`'s filters, counted in SQL.
+
+        Ordered by `sort` (one of `PAGE_SORTS`) descending, then by events descending, then
+        by page; events without a page (null or empty) are left out. The page of `query` is
+        ignored. Its cost grows with the events in range (``page`` is too long to index).
+        """
+        if sort not in PAGE_SORTS:
+            raise ValueError(f"sort must be one of {PAGE_SORTS}")
+        where, args = self._event_where(user_id, query, with_cursor=False)
+        views = ", ".join(["?"] * len(VIEW_NAMES))
+        rows = await self.db.fetch(
+            "SELECT e.page, COUNT(*) AS events, "
+            f"SUM(CASE WHEN e.name IN ({views}) THEN 1 ELSE 0 END) AS views, "
+            "SUM(CASE WHEN e.name = ? THEN 1 ELSE 0 END) AS clicks, "
+            "COUNT(DISTINCT e.session_id) AS sessions "
+            f"FROM events e WHERE {where} AND e.page IS NOT NULL AND e.page <> '' "
+            f"GROUP BY e.page ORDER BY {sort} DESC, events DESC, e.page LIMIT ?",
+            (*VIEW_NAMES, CLICK_NAME, *args, limit),
+        )
+        return [PageCount(r[0], *(int(n) for n in r[1:5])) for r in rows]

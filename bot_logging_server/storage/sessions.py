@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from bot_logging_server.storage.base import (
     MAX_PAGE,
+    MAX_STAT_ROWS,
     DuplicateKey,
     StorageError,
     Table,
@@ -26,6 +27,7 @@ from bot_logging_server.storage.base import (
 __all__ = [
     "SESSION_SORTS",
     "Session",
+    "SessionCount",
     "SessionExists",
     "SessionQuery",
     "SessionTable",
@@ -99,6 +101,16 @@ class Session:
     def stopped(self) -> bool:
         """True once the session was stopped."""
         return self.stopped_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCount:
+    """One bar of the sessions histogram: `count` sessions (of `source`, or of every source
+    when None) started in the bucket of ``started_at`` starting at `start`."""
+
+    start: datetime
+    source: str | None
+    count: int
 
 
 #: ``SessionQuery.sort`` values and the column each sorts on (ties by id).
@@ -271,8 +283,10 @@ class SessionTable(Table):
             )
         return "stopped" if done.rowcount == 1 else "already_stopped"
 
-    async def query_sessions(self, user_id: int, query: SessionQuery) -> list[Session]:
-        """One page of the owner's sessions matching `query`."""
+    def _session_where(
+        self, user_id: int, query: SessionQuery, with_cursor: bool = True
+    ) -> tuple[str, list]:
+        """The WHERE clause of `query`'s filters (and its cursor), scoped to `user_id`."""
         encode = self.db.dialect.encode_time
         clauses = [
             ("source = ?", query.source),
@@ -281,12 +295,17 @@ class SessionTable(Table):
             ("ip = ?", query.ip),
             ("started_at >= ?", None if query.since is None else encode(query.since)),
             ("started_at < ?", None if query.until is None else encode(query.until)),
-            ("id < ?", query.before_id),
-            ("id > ?", query.after_id),
         ]
+        if with_cursor:
+            clauses += [("id < ?", query.before_id), ("id > ?", query.after_id)]
         where, args = join_filters(("user_id = ?", user_id), clauses)
         if query.stopped is not None:
             where += " AND stopped_at IS NOT NULL" if query.stopped else " AND stopped_at IS NULL"
+        return where, args
+
+    async def query_sessions(self, user_id: int, query: SessionQuery) -> list[Session]:
+        """One page of the owner's sessions matching `query`."""
+        where, args = self._session_where(user_id, query)
         order = "DESC" if query.descending else "ASC"
         rows = await self.db.fetch(
             f"SELECT {SESSION_COLUMNS} FROM sessions WHERE {where} "
@@ -294,3 +313,25 @@ class SessionTable(Table):
             (*args, query.limit, query.offset),
         )
         return [self._session(row) for row in rows]
+
+    async def session_stats(
+        self, user_id: int, query: SessionQuery, bucket: str, by_source: bool = False
+    ) -> list[SessionCount]:
+        """Sessions started per bucket of ``started_at`` (and per source with `by_source`)
+        among the owner's sessions matching `query`'s filters, counted in SQL.
+
+        `bucket` is one of `BUCKETS`; the page of `query` is ignored. Newest buckets first
+        (sources ascending), at most `MAX_STAT_ROWS` rows. Without `by_source`, and with
+        filters on the start time only, the index (user_id, started_at) answers it alone.
+        """
+        expression, start = self.db.dialect.bucket("started_at", bucket)
+        where, args = self._session_where(user_id, query, with_cursor=False)
+        source = ", source" if by_source else ""
+        rows = await self.db.fetch(
+            f"SELECT {expression} AS bucket{source}, COUNT(*) FROM sessions WHERE {where} "
+            f"GROUP BY bucket{source} ORDER BY bucket DESC{source} LIMIT ?",
+            (*args, MAX_STAT_ROWS),
+        )
+        if by_source:
+            return [SessionCount(start(r[0]), r[1], int(r[2])) for r in rows]
+        return [SessionCount(start(r[0]), None, int(r[1])) for r in rows]

@@ -1,17 +1,16 @@
 // The Events tab's charts, drawn by chart.js on a real time axis (an empty bucket is a gap):
 // events per name over time (GET /api/events/stats; the seven most frequent names, the rest
-// as "other"), and sessions started per day (counted here from GET /api/sessions pages).
+// as "other"), and sessions started per day (GET /api/sessions/stats: every session counted
+// by the server, per UTC day as the events' buckets).
 "use strict";
 
 import { BUCKET_MS, createChart } from "./chart.js";
-import { fetchPages } from "./events-lists.js";
 import { eventsParams, sessionParams } from "./events-view.js";
 import { api } from "./net.js";
 import { DAY, HOUR, parseWire, toWire } from "./times.js";
 
 const $ = (id) => document.getElementById(id);
 const SERIES = 7; // names drawn on their own; the others are summed as "other"
-const SESSION_PAGES = 5; // sessions counted at most: 5 pages of 1000
 
 /** The bucket that draws `spanMs` in a few hundred bars at most (as the logs' histogram). */
 const autoBucket = (spanMs) => (spanMs <= 6 * HOUR ? "minute" : spanMs <= 14 * DAY ? "hour" : "day");
@@ -113,20 +112,19 @@ export function createEventCharts({ headers, onZoom }) {
     names.render(data.bars.size ? { from, to, bucket, bucketMs: BUCKET_MS[bucket], bars: data.bars, kinds, colours, unit: "event" } : null);
   }
 
-  /** Sessions started per day (UTC days, as the server's buckets), from the session pages. */
+  /** Sessions started per day (UTC days, as the server's buckets), counted by the server. */
   async function loadSessions(params, now, signal) {
-    const { items, complete } = await fetchPages("/api/sessions", "sessions", sessionParams(params), { headers, signal, maxPages: SESSION_PAGES });
+    const answer = await api("/api/sessions/stats", { ...sessionParams(params), bucket: "day" }, { headers: headers(), signal });
     const bars = new Map();
-    for (const s of items) {
-      const day = Math.floor(parseWire(s.started_at) / DAY) * DAY;
-      bars.set(day, { sessions: (bars.get(day)?.sessions || 0) + 1 });
-    }
+    for (const c of answer.counts) bars.set(parseWire(c.start), { sessions: c.count });
     const days = [...bars.keys()];
     const from = params.since ? Math.floor(parseWire(params.since) / DAY) * DAY : Math.min(...days);
     const to = (params.until ? Math.ceil(parseWire(params.until) / DAY) : Math.floor(Math.max(now, ...days) / DAY) + 1) * DAY;
-    $("ev-sessions-total").textContent = "· " + (complete ? "" : "at least ") + items.length.toLocaleString("en") + (items.length === 1 ? " session" : " sessions");
-    $("ev-sessions-chart").dataset.total = String(items.length);
-    sessions.render(items.length ? { from, to, bucket: "day", bucketMs: DAY, bars, kinds: ["sessions"], colours: { sessions: "ev-1" }, unit: "session" } : null);
+    // partial: more than 10,000 days had sessions (the oldest are left out).
+    const total = answer.total;
+    $("ev-sessions-total").textContent = "· " + (answer.partial ? "at least " : "") + total.toLocaleString("en") + (total === 1 ? " session" : " sessions");
+    $("ev-sessions-chart").dataset.total = String(total);
+    sessions.render(days.length ? { from, to, bucket: "day", bucketMs: DAY, bars, kinds: ["sessions"], colours: { sessions: "ev-1" }, unit: "session" } : null);
   }
 
   return {

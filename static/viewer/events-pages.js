@@ -1,34 +1,17 @@
-// Top pages and the click heat map. Both are counted here from the newest matching events
-// (at most SAMPLE of them: the note says when the count is a sample): views, clicks, events
-// and sessions per page; then the clicks of one page (the view's `map`, else the most
-// clicked page) drawn by events-heatmap.js.
+// Top pages and the click heat map. The pages are counted by the server over every matching
+// event (GET /api/events/pages): views, clicks, events and sessions per page, the most viewed
+// first; then the clicks of one page (the view's `map`, else the most clicked page) drawn by
+// events-heatmap.js from that page's newest clicks (at most SAMPLE_PAGES pages of 1000).
 "use strict";
 
 import { drawHeatmap } from "./events-heatmap.js";
 import { clickPoint, fetchPages } from "./events-lists.js";
+import { api } from "./net.js";
 
 const $ = (id) => document.getElementById(id);
-const SAMPLE_PAGES = 3; // 3 pages of 1000 events
-const TOP = 10;
-/** The names a page view has, per source (tracker.js, the WebSocket, the tracker demo). */
-export const VIEW_NAMES = new Set(["page_view", "pageview", "visit", "load"]);
-
-/** `[{page, views, clicks, events, sessions}]`, most viewed first. */
-export function topPages(events) {
-  const pages = new Map();
-  for (const e of events) {
-    if (!e.page) continue;
-    if (!pages.has(e.page)) pages.set(e.page, { page: e.page, views: 0, clicks: 0, events: 0, sessions: new Set() });
-    const row = pages.get(e.page);
-    row.events += 1;
-    if (VIEW_NAMES.has(e.name)) row.views += 1;
-    if (e.name === "click") row.clicks += 1;
-    if (e.session) row.sessions.add(e.session);
-  }
-  return [...pages.values()]
-    .map((row) => ({ ...row, sessions: row.sessions.size }))
-    .sort((a, b) => b.views - a.views || b.events - a.events || (a.page < b.page ? -1 : 1));
-}
+const SAMPLE_PAGES = 3; // the heat map's clicks: 3 pages of 1000 events
+const TOP = 10; // rows of the table
+const CHOICES = 100; // pages offered to the heat map: the most clicked ones
 
 /** Top pages and the heat map; `onPick(page)` when a page is chosen for the heat map. */
 export function createPages({ headers, onPick }) {
@@ -37,7 +20,7 @@ export function createPages({ headers, onPick }) {
   const select = $("ev-heat-page");
   select.addEventListener("change", () => onPick(select.value));
 
-  function showTop(rows, complete) {
+  function showTop(rows) {
     const body = $("ev-pages").tBodies[0];
     body.textContent = "";
     for (const row of rows.slice(0, TOP)) {
@@ -54,7 +37,7 @@ export function createPages({ headers, onPick }) {
       tr.addEventListener("click", () => onPick(row.page));
       body.append(tr);
     }
-    $("ev-pages-note").textContent = rows.length ? (complete ? "" : "· of the newest " + (SAMPLE_PAGES * 1000).toLocaleString("en") + " events") : "· none";
+    $("ev-pages-note").textContent = rows.length ? "" : "· none";
   }
 
   function choices(rows, chosen) {
@@ -66,13 +49,13 @@ export function createPages({ headers, onPick }) {
   }
 
   return {
-    /** Count the pages of the events matching `params`, then show the clicks of `view.map`. */
+    /** The top pages of the events matching `params`, then the clicks of `view.map`. */
     async load(view, params, signal) {
-      const { items, complete } = await fetchPages("/api/events", "events", params, { headers, signal, maxPages: SAMPLE_PAGES });
-      const rows = topPages(items);
-      showTop(rows, complete);
-      const byClicks = [...rows].sort((a, b) => b.clicks - a.clicks);
-      mostClicked = byClicks[0]?.clicks ? byClicks[0].page : "";
+      const top = (sort, limit) => api("/api/events/pages", { ...params, sort, limit }, { headers: headers(), signal });
+      const [viewed, clicked] = await Promise.all([top("views", TOP), top("clicks", CHOICES)]);
+      showTop(viewed.pages);
+      const rows = clicked.pages.filter((r) => r.clicks);
+      mostClicked = rows.length ? rows[0].page : "";
       choices(rows, view.map || mostClicked);
       await this.loadMap(view.map, params, signal);
     },
