@@ -100,6 +100,20 @@ def _read_operation(
     }
 
 
+def _json_read(
+    spec: APISpec,
+    path: str,
+    summary: str,
+    query: type,
+    schema: type,
+    description: str,
+    **options: Any,
+) -> None:
+    """Declare ``GET path``: a read (`_read_operation`) whose 200 is JSON in `schema`."""
+    ok = {"description": description, "content": {_JSON: {"schema": schema}}}
+    spec.path(path=path, operations={"get": _read_operation(summary, query, ok, **options)})
+
+
 def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
     """The OpenAPI 3.0 document of the server (`version` is the server's).
 
@@ -313,19 +327,14 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
             )
         },
     )
-    spec.path(
-        path="/api/stats",
-        operations={
-            "get": _read_operation(
-                "Counts per level per time bucket of event_at (for a histogram).",
-                query.StatsQuerySchema,
-                {
-                    "description": "The counts.",
-                    "content": {_JSON: {"schema": responses.StatsSchema}},
-                },
-                limited="reads",
-            )
-        },
+    _json_read(
+        spec,
+        "/api/stats",
+        "Counts per level per time bucket of event_at (for a histogram).",
+        query.StatsQuerySchema,
+        responses.StatsSchema,
+        "The counts.",
+        limited="reads",
     )
     spec.path(
         path="/api/tail",
@@ -433,59 +442,39 @@ def _event_paths(spec: APISpec) -> None:
         tag="events",
     )
     spec.path(path="/api/events", operations={"post": post, "get": listing})
-    spec.path(
-        path="/api/sessions",
-        operations={
-            "get": _read_operation(
-                "One page of the user's sessions (keyset pagination).",
-                events.SessionsQuerySchema,
-                {
-                    "description": "A page.",
-                    "content": {_JSON: {"schema": responses.SessionPageSchema}},
-                },
-                tag="events",
-            )
-        },
+    _json_read(
+        spec,
+        "/api/sessions",
+        "One page of the user's sessions (keyset pagination).",
+        events.SessionsQuerySchema,
+        responses.SessionPageSchema,
+        "A page.",
+        tag="events",
     )
-    spec.path(
-        path="/api/events/stats",
-        operations={
-            "get": _read_operation(
-                "Counts per event name per time bucket of event_at.",
-                events.EventStatsQuerySchema,
-                {
-                    "description": "The counts.",
-                    "content": {_JSON: {"schema": responses.EventStatsSchema}},
-                },
-                tag="events",
-            )
-        },
+    _json_read(
+        spec,
+        "/api/events/stats",
+        "Counts per event name per time bucket of event_at.",
+        events.EventStatsQuerySchema,
+        responses.EventStatsSchema,
+        "The counts.",
+        tag="events",
     )
-    spec.path(
-        path="/api/events/pages",
-        operations={
-            "get": _read_operation(
-                "The top pages: events, views, clicks and sessions per page, counted in SQL.",
-                events.EventPagesQuerySchema,
-                {
-                    "description": "The pages.",
-                    "content": {_JSON: {"schema": responses.TopPagesSchema}},
-                },
-                tag="events",
-            )
-        },
+    _json_read(
+        spec,
+        "/api/events/pages",
+        "The top pages: events, views, clicks and sessions per page, counted in SQL.",
+        events.EventPagesQuerySchema,
+        responses.TopPagesSchema,
+        "The pages.",
+        tag="events",
     )
-    spec.path(
-        path="/api/sessions/stats",
-        operations={
-            "get": _read_operation(
-                "Sessions started per time bucket of started_at (per source on request).",
-                events.SessionStatsQuerySchema,
-                {
-                    "description": "The counts.",
-                    "content": {_JSON: {"schema": responses.SessionStatsSchema}},
-                },
-                tag="events",
-            )
-        },
+    _json_read(
+        spec,
+        "/api/sessions/stats",
+        "Sessions started per time bucket of started_at (per source on request).",
+        events.SessionStatsQuerySchema,
+        responses.SessionStatsSchema,
+        "The counts.",
+        tag="events",
     )
