@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+import orjson
+
 from bot_logging_server.storage.base import (
     MAX_PAGE,
     MAX_STAT_ROWS,
@@ -51,7 +53,10 @@ def json_or_none(value: Any) -> str | None:
     """`value` as compact JSON text (non-ASCII kept), None for None."""
     if value is None:
         return None
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # what only the standard library writes (integers past 64 bits)
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def parse_json_or_none(text: str | None) -> Any:
