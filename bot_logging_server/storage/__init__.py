@@ -31,6 +31,7 @@ from bot_logging_server.storage.alerts import (
 )
 from bot_logging_server.storage.base import (
     BUCKETS,
+    LOG_SORTS,
     MAX_PAGE,
     Database,
     LevelCount,
@@ -77,6 +78,7 @@ __all__ = [
     "BUCKETS",
     "EVENT_SORTS",
     "KEY_LIFETIME",
+    "LOG_SORTS",
     "MAX_PAGE",
     "SESSION_SORTS",
     "AlertDelivery",
