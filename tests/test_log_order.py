@@ -12,6 +12,7 @@ arrival, as every listing did before, and a cursor from then still pages that wa
 from __future__ import annotations
 
 import base64
+import sqlite3
 
 import orjson
 import pytest
@@ -236,3 +237,54 @@ async def test_export_starts_after_a_listing_cursor_of_the_same_order(client, us
         first = await get_logs(client, user, limit=1 if not params else 2, **params)
         after = await exported(client, user, cursor=first["next_cursor"], **params)
         assert [r["msg"] for r in after] == rest
+
+
+@pytest.mark.parametrize(
+    ("params", "index"),
+    [
+        ({}, "ix_user_logs_user_event_id"),
+        ({"order": "asc", "level": "warning"}, "ix_user_logs_user_event_id"),
+        ({"sort": "id"}, "ix_user_logs_user_id"),
+        ({"sort": "id", "order": "asc", "p_name": "python3"}, "ix_user_logs_user_id"),
+    ],
+    ids=lambda v: str(v)[:50],
+)
+async def test_each_order_is_read_off_its_index_without_sorting(
+    client, user, storage, database_url, monkeypatch, params, index
+):
+    # SQLite with statistics from before (user_id, event_at, id) was added (an ANALYZE run
+    # before the upgrade) read an arrival page through that index and sorted all of the
+    # user's rows; MySQL could choose so too. The page query is spied (and run), then
+    # explained on the real database.
+    await send(client, user, *((f"m{i}", at(10 + i)) for i in range(5)))
+    if storage.name == "sqlite":
+        conn = sqlite3.connect(database_url.removeprefix("sqlite:///"))
+        conn.execute("ANALYZE")  # then statistics of a large table, as taken before
+        conn.execute("DELETE FROM sqlite_stat1 WHERE tbl = 'user_logs'")
+        conn.executemany(
+            "INSERT INTO sqlite_stat1 VALUES ('user_logs', ?, ?)",
+            [("ix_user_logs_user_id", "600000 60000 1"),
+             ("ix_user_logs_user_event_level", "600000 60000 1 1")],
+        )  # fmt: skip
+        conn.commit()
+        conn.close()
+    statements = []
+    fetch = storage.db.fetch
+
+    async def spy(sql, args=()):
+        statements.append((sql, args))
+        return await fetch(sql, args)
+
+    monkeypatch.setattr(storage.db, "fetch", spy)
+    first = await get_logs(client, user, limit=2, **params)  # the first page, then the next
+    await get_logs(client, user, limit=2, cursor=first["next_cursor"], **params)
+    monkeypatch.undo()
+    pages = [(s, a) for s, a in statements if s.startswith("SELECT id, user_id")]
+    assert len(pages) == 2
+    for sql, args in pages:
+        if storage.name == "sqlite":
+            plan = " | ".join(str(r[-1]) for r in await fetch("EXPLAIN QUERY PLAN " + sql, args))
+            assert index in plan and "TEMP B-TREE" not in plan, plan
+        else:
+            plan = " | ".join(str(row) for row in await fetch("EXPLAIN " + sql, args))
+            assert index in plan and "filesort" not in plan, plan

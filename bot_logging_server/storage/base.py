@@ -327,6 +327,11 @@ class Dialect(abc.ABC):
         has no such hint, and then the families skip the work of deciding)."""
         return ""
 
+    def pinned_index(self, index: str) -> str:
+        """Text after ``FROM table`` that pins an ordered read to `index` where the planner
+        may misjudge it ("" where it does not: MySQL's choice is checked with EXPLAIN)."""
+        return ""
+
     def upsert(
         self,
         table: str,

@@ -63,6 +63,8 @@ _INSERT_COLUMNS = (
 _EVENT_INDEX = "ix_user_logs_user_event_level"
 #: The index of (user_id, event_at, id): the records in event-time order, the keyset.
 _EVENT_ID_INDEX = "ix_user_logs_user_event_id"
+#: The index of (user_id, id): the records in arrival order.
+_ID_INDEX = "ix_user_logs_user_id"
 #: Bytes a row takes besides its message, at most (p_name and p_description are 255
 #: characters of up to four bytes, escaped; numbers and times), and the INSERT around it.
 _ROW_BYTES = 4096
@@ -236,14 +238,18 @@ class LogTable(Table):
         """
         where, args = self._where(user_id, query)
         direction = "ASC" if query.oldest_first else "DESC"
+        dialect = self.db.dialect
         if query.sort == "event_at":
             order = f"event_at {direction}, id {direction}"
-            hint = self.db.dialect.index_hint(_EVENT_ID_INDEX)
+            hint = dialect.index_hint(_EVENT_ID_INDEX) or dialect.pinned_index(_EVENT_ID_INDEX)
         else:
             order = f"id {direction}"
-            hint = self.db.dialect.index_hint(_EVENT_INDEX)
+            hint = dialect.index_hint(_EVENT_INDEX)
             if hint and not await self._small_range(user_id, query):
                 hint = ""
+            if not hint and query.since is None and query.until is None:
+                # SQLite would otherwise read (user_id, event_at, id) and sort every row.
+                hint = dialect.pinned_index(_ID_INDEX)
         rows = await self.db.fetch(
             f"SELECT {_LOG_COLUMNS} FROM user_logs {hint} WHERE {where} ORDER BY {order} LIMIT ?",
             (*args, query.limit),
