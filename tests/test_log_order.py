@@ -12,13 +12,26 @@ arrival, as every listing did before, and a cursor from then still pages that wa
 from __future__ import annotations
 
 import base64
+import contextlib
 import sqlite3
+from datetime import datetime
 
 import orjson
+import pymysql
 import pytest
-from support import assert_error, client_body, client_record, get_logs, post_logs, read_headers
+from support import (
+    assert_error,
+    client_body,
+    client_record,
+    get_logs,
+    new_account,
+    post_logs,
+    read_headers,
+)
 
+from bot_logging_server.config import DatabaseURL, build_config
 from bot_logging_server.schemas.query import encode_cursor
+from bot_logging_server.storage import LogQuery, LogRow, make_storage
 
 BASE = "2024-05-05T12:"
 
@@ -288,3 +301,55 @@ async def test_each_order_is_read_off_its_index_without_sorting(
         else:
             plan = " | ".join(str(row) for row in await fetch("EXPLAIN " + sql, args))
             assert index in plan and "filesort" not in plan, plan
+
+
+def _downgrade_to_version_6(url: DatabaseURL) -> None:
+    """Undo step 7 by hand: the index goes, and so does its schema_version row."""
+    if url.scheme == "sqlite":
+        with contextlib.closing(sqlite3.connect(url.path)) as db:
+            db.execute("DROP INDEX ix_user_logs_user_event_id")
+            db.execute("DELETE FROM schema_version WHERE version = 7")
+            db.commit()
+        return
+    conn = pymysql.connect(
+        host=url.host, port=url.port, user=url.user, password=url.password, database=url.name
+    )
+    try:
+        with conn.cursor() as cur:
+            cur.execute("ALTER TABLE user_logs DROP INDEX ix_user_logs_user_event_id")
+            cur.execute("DELETE FROM schema_version WHERE version = 7")
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def _row(msg: str, event_at: str) -> LogRow:
+    at_ = datetime.fromisoformat(event_at)
+    return LogRow(1, "p", "d", 40, msg, False, len(msg), at_, at_)
+
+
+async def test_a_version_6_database_gets_the_event_time_index_and_lists_by_event_time(
+    fresh_database_url,
+):
+    config = build_config({"database_url": fresh_database_url}, environ={})
+    storage = make_storage(config)
+    await storage.open()
+    try:
+        owner = await new_account(storage)
+        now = datetime.fromisoformat(at(59))
+        await storage.insert_logs(owner.id, [_row("at 10", at(10)), _row("at 12", at(12))], now)
+        await storage.insert_logs(owner.id, [_row("late: at 11", at(11))], now)
+    finally:
+        await storage.close()
+    _downgrade_to_version_6(DatabaseURL.parse(fresh_database_url))
+    storage = make_storage(config)
+    await storage.open()  # migrates: step 7 again
+    try:
+        rows = await storage.db.fetch("SELECT MAX(version) FROM schema_version")
+        assert int(rows[0][0]) == 7
+        page = await storage.query_logs(owner.id, LogQuery(sort="event_at"))
+        assert [r.msg for r in page] == ["at 12", "late: at 11", "at 10"]
+        arrival = await storage.query_logs(owner.id, LogQuery(sort="id"))
+        assert [r.msg for r in arrival] == ["late: at 11", "at 12", "at 10"]
+    finally:
+        await storage.close()
