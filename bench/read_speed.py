@@ -182,6 +182,8 @@ def measure(port: int, token: str, repeat: int) -> list[tuple[str, float, float,
     queries = [
         ("first page (100 newest)", "/api/logs", {}),
         ("first page, limit 1000", "/api/logs", {"limit": 1000}),
+        ("first page, arrival order (sort=id)", "/api/logs", {"sort": "id"}),
+        ("first page, oldest first", "/api/logs", {"order": "asc"}),
         ("filtered page: level >= error", "/api/logs", {"level": "error"}),
         ("filtered page: level critical", "/api/logs", {"level": "critical"}),
         ("filtered page: logger = billing", "/api/logs", {"p_description": "billing"}),
@@ -271,10 +273,10 @@ def main() -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
-    print(f"\n{'query':<34} {'cold':>8} {'median':>8} {'worst':>8}  answer")
+    print(f"\n{'query':<38} {'cold':>8} {'median':>8} {'worst':>8}  answer")
     for name, cold, median, worst, answer in results:
         flag = "" if median < 200 else "  <-- over 200 ms"
-        print(f"{name:<34} {cold:>6.1f}ms {median:>6.1f}ms {worst:>6.1f}ms  {answer}{flag}")
+        print(f"{name:<38} {cold:>6.1f}ms {median:>6.1f}ms {worst:>6.1f}ms  {answer}{flag}")
     if not args.keep:
         admin = connect(args.server)
         with admin.cursor() as cur:

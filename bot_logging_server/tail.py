@@ -77,7 +77,10 @@ class Follower:
         """Follow `user_id`'s rows matching `query` with ids above `after_id`."""
         self._storage = storage
         self._user_id = user_id
-        self._query = dataclasses.replace(query, oldest_first=True, limit=_BATCH, before_id=None)
+        # Arrival order, whatever the listing's: a tail hands out what was stored since.
+        self._query = dataclasses.replace(
+            query, sort="id", oldest_first=True, limit=_BATCH, before_id=None
+        )
         self._floor = after_id
         #: Where this follower started.
         self.start_id = after_id

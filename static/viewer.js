@@ -16,7 +16,7 @@ import { createStats } from "./viewer/stats.js";
 import { createTable } from "./viewer/table.js";
 import { startTail } from "./viewer/tail.js";
 import { getZone, onZoneChange, parseWire, setZone, toWire, zoneLabel } from "./viewer/times.js";
-import { apiParams, emptyView, fillForm, labelTimes, readForm, sameRecords, urlOf, viewFromURL } from "./viewer/view.js";
+import { apiParams, emptyView, fillForm, labelTimes, listParams, readForm, sameRecords, urlOf, viewFromURL } from "./viewer/view.js";
 
 const $ = (id) => document.getElementById(id);
 const TYPING_MS = 1500; // keystrokes closer than this share one history entry
@@ -226,8 +226,9 @@ $("filters").addEventListener("input", (event) => fromForm(event.target.tagName 
 $("filters").addEventListener("submit", (event) => { event.preventDefault(); fromForm(null); });
 $("filters").addEventListener("reset", (event) => {
   event.preventDefault();
-  go({ ...emptyView(), bucket: view.bucket }, "push");
+  go({ ...emptyView(), bucket: view.bucket, sort: view.sort }, "push");
 });
+$("arrival").addEventListener("change", () => go({ ...view, sort: $("arrival").checked ? "id" : "" }, "push"));
 $("bucket").addEventListener("change", () => go({ ...view, bucket: $("bucket").value }, "push"));
 for (const button of document.querySelectorAll("#ranges button")) {
   button.addEventListener("click", () => go({ ...view, range: button.dataset.range, since: "", until: "" }, "push"));
@@ -274,7 +275,7 @@ $("live").addEventListener("change", () => {
 
 // -- export ---------------------------------------------------------------------------------
 async function download(format) {
-  const query = new URLSearchParams({ ...apiParams(view), format }).toString();
+  const query = new URLSearchParams({ ...listParams(view), format }).toString();
   let response;
   try {
     response = await fetch("/api/logs/export?" + query, { headers: headers() });

@@ -50,8 +50,14 @@ FILTERS = {"level", "since", "until", "q", "p_name", "p_description", "pid"}
 
 
 async def test_read_endpoints_document_the_parameters_they_read(spec):
-    assert params(spec, "/api/logs") == FILTERS | {"limit", "cursor"}
-    assert params(spec, "/api/logs/export") == FILTERS | {"format", "limit", "cursor"}
+    assert params(spec, "/api/logs") == FILTERS | {"sort", "order", "limit", "cursor"}
+    assert params(spec, "/api/logs/export") == FILTERS | {
+        "sort",
+        "order",
+        "format",
+        "limit",
+        "cursor",
+    }
     assert params(spec, "/api/stats") == FILTERS | {"bucket"}
     assert params(spec, "/api/tail") == FILTERS | {"Last-Event-ID"}
 

@@ -208,6 +208,44 @@ def test_a_live_record_appears_while_tailing(page, live_server, account):
     assert page.inner_text("#live-state") == ""
 
 
+def test_a_late_record_shows_in_its_place_in_time_and_arrival_order_is_a_toggle(
+    page, live_server, account
+):
+    account.send(
+        client_record(0, msg="an hour ago", event_at=ago(hours=1)),
+        client_record(1, msg="a minute ago", event_at=ago(minutes=1)),
+    )
+    # A client that was offline sends what it logged half an hour ago, last.
+    account.send(client_record(2, msg="late: half an hour ago", event_at=ago(minutes=30)))
+    sign_in(page, live_server, account)
+    expect(page.locator("#logs tbody td.msg")).to_have_text(
+        ["a minute ago", "late: half an hour ago", "an hour ago"]
+    )
+    assert "sort" not in query(page) and not page.is_checked("#arrival")
+    page.check("#arrival")
+    expect(page.locator("#logs tbody td.msg")).to_have_text(
+        ["late: half an hour ago", "a minute ago", "an hour ago"]
+    )
+    assert query(page)["sort"] == "id"
+    page.reload()  # the order is in the URL
+    expect(page.locator("#logs tbody td.msg")).to_have_text(
+        ["late: half an hour ago", "a minute ago", "an hour ago"]
+    )
+    assert page.is_checked("#arrival")
+    page.go_back()
+    expect(page.locator("#logs tbody td.msg")).to_have_text(
+        ["a minute ago", "late: half an hour ago", "an hour ago"]
+    )
+    assert not page.is_checked("#arrival")
+    # Tailing by event time, a late record arrives live in its place, not on top.
+    page.check("#live")
+    page.wait_for_selector("#live-state:has-text('live')")
+    account.send(client_record(3, msg="late and live: 10 minutes ago", event_at=ago(minutes=10)))
+    expect(page.locator("#logs tbody td.msg")).to_have_text(
+        ["a minute ago", "late and live: 10 minutes ago", "late: half an hour ago", "an hour ago"]
+    )
+
+
 def test_scrolling_down_loads_older_records(page, live_server, account):
     account.send(*[client_record(i, msg=f"record {i:03d}") for i in range(450)])
     sign_in(page, live_server, account)

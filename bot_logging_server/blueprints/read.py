@@ -6,14 +6,17 @@ are the same everywhere (`schemas.query.LogQuerySchema`): ``level`` (minimum), `
 (on ``event_at``), ``q`` (case-insensitive substring of ``msg``), ``p_name``,
 ``p_description``, ``pid``.
 
-* ``GET /api/logs``: ``{"logs": [record, ...], "next_cursor": "..." | null}``, newest first,
-  paged by keyset (``cursor``), so new records never shift a page.
-* ``GET /api/logs/export?format=ndjson|csv``: every matching record, streamed page by page.
+* ``GET /api/logs``: ``{"logs": [record, ...], "next_cursor": "..." | null}``, newest first
+  by event time (``sort=event_at``, ties by id; ``sort=id``: by arrival; ``order=asc``: oldest
+  first), paged by keyset (``cursor``), so new records never shift a page.
+* ``GET /api/logs/export?format=ndjson|csv``: every matching record, in the same orders,
+  streamed page by page.
   The body is complete only when its chunked encoding ends with the final empty chunk: an
   export that cannot go on (the database went away after the first page, the client stopped
   reading) ends without it.
 * ``GET /api/stats?bucket=minute|hour|day``: counts per level per bucket of ``event_at``.
-* ``GET /api/tail``: Server-Sent Events of new matching records (`bot_logging_server.tail`).
+* ``GET /api/tail``: Server-Sent Events of new matching records in arrival order
+  (`bot_logging_server.tail`).
 
 Each user may have a few reads and tails in progress at once (`bot_logging_server.readlimit`);
 one more is a 429, checked after authentication and the parameters.
@@ -40,7 +43,7 @@ from bot_logging_server.records import (
     record_json,
 )
 from bot_logging_server.schemas.base import ValidationFailed
-from bot_logging_server.schemas.query import encode_cursor, load_query, parse_record_id
+from bot_logging_server.schemas.query import encode_log_cursor, load_query, parse_record_id
 from bot_logging_server.storage import (
     MAX_PAGE,
     LogQuery,
@@ -68,14 +71,23 @@ def _query_args(kind: str) -> dict:
         raise BadRequest(exc.detail) from None
 
 
+def _continued(query: LogQuery, last: StoredLog) -> LogQuery:
+    """`query`'s next page: the records after `last` in `query`'s order."""
+    side = "after_id" if query.oldest_first else "before_id"
+    return dataclasses.replace(query, **{side: last.id}, cursor_event_at=last.event_at)
+
+
 @bp.get("/logs")
 @requires_header_user
 async def list_logs(user: User) -> Response:
-    """One page of the user's records, newest first, and the cursor of the next page."""
+    """One page of the user's records in the order asked (newest event first by default),
+    and the cursor of the next page."""
     query = LogQuery(**_query_args("logs"))
     async with get_read_limiter().take("reads", user.id):  # else 429
         page = await get_storage().query_logs(user.id, query)
-    next_cursor = encode_cursor(page[-1].id) if len(page) == query.limit else None
+    next_cursor = None
+    if len(page) == query.limit:
+        next_cursor = encode_log_cursor(query.sort, page[-1].id, page[-1].event_at)
     return json_response({"logs": [record_json(r) for r in page], "next_cursor": next_cursor})
 
 
@@ -107,7 +119,7 @@ async def _export_body(
             sent += len(page)
         if len(page) < size or (cap is not None and sent >= cap):
             return
-        query = dataclasses.replace(query, before_id=page[-1].id)
+        query = _continued(query, page[-1])
         try:
             page = await storage.query_logs(
                 user_id, dataclasses.replace(query, limit=_page_size(cap, sent))
@@ -120,7 +132,8 @@ async def _export_body(
 @bp.get("/logs/export")
 @requires_header_user
 async def export_logs(user: User) -> Response:
-    """Every matching record (newest first) as NDJSON or CSV, streamed; never all in memory."""
+    """Every matching record (in the listing's order) as NDJSON or CSV, streamed; never all
+    in memory."""
     args = _query_args("export")
     fmt, cap = args.pop("format"), args.pop("limit")
     query, storage = LogQuery(**args), get_storage()

@@ -9,36 +9,61 @@ listing and the export add a page size and a ``cursor``, the stats a bucket widt
 A cursor is the last record id of a page, encoded (`encode_cursor`) so that clients treat it
 as opaque; `decode_cursor` accepts only what `encode_cursor` makes, and only ids a record can
 have (`parse_record_id`: below 2^63, what both backends can compare with).
+
+The listing and the export of logs are ordered by ``sort``: ``event_at`` (event time, ties
+by id; the default) or ``id`` (arrival), in the direction ``order`` (``desc``, the default,
+or ``asc``). Their cursor names the order it continues: an event-time cursor
+(`encode_log_cursor`) holds the last record's event time and id; an arrival cursor is the
+plain id cursor above, which is also what every cursor was before event-time order, so such a
+cursor, sent without ``sort``, still continues in arrival order.
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
+from marshmallow import (
+    EXCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    pre_load,
+    validate,
+    validates_schema,
+)
 
 from bot_logging_server.schemas.base import load
 from bot_logging_server.schemas.values import BIGINT, NAME_CHARS, Level, Timestamp
-from bot_logging_server.storage import BUCKETS, MAX_PAGE
+from bot_logging_server.storage import BUCKETS, LOG_SORTS, MAX_PAGE
 
 __all__ = [
     "EXPORT_FORMATS",
+    "LOG_ORDERS",
     "Cursor",
     "ExportQuerySchema",
+    "LogCursor",
+    "LogCursorField",
     "LogQuerySchema",
     "LogsQuerySchema",
     "StatsQuerySchema",
     "decode_cursor",
+    "decode_log_cursor",
     "encode_cursor",
+    "encode_log_cursor",
     "load_query",
     "parse_record_id",
 ]
 
 #: ``format`` values of ``GET /api/logs/export``.
 EXPORT_FORMATS = ("ndjson", "csv")
+#: ``order`` values of the listing and the export: newest first, oldest first.
+LOG_ORDERS = ("desc", "asc")
 _CURSOR_PREFIX = "id:"
+_EVENT_CURSOR_PREFIX = "at:"
 
 
 def encode_cursor(last_id: int) -> str:
@@ -69,6 +94,58 @@ def decode_cursor(cursor: str) -> int:
         return parse_record_id(text.removeprefix(_CURSOR_PREFIX))
     except ValueError:
         raise ValueError("not a valid cursor") from None
+
+
+class LogCursor(NamedTuple):
+    """Where a page of logs ends: its `sort` and last record (`event_at` when by event time)."""
+
+    sort: str
+    id: int
+    event_at: datetime | None = None
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def encode_log_cursor(sort: str, last_id: int, event_at: datetime) -> str:
+    """The opaque ``next_cursor`` of a page of logs in order `sort` ending with record
+    `last_id` (whose event time is `event_at`, naive UTC)."""
+    if sort == "id":
+        return encode_cursor(last_id)
+    return _b64(f"{_EVENT_CURSOR_PREFIX}{event_at.isoformat(timespec='microseconds')}/{last_id}")
+
+
+def decode_log_cursor(cursor: str) -> LogCursor:
+    """What a logs cursor continues after; `ValueError` when `encode_log_cursor` did not make
+    it (the time must be written exactly as it writes one, the id be a record's)."""
+    try:
+        return LogCursor("id", decode_cursor(cursor))
+    except ValueError:
+        pass
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not text.startswith(_EVENT_CURSOR_PREFIX):
+            raise ValueError("not ours")
+        at_text, _, id_text = text.removeprefix(_EVENT_CURSOR_PREFIX).partition("/")
+        at = datetime.fromisoformat(at_text)
+        if at.tzinfo is not None or at.isoformat(timespec="microseconds") != at_text:
+            raise ValueError("not ours")
+        return LogCursor("event_at", parse_record_id(id_text), at)
+    except ValueError:
+        raise ValueError("not a valid cursor") from None
+
+
+class LogCursorField(fields.Field):
+    """A ``next_cursor`` of a page of logs; loads to a `LogCursor`."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> LogCursor:
+        if not isinstance(value, str):
+            raise ValidationError("not a valid cursor")
+        try:
+            return decode_log_cursor(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
 
 
 class Cursor(fields.Field):
@@ -118,21 +195,55 @@ class LogQuerySchema(Schema):
         return data
 
 
-class LogsQuerySchema(LogQuerySchema):
-    """``GET /api/logs``: the filters, a page size and the previous page's cursor."""
+class _LogOrder(LogQuerySchema):
+    """The order of the listing and the export (``sort``, ``order``) and where to continue
+    (``cursor``); loads to `LogQuery`'s ``sort``, ``oldest_first`` and keyset arguments."""
+
+    sort = fields.String(
+        validate=validate.OneOf(LOG_SORTS),
+        metadata={
+            "description": "event_at: by event time, ties by id (the default); id: by "
+            "arrival (the order records were stored in). With a cursor, the default is the "
+            "cursor's own order."
+        },
+    )
+    order = fields.String(
+        load_default="desc",
+        validate=validate.OneOf(LOG_ORDERS),
+        metadata={"description": "desc: newest first (default); asc: oldest first."},
+    )
+
+    @validates_schema
+    def _cursor_fits_sort(self, data: dict[str, Any], **kwargs: Any) -> None:
+        cursor, sort = data.get("cursor"), data.get("sort")
+        if cursor is not None and sort is not None and cursor.sort != sort:
+            raise ValidationError(f"a cursor of sort={cursor.sort}, not {sort}", "cursor")
+
+    @post_load
+    def _keyset(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        cursor: LogCursor | None = data.pop("cursor", None)
+        oldest_first = data.pop("order") == "asc"
+        data["oldest_first"] = oldest_first
+        data["sort"] = data.get("sort") or (cursor.sort if cursor else "event_at")
+        if cursor is not None:
+            data["after_id" if oldest_first else "before_id"] = cursor.id
+            data["cursor_event_at"] = cursor.event_at
+        return data
+
+
+class LogsQuerySchema(_LogOrder):
+    """``GET /api/logs``: the filters, the order, a page size and the previous page's cursor."""
 
     limit = fields.Integer(
         load_default=100,
         validate=validate.Range(1, MAX_PAGE),
         metadata={"description": f"Records per page, 1-{MAX_PAGE}."},
     )
-    before_id = Cursor(
-        data_key="cursor", metadata={"description": "next_cursor of the previous page."}
-    )
+    cursor = LogCursorField(metadata={"description": "next_cursor of the previous page."})
 
 
-class ExportQuerySchema(LogQuerySchema):
-    """``GET /api/logs/export``: the filters, the format, an optional cap and cursor."""
+class ExportQuerySchema(_LogOrder):
+    """``GET /api/logs/export``: the filters, the order, the format, a cap and a cursor."""
 
     format = fields.String(
         load_default="ndjson",
@@ -144,7 +255,7 @@ class ExportQuerySchema(LogQuerySchema):
         validate=validate.Range(min=1),
         metadata={"description": "Stop after this many records (default: all)."},
     )
-    before_id = Cursor(data_key="cursor", metadata={"description": "Start after this cursor."})
+    cursor = LogCursorField(metadata={"description": "Start after this cursor."})
 
 
 class StatsQuerySchema(LogQuerySchema):

@@ -31,6 +31,7 @@ from bot_logging_server.storage.alerts import (
 )
 from bot_logging_server.storage.base import (
     BUCKETS,
+    LOG_SORTS,
     MAX_PAGE,
     Database,
     LevelCount,
@@ -80,6 +81,7 @@ __all__ = [
     "BUCKETS",
     "EVENT_SORTS",
     "KEY_LIFETIME",
+    "LOG_SORTS",
     "MAX_PAGE",
     "PAGE_SORTS",
     "SESSION_SORTS",

@@ -28,6 +28,7 @@ import msgspec
 __all__ = [
     "BUCKETS",
     "CHARS_PER_INSERT",
+    "LOG_SORTS",
     "MAX_PAGE",
     "MAX_STAT_ROWS",
     "ROWS_PER_INSERT",
@@ -214,6 +215,8 @@ MAX_PAGE = 1000
 MAX_STAT_ROWS = 10_000
 #: Stats bucket widths.
 BUCKETS = ("minute", "hour", "day")
+#: The orders of a user's records (`LogQuery.sort`): event time (ties by id), or arrival (id).
+LOG_SORTS = ("event_at", "id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,8 +229,14 @@ class LogQuery:
         q: case-insensitive substring of ``msg`` (wildcards in it are plain characters).
         p_name, p_description, pid: equal to.
     Page:
-        before_id, after_id: only ``id < before_id`` / ``id > after_id`` (the keyset cursor).
-        oldest_first: ascending ids (the live tail) instead of newest first.
+        sort: ``"id"`` (arrival: the order the records were stored in, the live tail's) or
+            ``"event_at"`` (event time, ties by id: what the listing shows by default).
+        before_id, after_id: the keyset cursor. By id: only ``id < before_id`` /
+            ``id > after_id``. By event time: with `cursor_event_at` (the event time of the
+            record `before_id` / `after_id`), only ``(event_at, id) < (cursor_event_at,
+            before_id)`` / ``> (cursor_event_at, after_id)``.
+        cursor_event_at: see above; required with a cursor when sorting by event time.
+        oldest_first: ascending instead of newest first.
         limit: 1..`MAX_PAGE` records.
     """
 
@@ -242,11 +251,19 @@ class LogQuery:
     after_id: int | None = None
     oldest_first: bool = False
     limit: int = 100
+    sort: str = "id"
+    cursor_event_at: datetime | None = None
 
     def __post_init__(self) -> None:
-        """Refuse a limit outside 1..`MAX_PAGE` (a programming error, not a client's)."""
+        """Refuse a limit outside 1..`MAX_PAGE`, an unknown sort, or an event-time cursor
+        without its time (programming errors, not a client's)."""
         if not 1 <= self.limit <= MAX_PAGE:
             raise ValueError(f"limit must be 1..{MAX_PAGE}")
+        if self.sort not in LOG_SORTS:
+            raise ValueError(f"sort must be one of {LOG_SORTS}")
+        cursor = self.before_id is not None or self.after_id is not None
+        if self.sort == "event_at" and cursor and self.cursor_event_at is None:
+            raise ValueError("an event-time cursor needs cursor_event_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +325,11 @@ class Dialect(abc.ABC):
     def index_hint(self, index: str) -> str:
         """Text after ``FROM table`` that makes the planner use `index` ("" when the backend
         has no such hint, and then the families skip the work of deciding)."""
+        return ""
+
+    def pinned_index(self, index: str) -> str:
+        """Text after ``FROM table`` that pins an ordered read to `index` where the planner
+        may misjudge it ("" where it does not: MySQL's choice is checked with EXPLAIN)."""
         return ""
 
     def upsert(

@@ -61,6 +61,10 @@ _INSERT_COLUMNS = (
 )
 #: The index of (user_id, event_at, level): time ranges and stats.
 _EVENT_INDEX = "ix_user_logs_user_event_level"
+#: The index of (user_id, event_at, id): the records in event-time order, the keyset.
+_EVENT_ID_INDEX = "ix_user_logs_user_event_id"
+#: The index of (user_id, id): the records in arrival order.
+_ID_INDEX = "ix_user_logs_user_id"
 #: Bytes a row takes besides its message, at most (p_name and p_description are 255
 #: characters of up to four bytes, escaped; numbers and times), and the INSERT around it.
 _ROW_BYTES = 4096
@@ -226,17 +230,28 @@ class LogTable(Table):
     async def query_logs(self, user_id: int, query: LogQuery) -> list[StoredLog]:
         """One page of this user's rows matching `query`: newest first, or oldest first.
 
-        The keyset page is ``id < before_id`` newest first, or ``id > after_id`` oldest first.
+        By id (arrival), the keyset page is ``id < before_id`` newest first, or
+        ``id > after_id`` oldest first. By event time, rows are ordered by (event_at, id)
+        and the page is the pair's keyset, read in order off (user_id, event_at, id): a row
+        stored late, with an older event time, takes its place in that order.
         Only `user_id`'s rows are ever read, whatever the filters.
         """
         where, args = self._where(user_id, query)
-        order = "ASC" if query.oldest_first else "DESC"
-        hint = self.db.dialect.index_hint(_EVENT_INDEX)
-        if hint and not await self._small_range(user_id, query):
-            hint = ""
+        direction = "ASC" if query.oldest_first else "DESC"
+        dialect = self.db.dialect
+        if query.sort == "event_at":
+            order = f"event_at {direction}, id {direction}"
+            hint = dialect.index_hint(_EVENT_ID_INDEX) or dialect.pinned_index(_EVENT_ID_INDEX)
+        else:
+            order = f"id {direction}"
+            hint = dialect.index_hint(_EVENT_INDEX)
+            if hint and not await self._small_range(user_id, query):
+                hint = ""
+            if not hint and query.since is None and query.until is None:
+                # SQLite would otherwise read (user_id, event_at, id) and sort every row.
+                hint = dialect.pinned_index(_ID_INDEX)
         rows = await self.db.fetch(
-            f"SELECT {_LOG_COLUMNS} FROM user_logs {hint} WHERE {where} "
-            f"ORDER BY id {order} LIMIT ?",
+            f"SELECT {_LOG_COLUMNS} FROM user_logs {hint} WHERE {where} ORDER BY {order} LIMIT ?",
             (*args, query.limit),
         )
         decode = self.db.dialect.decode_time
@@ -295,6 +310,24 @@ class LogTable(Table):
             ("p_description = ?", query.p_description),
             ("pid = ?", query.pid),
         ]
-        if with_cursor:
+        keyset = with_cursor and query.sort == "event_at"
+        if with_cursor and not keyset:
             optional += [("id < ?", query.before_id), ("id > ?", query.after_id)]
-        return join_filters(("user_id = ?", user_id), optional)
+        where, args = join_filters(("user_id = ?", user_id), optional)
+        if keyset and query.cursor_event_at is not None:
+            clause, keyset_args = _event_keyset(
+                dialect.encode_time(query.cursor_event_at), query.before_id, query.after_id
+            )
+            where, args = f"{where} AND {clause}", [*args, *keyset_args]
+        return where, args
+
+
+def _event_keyset(at: object, before_id: int | None, after_id: int | None) -> tuple[str, list]:
+    """The clause of an event-time page: rows after (`at`, id) in (event_at, id) order.
+
+    ``(event_at, id) < (at, before_id)`` spelled so that both backends read it as a range of
+    the (user_id, event_at, id) index (``event_at <= at``) and test the pair on its entries.
+    """
+    if before_id is not None:
+        return "event_at <= ? AND (event_at < ? OR id < ?)", [at, at, before_id]
+    return "event_at >= ? AND (event_at > ? OR id > ?)", [at, at, after_id]

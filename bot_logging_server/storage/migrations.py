@@ -393,6 +393,23 @@ _STEPS: tuple[tuple[int, str, dict[str, tuple[str, ...]]], ...] = (
             ),
         },
     ),
+    (
+        7,
+        "user_logs: (user_id, event_at, id) index, the event-time order",
+        {
+            # A user's records by event time, ties by id: the listing's default order and
+            # its keyset cursor. (user_id, event_at, level) stays for the stats (index only):
+            # its level comes before id, so it cannot give this order.
+            "mysql": (
+                "ALTER TABLE user_logs ADD INDEX ix_user_logs_user_event_id "
+                "(user_id, event_at, id)",
+            ),
+            "sqlite": (
+                "CREATE INDEX IF NOT EXISTS ix_user_logs_user_event_id "
+                "ON user_logs (user_id, event_at, id)",
+            ),
+        },
+    ),
 )
 
 

@@ -109,6 +109,11 @@ class SQLiteDialect(Dialect):
         """Stored text back to a datetime."""
         return datetime.fromisoformat(value)
 
+    def pinned_index(self, index: str) -> str:
+        """``INDEXED BY index``: without statistics for every index (``ANALYZE``), SQLite
+        may read a user's rows through another index of theirs and sort them all."""
+        return f"INDEXED BY {index}"
+
     def contains(self, column: str, text: str) -> tuple[str, object]:
         """``instr`` on Python's casefold (registered as ``blst_fold`` on the read connection):
         SQLite's own LIKE and lower() fold ASCII only, and q must fold every script."""

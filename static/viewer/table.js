@@ -1,4 +1,5 @@
-// The list of records: pages loaded as the end comes into view, live records added on top,
+// The list of records: pages loaded as the end comes into view (newest event first, or
+// newest arrival first when the view says sort=id), live records added in their place,
 // and a keyboard cursor (one row is in the tab order; j/k move it, Enter opens the record).
 // Text from records is only ever set with textContent (never parsed as HTML).
 "use strict";
@@ -6,7 +7,7 @@
 import { levelKind } from "./chart.js";
 import { ApiError, api, isAbort } from "./net.js";
 import { formatWire } from "./times.js";
-import { apiParams } from "./view.js";
+import { listParams } from "./view.js";
 
 const $ = (id) => document.getElementById(id);
 const PAGE = 200;
@@ -67,7 +68,7 @@ export function createTable({ headers, onOpen }) {
     const { signal } = state.controller;
     more.textContent = "Loading…";
     try {
-      const params = { ...apiParams(state.view), limit: PAGE };
+      const params = { ...listParams(state.view), limit: PAGE };
       if (state.cursor) params.cursor = state.cursor;
       const page = await api("/api/logs", params, { headers: headers(), signal });
       add(page.logs);
@@ -104,7 +105,14 @@ export function createTable({ headers, onOpen }) {
     loadMore();
   }
 
-  /** A record from the live tail: above every older one. */
+  /** Whether `a` is listed above `b` in the view's order (event time then id, or id). */
+  function above(a, b) {
+    if (state.view?.sort !== "id" && a.event_at !== b.event_at) return a.event_at > b.event_at;
+    return a.id > b.id;
+  }
+
+  /** A record from the live tail: in its place (above every older one; a late record, by
+   * event time, below the newer ones). */
   function addLive(record) {
     if (state.records.has(record.id)) return;
     state.records.set(record.id, record);
@@ -112,7 +120,7 @@ export function createTable({ headers, onOpen }) {
     const tr = row(record);
     tr.classList.add("fresh");
     let before = body.firstChild;
-    while (before && Number(before.dataset.id) > record.id) before = before.nextSibling;
+    while (before && above(state.records.get(Number(before.dataset.id)), record)) before = before.nextSibling;
     body.insertBefore(tr, before);
     if (!body.querySelector("tr[tabindex='0']")) tr.tabIndex = 0;
     status();

@@ -1,6 +1,6 @@
-// The view: every filter, the search, the time range, the chart's bucket and the open record,
-// as one plain object that round-trips through the URL (/?q=disk&level=40&range=24h&record=7)
-// and through the filter form. Inputs are checked here, in the page: a bad value is marked on
+// The view: every filter, the search, the time range, the chart's bucket, the order and the
+// open record, as one plain object that round-trips through the URL
+// (/?q=disk&level=40&range=24h&sort=id&record=7) and through the filter form. Inputs are checked here, in the page: a bad value is marked on
 // its field and never sent to the server.
 "use strict";
 
@@ -11,16 +11,18 @@ export const RANGES = { "15m": 15 * MINUTE, "1h": HOUR, "24h": DAY, "7d": 7 * DA
 const TEXT = ["q", "p_name", "p_description", "pid"];
 const LEVELS = ["10", "20", "30", "40", "50"];
 const BUCKETS = ["minute", "hour", "day"];
+/** Orders of the list: "" by event time (the default), "id" by arrival. */
+const SORTS = ["", "id"];
 const MAX_NAME = 255;
 const MAX_Q = 1000;
 const MAX_PID = 2n ** 63n;
 
 const $ = (id) => document.getElementById(id);
 
-/** An empty view: everything, newest first, no record open. */
+/** An empty view: everything, newest event first, no record open. */
 export const emptyView = () => ({
   q: "", level: "", p_name: "", p_description: "", pid: "",
-  since: "", until: "", range: "", bucket: "auto", record: "", at: "",
+  since: "", until: "", range: "", bucket: "auto", sort: "", record: "", at: "",
 });
 
 /** The view a URL's query string describes (unknown keys are ignored). */
@@ -33,6 +35,7 @@ export function viewFromURL(search) {
   }
   if (!LEVELS.includes(view.level)) view.level = "";
   if (!BUCKETS.includes(view.bucket)) view.bucket = "auto";
+  if (!SORTS.includes(view.sort)) view.sort = "";
   if (!(view.range in RANGES)) view.range = "";
   if (!/^\d{1,19}$/.test(view.record)) view.record = view.at = "";
   return view;
@@ -65,6 +68,7 @@ export function fillForm(view, inputs = true) {
     }
     for (const key of TEXT) check(key, "");
   }
+  $("arrival").checked = view.sort === "id";
   for (const button of document.querySelectorAll("#ranges button")) {
     const typed = Boolean(view.since || view.until); // then no quick range is on, not even "All"
     button.setAttribute("aria-pressed", String(!typed && button.dataset.range === view.range));
@@ -126,4 +130,10 @@ export function apiParams(view, now = Date.now()) {
   for (const key of [...TEXT, "level", "since", "until"]) if (view[key]) out[key] = view[key];
   if (view.range) out.since = toWire(Math.floor((now - RANGES[view.range]) / 1000) * 1000);
   return out;
+}
+
+/** The parameters of the list and the export: the filters and the order (by event time
+ * unless the view asks for arrival order). */
+export function listParams(view, now = Date.now()) {
+  return { ...apiParams(view, now), sort: view.sort === "id" ? "id" : "event_at" };
 }
