@@ -588,7 +588,7 @@ _EVENT_LIKE = (
 )
 
 
-@settings(max_examples=300, deadline=None, database=None)
+@settings(max_examples=100, deadline=None, database=None)
 @given(st.lists(_EVENT_LIKE, max_size=4))
 def test_plainly_valid_events_load_as_the_schema_loads_them(events):
     def outcome() -> object:
