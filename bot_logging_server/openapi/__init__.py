@@ -358,7 +358,7 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
         operations={
             "get": _read_operation(
                 "Completions for process (p_name) or logger (p_description): the user's "
-                "distinct values starting with prefix, among their newest 50 000 records.",
+                "distinct values starting with prefix, among their newest 20 000 records.",
                 query.SuggestQuerySchema,
                 {
                     "description": "Up to 20 values, sorted.",

@@ -67,7 +67,7 @@ _EVENT_INDEX = "ix_user_logs_user_event_level"
 #: characters of up to four bytes, escaped; numbers and times), and the INSERT around it.
 _ROW_BYTES = 4096
 #: `LogTable.suggest_values` looks at this many of a user's newest rows, at most.
-SUGGEST_WINDOW = 50_000
+SUGGEST_WINDOW = 20_000
 #: ... and answers this many values, at most.
 SUGGEST_LIMIT = 20
 #: Distinct values read for a suggestion before sorting (a bound on what one read returns).
