@@ -11,8 +11,9 @@
 import { createDetail } from "./viewer/detail.js";
 import { createEventsTab, isEventsURL, showTab } from "./viewer/events.js";
 import { ApiError, api, attachBanner, onForbidden, reportDown } from "./viewer/net.js";
-import { authHeaders, credentials, forget, headers, remember } from "./viewer/session.js";
+import { credentials, forget, headers, remember, signIn } from "./viewer/session.js";
 import { createStats } from "./viewer/stats.js";
+import { attachSuggestions } from "./viewer/suggest.js";
 import { createTable } from "./viewer/table.js";
 import { startTail } from "./viewer/tail.js";
 import { getZone, onZoneChange, parseWire, setZone, toWire, zoneLabel } from "./viewer/times.js";
@@ -54,6 +55,8 @@ const stats = createStats({
   onZoom: (from, to) => go({ ...view, range: "", since: toWire(from), until: toWire(to) }, "push"),
 });
 const eventsTab = createEventsTab({ headers });
+attachSuggestions({ input: $("filter-p_name"), list: $("suggest-p_name"), field: "process", headers });
+attachSuggestions({ input: $("filter-p_description"), list: $("suggest-p_description"), field: "logger", headers });
 const permalink = (record) => location.origin + "/" + urlOf({ ...emptyView(), record: String(record.id), at: record.event_at });
 const detail = createDetail({
   neighbour: table.neighbour,
@@ -88,24 +91,24 @@ function signOut(message) {
 $("signin-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const user = $("signin-user").value.trim();
-  const token = $("signin-token").value.trim();
   const error = $("signin-error");
   error.textContent = "Signing in…";
-  let response;
+  let answer;
   try {
-    response = await fetch("/api/logs?limit=1", { headers: authHeaders(user, token) });
+    answer = await signIn(user, $("signin-token").value); // a password or a token
   } catch (e) {
     error.textContent = "The server is unreachable: check that it is running, then try again.";
     return;
   }
-  if (!response.ok) {
+  if (!answer.token) {
     error.textContent =
-      response.status === 403 ? "Wrong user or token."
-        : response.status === 503 ? "The server cannot reach its database right now (503): try again in a moment."
-          : "The server answered " + response.status + ": try again in a moment.";
+      answer.status === 403 ? "Wrong user, password or token."
+        : answer.status === 429 ? "Too many failed sign-ins: try again in " + (answer.retryAfter || 60) + " s."
+          : answer.status === 503 ? "The server cannot reach its database right now (503): try again in a moment."
+            : "The server answered " + answer.status + ": try again in a moment.";
     return;
   }
-  remember(user, token, $("signin-remember").checked);
+  remember(user, answer.token, $("signin-remember").checked);
   $("signin-token").value = "";
   start();
 });

@@ -7,6 +7,7 @@ Isolation between users and changes to users (disable, rotate, remove) are in
 from __future__ import annotations
 
 import json
+import logging
 import unicodedata
 import uuid
 
@@ -15,7 +16,7 @@ from support import assert_added, assert_error, client_body, new_account, post_l
 from werkzeug.datastructures import Headers
 
 from bot_logging_server.storage import get_storage
-from bot_logging_server.tokens import hash_token, random_token
+from bot_logging_server.tokens import hash_token, password_token, random_token
 
 
 @pytest.mark.parametrize(
@@ -123,3 +124,86 @@ async def test_a_name_stored_before_names_were_normalised_is_still_found(client,
     account = type("Account", (), {"name": legacy, "token": token})
     await assert_added(await post_logs(client, account), 1)
     assert await storage.count_logs(user.id) == 1
+
+
+async def sign_in(client, name: str, password, **kwargs):
+    """``POST /api/session`` with `name` and `password`; answer the response."""
+    return await client.post("/api/session", json={"user": name, "password": password}, **kwargs)
+
+
+async def test_a_password_signs_in_to_the_token_it_makes(client, make_user):
+    alice = await make_user(password="correct horse ✓")
+    response = await sign_in(client, alice.name, "correct horse ✓")
+    assert response.status_code == 200
+    assert await response.get_json() == {"user": alice.name, "token": alice.token}
+    listed = await client.get(
+        "/api/logs", headers={"X-User": alice.name, "X-User-Token": alice.token}
+    )
+    assert listed.status_code == 200
+
+
+@pytest.mark.parametrize("password", ["wrong", "", "correct horse", "CORRECT HORSE ✓"])
+async def test_a_wrong_password_is_403_and_writes_or_leaks_nothing(
+    client, storage, make_user, caplog, password
+):
+    caplog.set_level(logging.DEBUG)
+    alice = await make_user(password="correct horse ✓")
+    before = await storage.get_user(alice.name)
+    response = await sign_in(client, alice.name, password)
+    body = await assert_error(response, 403, "Forbidden")
+    assert "detail" not in body
+    text = await response.get_data(as_text=True)
+    assert alice.token not in text
+    assert await storage.get_user(alice.name) == before
+    assert await storage.count_logs(alice.id) == 0
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert alice.token not in logged and password_token(alice.name, password) not in logged
+    assert not password or password not in logged
+
+
+async def test_every_refusal_of_a_sign_in_looks_the_same(client, storage, make_user):
+    with_password = await make_user(password="pw")
+    random = await make_user()  # no password: only its token signs in
+    disabled = await make_user(password="pw")
+    await storage.set_disabled(disabled.name, True)
+    answers = [
+        await sign_in(client, "nobody_" + with_password.name, "pw"),
+        await sign_in(client, with_password.name, "wrong"),
+        await sign_in(client, random.name, ""),
+        await sign_in(client, random.name, random.token),
+        await sign_in(client, disabled.name, "pw"),
+    ]
+    for answer in answers:
+        await assert_error(answer, 403, "Forbidden")
+    ok = await sign_in(client, with_password.name, "pw")
+    assert (await ok.get_json())["token"] == with_password.token
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        ({"user": "alice"}, "body.password: missing data for required field"),
+        ({"password": "x"}, "body.user: missing data for required field"),
+        ({"user": "alice", "password": 5}, "body.password: not a valid string"),
+        ({"user": "a b", "password": "x"}, "body.user: 1-64 characters"),
+        ({"user": "alice", "password": "x" * 1025}, "body.password: longer than maximum"),
+        (["alice", "x"], "body: must be a JSON object"),
+    ],
+)
+async def test_a_sign_in_body_that_is_not_user_and_password_is_a_400(client, body, detail):
+    response = await client.post("/api/session", json=body)
+    answer = await assert_error(response, 400, "BadRequest")
+    assert answer["detail"].lower().startswith(detail.lower())
+    assert "x" * 50 not in answer["detail"]
+
+
+async def test_wrong_passwords_count_toward_the_lockout(make_app):
+    async with make_app(auth_failures_per_user=2, auth_failures_per_source=0) as app:
+        storage = get_storage(app.app)
+        client = app.test_client()
+        alice = await new_account(storage, password="pw")
+        for _ in range(2):
+            await assert_error(await sign_in(client, alice.name, "guess"), 403, "Forbidden")
+        locked = await sign_in(client, alice.name, "pw")
+        await assert_error(locked, 429, "TooManyRequests")
+        assert 1 <= int(locked.headers["Retry-After"]) <= 60

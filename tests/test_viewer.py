@@ -18,11 +18,12 @@ them these tests are skipped, except under ``CI=true``, where they fail.
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 from support import client_record
-from support.browser import LiveAccount, ago, expect, query, rows, sign_in
+from support.browser import API_KEY, LiveAccount, ago, expect, http, query, rows, sign_in
 
 SCREENSHOT = Path("/tmp/bot-logging-server-viewer.png")
 PLOT_PAD = 6  # the chart's left and right padding (static/viewer/chart.js PAD)
@@ -40,7 +41,7 @@ def test_sign_in_and_see_the_records_sent_through_send_logs(page, live_server, a
         client_record(2, msg="it is critical", level=50),
     )
     sign_in(page, live_server, account, token="0" * 32)
-    expect(page.locator("#signin-error")).to_have_text("Wrong user or token.")
+    expect(page.locator("#signin-error")).to_have_text("Wrong user, password or token.")
     sign_in(page, live_server, account)
     expect(page.locator("#logs tbody tr")).to_have_count(3)
     assert rows(page) == ["it is critical", "an error", "first warning"]
@@ -104,6 +105,70 @@ def test_filters_and_text_search_narrow_the_table_and_the_histogram(page, live_s
     page.click("#filter-reset")
     expect(page.locator("#logs tbody tr")).to_have_count(4)
     assert page.input_value("#filter-q") == "" and query(page) == {}
+
+
+def test_the_search_language_lists_only_the_matching_records(tabs, page, live_server, account):
+    account.send(
+        client_record(0, msg="card declined for order 17", level=40),
+        client_record(1, msg="card declined again", level=30),
+        client_record(2, msg="declined: card expired", level=50),
+        client_record(3, msg="CARD DECLINED twice", level=50),
+        client_record(4, msg="all good", level=50),
+    )
+    sign_in(page, live_server, account)
+    messages = page.locator("#logs tbody td.msg")
+    expect(messages).to_have_count(5)
+    page.locator("#filter-q").press_sequentially('level:>=error "card declined"', delay=20)
+    expect(messages).to_have_text(["CARD DECLINED twice", "card declined for order 17"])
+    expect(page.locator("#histogram")).to_have_attribute("data-total", "2")
+    assert query(page) == {"q": 'level:>=error "card declined"'}
+    # An unclosed quote is marked while typing, never sent; other mistakes are the server's 400.
+    sent: list[str] = []
+    page.on("request", lambda r: "/api/" in r.url and sent.append(r.url))
+    page.fill("#filter-q", '"card declined')
+    expect(page.locator("#status")).to_have_text('Search: close the quote (")')
+    page.wait_for_timeout(700)
+    assert sent == []
+    tabs.allow(r"status of 400")
+    page.fill("#filter-q", "level:loud")
+    expect(page.locator("#status")).to_contain_text("query.q: level:loud: not a level")
+
+
+def test_the_process_and_logger_inputs_complete_the_users_own_names(page, live_server, account):
+    LiveAccount(live_server).send(client_record(0, p_description="worker-of-another"))
+    account.send(client_record(0, p_description="worker-billing"), p_name="web-1")
+    account.send(client_record(1, p_description="Worker-mail"), p_name="cron")
+    sign_in(page, live_server, account)
+    expect(page.locator("#logs tbody tr")).to_have_count(2)
+    page.fill("#filter-p_description", "wor")
+    options = page.locator("#suggest-p_description option")
+    expect(options).to_have_count(2)
+    assert [o.get_attribute("value") for o in options.all()] == ["worker-billing", "Worker-mail"]
+    page.fill("#filter-p_name", "W")
+    expect(page.locator("#suggest-p_name option")).to_have_count(1)
+    assert page.get_attribute("#suggest-p_name option", "value") == "web-1"
+
+
+def test_a_password_signs_in_and_only_its_token_is_kept(page, live_server):
+    name = f"pw_{uuid.uuid4().hex[:8]}"
+    created = http(
+        live_server,
+        "/create_user",
+        {"user": name, "password": "open sesame"},
+        {"X-Api-Key": API_KEY},
+    )
+    page.goto(live_server + "/")
+    page.fill("#signin-user", name)
+    page.fill("#signin-token", "open sesam")
+    page.click("#signin-submit")
+    expect(page.locator("#signin-error")).to_have_text("Wrong user, password or token.")
+    page.fill("#signin-token", "open sesame")
+    page.click("#signin-submit")
+    expect(page.locator("#status")).to_have_text("No records match.")
+    expect(page.locator("#whoami")).to_have_text(f"as {name}")
+    kept = page.evaluate("sessionStorage.getItem('bls.credentials')")
+    assert json.loads(kept) == {"user": name, "token": created["token"]}
+    assert "sesame" not in kept and page.input_value("#signin-token") == ""
 
 
 def test_a_bad_pid_or_time_is_marked_in_the_page_and_never_sent(page, live_server, account):

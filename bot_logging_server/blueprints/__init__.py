@@ -4,7 +4,9 @@
 * `otlp`: ``POST /v1/logs`` (OpenTelemetry logs, OTLP/HTTP);
 * `users`: ``POST /create_user`` (the original's, off without an API key);
 * `health`: ``GET /healthz``;
-* `read`: ``/api/logs``, ``/api/logs/export``, ``/api/stats``, ``/api/tail`` (reading);
+* `read`: ``/api/logs``, ``/api/logs/export``, ``/api/stats``, ``/api/tail``,
+  ``/api/suggest`` (reading);
+* `session`: ``POST /api/session`` (a password's token, for the viewer's sign-in);
 * `alerts`: ``/api/alerts`` (a user's alert rules and their deliveries);
 * `events`: ``/api/events`` (write a batch, read), ``/api/sessions``, ``/api/events/stats``;
 * `docs`: ``/openapi.json`` and ``/docs``;
@@ -29,6 +31,7 @@ from bot_logging_server.blueprints import (
     microticks,
     otlp,
     read,
+    session,
     stats_ws,
     track,
     users,
@@ -46,6 +49,7 @@ def register_blueprints(app: Quart, config: Config) -> None:
         otlp,
         health,
         read,
+        session,
         alerts,
         events,
         docs,

@@ -3,7 +3,7 @@
 Every endpoint authenticates with ``X-User`` plus ``X-User-Token`` (or ``Authorization:
 Bearer <token>``) and only ever reads that user's records, whatever the filters. The filters
 are the same everywhere (`schemas.query.LogQuerySchema`): ``level`` (minimum), ``since``/``until``
-(on ``event_at``), ``q`` (case-insensitive substring of ``msg``), ``p_name``,
+(on ``event_at``), ``q`` (the search language of `bot_logging_server.search`), ``p_name``,
 ``p_description``, ``pid``.
 
 * ``GET /api/logs``: ``{"logs": [record, ...], "next_cursor": "..." | null}``, newest first
@@ -17,6 +17,8 @@ are the same everywhere (`schemas.query.LogQuerySchema`): ``level`` (minimum), `
 * ``GET /api/stats?bucket=minute|hour|day``: counts per level per bucket of ``event_at``.
 * ``GET /api/tail``: Server-Sent Events of new matching records in arrival order
   (`bot_logging_server.tail`).
+* ``GET /api/suggest?field=process|logger&prefix=...``: ``{"values": [...]}``, up to 20
+  distinct ``p_name`` / ``p_description`` values starting with the prefix, sorted.
 
 Each user may have a few reads and tails in progress at once (`bot_logging_server.readlimit`);
 one more is a 429, checked after authentication and the parameters.
@@ -43,7 +45,12 @@ from bot_logging_server.records import (
     record_json,
 )
 from bot_logging_server.schemas.base import ValidationFailed
-from bot_logging_server.schemas.query import encode_log_cursor, load_query, parse_record_id
+from bot_logging_server.schemas.query import (
+    SUGGEST_FIELDS,
+    encode_log_cursor,
+    load_query,
+    parse_record_id,
+)
 from bot_logging_server.storage import (
     MAX_PAGE,
     LogQuery,
@@ -56,7 +63,7 @@ from bot_logging_server.storage import (
 from bot_logging_server.storage.base import MAX_STAT_ROWS
 from bot_logging_server.tail import Follower, event_stream
 
-__all__ = ["bp", "export_logs", "list_logs", "stats", "tail"]
+__all__ = ["bp", "export_logs", "list_logs", "stats", "suggest", "tail"]
 
 bp = Blueprint("read", __name__, url_prefix="/api")
 log = logging.getLogger(__name__)
@@ -177,6 +184,19 @@ async def stats(user: User) -> Response:
             "partial": len(counts) >= MAX_STAT_ROWS,
         }
     )
+
+
+@bp.get("/suggest")
+@requires_header_user
+async def suggest(user: User) -> Response:
+    """Completions for the viewer's Process and Logger inputs: the user's own distinct
+    values starting with ``prefix`` (any letter case), at most 20, sorted."""
+    args = _query_args("suggest")
+    async with get_read_limiter().take("reads", user.id):  # else 429
+        values = await get_storage().suggest_values(
+            user.id, SUGGEST_FIELDS[args["field"]], args["prefix"]
+        )
+    return json_response({"field": args["field"], "values": values})
 
 
 def _last_event_id() -> int | None:

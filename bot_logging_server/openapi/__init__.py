@@ -65,6 +65,8 @@ def _custom_field(converter: Any, field: fields.Field, **kwargs: Any) -> dict[st
         }
     if isinstance(field, query.Cursor):
         return {"type": "string"}
+    if isinstance(field, query.SearchText):
+        return {"type": "string", "maxLength": query.MAX_Q_CHARS}
     if isinstance(field, values.Message):
         return {"description": "any JSON value; a non-string is stored as its JSON text"}
     return {}
@@ -358,6 +360,47 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
                 ],
                 limited="tails",
             )
+        },
+    )
+    spec.path(
+        path="/api/suggest",
+        operations={
+            "get": _read_operation(
+                "Completions for process (p_name) or logger (p_description): the user's "
+                "distinct values starting with prefix, among their newest 20 000 records.",
+                query.SuggestQuerySchema,
+                {
+                    "description": "Up to 20 values, sorted.",
+                    "content": {_JSON: {"schema": responses.SuggestSchema}},
+                },
+                limited="reads",
+            )
+        },
+    )
+    spec.path(
+        path="/api/session",
+        operations={
+            "post": {
+                "summary": "Sign in with a password: the token md5(user + password), when it "
+                "is the user's token.",
+                "tags": ["read"],
+                "requestBody": {
+                    "required": True,
+                    "content": {_JSON: {"schema": accounts.SessionBodySchema}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "The user's token (send it as X-User-Token).",
+                        "content": {_JSON: {"schema": responses.SessionTokenSchema}},
+                    },
+                    "400": _error("The body is not {user, password} (detail says why)."),
+                    "403": _error("Unknown user, wrong password, or disabled user."),
+                    "429": _error(
+                        "Locked out after too many failed checks; retry after Retry-After."
+                    ),
+                    "503": _error("The database is unavailable; retry after Retry-After."),
+                },
+            }
         },
     )
     _event_paths(spec)

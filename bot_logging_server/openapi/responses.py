@@ -86,6 +86,24 @@ class StatsSchema(_Open):
     )
 
 
+class SuggestSchema(_Open):
+    """``GET /api/suggest``: the user's values of the field starting with the prefix."""
+
+    field = fields.String(required=True, validate=validate.OneOf(("process", "logger")))
+    values = fields.List(
+        fields.String(),
+        required=True,
+        metadata={"description": "At most 20, distinct, sorted (letter case ignored)."},
+    )
+
+
+class SessionTokenSchema(_Open):
+    """``POST /api/session``: the token the password makes (md5 of user + password)."""
+
+    user = fields.String(required=True)
+    token = fields.String(required=True, metadata={"description": "32 hex"})
+
+
 class ErrorSchema(_Open):
     """Every answer that is not a success (``docs/API.md``)."""
 

@@ -1,4 +1,5 @@
-"""User names, and the body of ``POST /create_user``: ``{"user", "password", "tel_id"}``.
+"""User names, the body of ``POST /create_user`` (``{"user", "password", "tel_id"}``) and
+that of ``POST /api/session`` (``{"user", "password"}``).
 
 User names are compared in Unicode NFKC form (`normalise_username`): ``alice`` written in
 full-width letters (U+FF41...) is ``alice``, and ``café`` is one name whether its ``é`` is
@@ -22,8 +23,10 @@ __all__ = [
     "USERNAME_RE",
     "USERNAME_RULE",
     "CreateUserSchema",
+    "SessionBodySchema",
     "WholeNumber",
     "load_create_user",
+    "load_session",
     "new_name_problem",
     "normalise_username",
 ]
@@ -101,3 +104,32 @@ def load_create_user(body: object) -> dict[str, Any]:
     if not isinstance(body, Mapping):
         raise ValidationFailed("body: must be a JSON object")
     return load(_CREATE_USER, body, "body")
+
+
+#: The longest password ``POST /api/session`` takes (characters).
+MAX_PASSWORD_CHARS = 1024
+
+
+class SessionBodySchema(Schema):
+    """The body of ``POST /api/session``: ``{"user", "password"}`` (the password the user
+    was created with; its token is ``md5(user + password)``)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    user = fields.String(
+        required=True,
+        validate=validate.Regexp(USERNAME_RE, error=USERNAME_RULE),
+    )
+    password = fields.String(required=True, validate=validate.Length(max=MAX_PASSWORD_CHARS))
+
+
+_SESSION = SessionBodySchema()
+
+
+def load_session(body: object) -> dict[str, Any]:
+    """Validate a ``POST /api/session`` body; raise `ValidationFailed` naming the field
+    (never quoting the password)."""
+    if not isinstance(body, Mapping):
+        raise ValidationFailed("body: must be a JSON object")
+    return load(_SESSION, body, "body")

@@ -2,7 +2,9 @@
 
 Every read endpoint takes the same filters (`LogQuerySchema`: ``level``, ``since``,
 ``until``, ``q``, ``p_name``, ``p_description``, ``pid``; empty values are ignored); the
-listing and the export add a page size and a ``cursor``, the stats a bucket width.
+listing and the export add a page size and a ``cursor``, the stats a bucket width. ``q`` is
+the search language of `bot_logging_server.search`, loaded to a `Search`.
+``GET /api/suggest`` has its own (`SuggestQuerySchema`).
 `load_query` validates one endpoint's query string into the keyword arguments of
 `bot_logging_server.storage.LogQuery`, or raises `ValidationFailed` naming the parameter.
 
@@ -38,18 +40,22 @@ from marshmallow import (
 
 from bot_logging_server.schemas.base import load
 from bot_logging_server.schemas.values import BIGINT, NAME_CHARS, Level, Timestamp
+from bot_logging_server.search import Search, SearchError, parse_search
 from bot_logging_server.storage import BUCKETS, LOG_SORTS, MAX_PAGE
 
 __all__ = [
     "EXPORT_FORMATS",
     "LOG_ORDERS",
+    "SUGGEST_FIELDS",
     "Cursor",
     "ExportQuerySchema",
     "LogCursor",
     "LogCursorField",
     "LogQuerySchema",
     "LogsQuerySchema",
+    "SearchText",
     "StatsQuerySchema",
+    "SuggestQuerySchema",
     "decode_cursor",
     "decode_log_cursor",
     "encode_cursor",
@@ -58,6 +64,8 @@ __all__ = [
     "parse_record_id",
 ]
 
+#: The longest ``q`` accepted.
+MAX_Q_CHARS = 1000
 #: ``format`` values of ``GET /api/logs/export``.
 EXPORT_FORMATS = ("ndjson", "csv")
 #: ``order`` values of the listing and the export: newest first, oldest first.
@@ -160,6 +168,21 @@ class Cursor(fields.Field):
             raise ValidationError(str(exc)) from None
 
 
+class SearchText(fields.Field):
+    """``q``: at most `MAX_Q_CHARS` characters of the search language; loads to a `Search`
+    (`bot_logging_server.search`), or fails with what is wrong in it."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Search:
+        if not isinstance(value, str):
+            raise ValidationError("not a valid string")
+        if len(value) > MAX_Q_CHARS:
+            raise ValidationError(f"longer than {MAX_Q_CHARS} characters")
+        try:
+            return parse_search(value)
+        except SearchError as exc:
+            raise ValidationError(str(exc)) from None
+
+
 _LEVEL_DOC = {
     "description": "Minimum level: a number 0-100 or a name (debug, info, warning, error...).",
     "example": "warning",
@@ -179,9 +202,13 @@ class LogQuerySchema(Schema):
     min_level = Level(data_key="level", metadata=_LEVEL_DOC)
     since = Timestamp(metadata={**_TIME_DOC, "description": "event_at >= since (ISO 8601)."})
     until = Timestamp(metadata={**_TIME_DOC, "description": "event_at < until (ISO 8601)."})
-    q = fields.String(
-        validate=validate.Length(max=1000),
-        metadata={"description": "Case-insensitive substring of msg."},
+    q = SearchText(
+        metadata={
+            "description": 'Search (docs/API.md, Search syntax): words and "phrases" of msg '
+            "(any case, AND), -word excludes, process:PREFIX, logger:PREFIX, pid:N, "
+            "level:error or level:>=warning (also >, <=, <).",
+            "example": 'level:>=error "card declined" -heartbeat',
+        },
     )
     p_name = fields.String(validate=validate.Length(max=NAME_CHARS))
     p_description = fields.String(validate=validate.Length(max=NAME_CHARS))
@@ -264,16 +291,39 @@ class StatsQuerySchema(LogQuerySchema):
     bucket = fields.String(load_default="hour", validate=validate.OneOf(BUCKETS))
 
 
+#: ``field`` values of ``GET /api/suggest``, and the column each completes.
+SUGGEST_FIELDS = {"process": "p_name", "logger": "p_description"}
+
+
+class SuggestQuerySchema(Schema):
+    """``GET /api/suggest``: which field to complete, and the start typed so far."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    field = fields.String(
+        required=True,
+        validate=validate.OneOf(tuple(SUGGEST_FIELDS)),
+        metadata={"description": "process (p_name) or logger (p_description)."},
+    )
+    prefix = fields.String(
+        load_default="",
+        validate=validate.Length(max=NAME_CHARS),
+        metadata={"description": "What the value starts with (any letter case); empty: any."},
+    )
+
+
 _QUERY_SCHEMAS = {
     "logs": LogsQuerySchema(),
     "export": ExportQuerySchema(),
     "stats": StatsQuerySchema(),
     "tail": LogQuerySchema(),
+    "suggest": SuggestQuerySchema(),
 }
 
 
 def load_query(kind: str, args: Mapping[str, str]) -> dict[str, Any]:
-    """Validate the query string of read endpoint `kind` (``logs export stats tail``).
+    """Validate the query string of read endpoint `kind` (``logs export stats tail suggest``).
 
     Raises `ValidationFailed` naming the parameter, e.g. ``query.level: not a level name``.
     """

@@ -25,6 +25,8 @@ from typing import Any
 
 import msgspec
 
+from bot_logging_server.search import Search, parse_search
+
 __all__ = [
     "BUCKETS",
     "CHARS_PER_INSERT",
@@ -226,7 +228,9 @@ class LogQuery:
     Filters (all optional, combined with AND):
         min_level: ``level >= min_level``.
         since, until: ``since <= event_at < until`` (naive UTC).
-        q: case-insensitive substring of ``msg`` (wildcards in it are plain characters).
+        q: a `bot_logging_server.search.Search` (words and phrases of ``msg``, prefixes of
+            ``p_name``/``p_description``, pid, level comparisons; see that module); a string
+            given here is parsed (`SearchError`, a `ValueError`, when it is not valid).
         p_name, p_description, pid: equal to.
     Page:
         sort: ``"id"`` (arrival: the order the records were stored in, the live tail's) or
@@ -243,7 +247,7 @@ class LogQuery:
     min_level: int | None = None
     since: datetime | None = None
     until: datetime | None = None
-    q: str | None = None
+    q: Search | None = None
     p_name: str | None = None
     p_description: str | None = None
     pid: int | None = None
@@ -259,6 +263,8 @@ class LogQuery:
         without its time (programming errors, not a client's)."""
         if not 1 <= self.limit <= MAX_PAGE:
             raise ValueError(f"limit must be 1..{MAX_PAGE}")
+        if isinstance(self.q, str):
+            object.__setattr__(self, "q", parse_search(self.q))
         if self.sort not in LOG_SORTS:
             raise ValueError(f"sort must be one of {LOG_SORTS}")
         cursor = self.before_id is not None or self.after_id is not None
@@ -301,6 +307,8 @@ class Dialect(abc.ABC):
     #: Appended to a SELECT whose rows must not change until the transaction ends (others
     #: may read them meanwhile).
     share_rows: str = ""
+    #: Appended to a text column to compare it exactly (case and accents count).
+    exact_collation: str = ""
 
     def encode_time(self, moment: datetime) -> object:
         """`moment` as a statement argument."""
@@ -315,6 +323,12 @@ class Dialect(abc.ABC):
         """A clause true when `column` holds `text` in any letter case, and its one argument.
 
         Wildcard characters in `text` are plain characters.
+        """
+
+    @abc.abstractmethod
+    def starts_with(self, column: str, text: str) -> tuple[str, object]:
+        """A clause true when `column` starts with `text` in any letter case, and its one
+        argument. Wildcard characters in `text` are plain characters.
         """
 
     @abc.abstractmethod

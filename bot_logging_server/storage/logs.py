@@ -22,9 +22,11 @@ from datetime import datetime
 
 import msgspec
 
+from bot_logging_server.search import FIELDS, LEVEL_OPERATORS, Search
 from bot_logging_server.storage.base import (
     MAX_STAT_ROWS,
     Database,
+    Dialect,
     LevelCount,
     LogQuery,
     LogRow,
@@ -38,7 +40,7 @@ from bot_logging_server.storage.base import (
 from bot_logging_server.storage.group_commit import GroupCommit, Refusals
 from bot_logging_server.storage.idempotency import Claim, claim_keys
 
-__all__ = ["LogTable"]
+__all__ = ["LogTable", "search_filters"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,12 @@ _ID_INDEX = "ix_user_logs_user_id"
 #: Bytes a row takes besides its message, at most (p_name and p_description are 255
 #: characters of up to four bytes, escaped; numbers and times), and the INSERT around it.
 _ROW_BYTES = 4096
+#: `LogTable.suggest_values` looks at this many of a user's newest rows, at most.
+SUGGEST_WINDOW = 20_000
+#: ... and answers this many values, at most.
+SUGGEST_LIMIT = 20
+#: Distinct values read for a suggestion before sorting (a bound on what one read returns).
+_SUGGEST_DISTINCT = 1000
 #: A time range with fewer rows than this is read through `_EVENT_INDEX` (where the backend
 #: can be told to).
 _SMALL_RANGE = 50_000
@@ -122,6 +130,29 @@ def _params(
         )
         for r in rows
     ]
+
+
+def search_filters(dialect: Dialect, search: Search) -> list[tuple[str, object]]:
+    """One WHERE clause and its one argument per term of `search` (see `_where`).
+
+    Words and phrases are `Dialect.contains` of ``msg``, ``process:``/``logger:`` are
+    `Dialect.starts_with` of their column (both: any letter case, wildcards escaped), ``pid:``
+    and ``level:`` compare numbers; a negated term is ``NOT (...)`` (every column is NOT NULL).
+    """
+    filters = []
+    for term in search.terms:
+        if term.field == "msg":
+            clause, value = dialect.contains("msg", str(term.value))
+        elif term.field in ("process", "logger"):
+            clause, value = dialect.starts_with(FIELDS[term.field], str(term.value))
+        elif term.field == "level" and term.op in LEVEL_OPERATORS:
+            clause, value = f"level {term.op} ?", term.value
+        elif term.field == "pid":
+            clause, value = "pid = ?", term.value
+        else:
+            raise ValueError(f"not a search term: {term!r}")
+        filters.append((f"NOT ({clause})" if term.negated else clause, value))
+    return filters
 
 
 class LogTable(Table):
@@ -298,6 +329,32 @@ class LogTable(Table):
         )
         return [LevelCount(start(r[0]), r[1], int(r[2])) for r in rows]
 
+    async def suggest_values(self, user_id: int, column: str, prefix: str) -> list[str]:
+        """Distinct values of `column` (``p_name`` or ``p_description``) starting with
+        `prefix` in any letter case, among `user_id`'s newest `SUGGEST_WINDOW` rows: at most
+        `SUGGEST_LIMIT`, sorted (case-insensitively, then exactly).
+
+        No index holds these columns, so the rows read are bounded: the newest ones, read
+        backwards on the (user_id, id) index, whatever the user's size (a value not used
+        lately is not suggested).
+        """
+        if column not in ("p_name", "p_description"):
+            raise ValueError(f"not a suggested column: {column}")
+        dialect = self.db.dialect
+        where, args = "", []
+        if prefix:
+            clause, value = dialect.starts_with(column, prefix)
+            where, args = f"WHERE {clause}", [value]
+        # Distinct exactly (MySQL's column collation would merge "Web" and "web").
+        rows = await self.db.fetch(
+            f"SELECT DISTINCT {column}{dialect.exact_collation} FROM ("
+            f"SELECT {column} FROM user_logs WHERE user_id = ? ORDER BY id DESC LIMIT ?"
+            f") AS recent {where} LIMIT ?",
+            (user_id, SUGGEST_WINDOW, *args, _SUGGEST_DISTINCT),
+        )
+        values = sorted({str(row[0]) for row in rows}, key=lambda v: (v.casefold(), v))
+        return values[:SUGGEST_LIMIT]
+
     def _where(self, user_id: int, query: LogQuery, with_cursor: bool = True) -> tuple[str, list]:
         """The WHERE clause and its arguments for `query`, always scoped to `user_id`."""
         dialect = self.db.dialect
@@ -305,7 +362,7 @@ class LogTable(Table):
             ("level >= ?", query.min_level),
             ("event_at >= ?", None if query.since is None else dialect.encode_time(query.since)),
             ("event_at < ?", None if query.until is None else dialect.encode_time(query.until)),
-            dialect.contains("msg", query.q) if query.q is not None else ("", None),
+            *(search_filters(dialect, query.q) if query.q is not None else ()),
             ("p_name = ?", query.p_name),
             ("p_description = ?", query.p_description),
             ("pid = ?", query.pid),

@@ -104,10 +104,11 @@ _BUCKETS = {
 }
 
 
-def _like_pattern(text: str) -> str:
-    """``%text%`` for ``LIKE ... ESCAPE '|'``, with ``|``, ``%`` and ``_`` in `text` escaped."""
+def _like_pattern(text: str, anywhere: bool = True) -> str:
+    """``%text%`` (``text%`` unless `anywhere`) for ``LIKE ... ESCAPE '|'``, with ``|``,
+    ``%`` and ``_`` in `text` escaped."""
     escaped = text.replace("|", "||").replace("%", "|%").replace("_", "|_")
-    return f"%{escaped}%"
+    return f"%{escaped}%" if anywhere else f"{escaped}%"
 
 
 class MySQLDialect(Dialect):
@@ -116,6 +117,7 @@ class MySQLDialect(Dialect):
     name = "mysql"
     lock_rows = " FOR UPDATE"
     share_rows = " LOCK IN SHARE MODE"
+    exact_collation = " COLLATE utf8mb4_bin"
 
     def decode_time(self, value: Any) -> datetime:
         """The driver already returns a DATETIME as a datetime."""
@@ -124,6 +126,13 @@ class MySQLDialect(Dialect):
     def contains(self, column: str, text: str) -> tuple[str, object]:
         """``LIKE`` under an explicit case-insensitive collation (not the database's own)."""
         return f"{column} COLLATE utf8mb4_general_ci LIKE ? ESCAPE '|'", _like_pattern(text)
+
+    def starts_with(self, column: str, text: str) -> tuple[str, object]:
+        """``LIKE 'text%'`` under the same case-insensitive collation as `contains`."""
+        return (
+            f"{column} COLLATE utf8mb4_general_ci LIKE ? ESCAPE '|'",
+            _like_pattern(text, anywhere=False),
+        )
 
     def bucket(self, column: str, width: str) -> tuple[str, Callable[[Any], datetime]]:
         """``column DIV 10^k``: a DATETIME in numeric context is YYYYMMDDhhmmss.ffffff, and

@@ -119,6 +119,10 @@ class SQLiteDialect(Dialect):
         SQLite's own LIKE and lower() fold ASCII only, and q must fold every script."""
         return f"instr(blst_fold({column}), ?) > 0", text.casefold()
 
+    def starts_with(self, column: str, text: str) -> tuple[str, object]:
+        """The casefolded `column` starts with the casefolded `text` (as `contains`)."""
+        return f"instr(blst_fold({column}), ?) = 1", text.casefold()
+
     def bucket(self, column: str, width: str) -> tuple[str, Callable[[Any], datetime]]:
         """A prefix of the stored time text (it sorts and cuts cleanly)."""
         chars, suffix = _BUCKET_PREFIX[width]

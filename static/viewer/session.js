@@ -39,3 +39,30 @@ export function headers() {
   const c = credentials();
   return c ? authHeaders(c.user, c.token) : {};
 }
+
+const TOKEN_SHAPE = /^[0-9a-fA-F]{32}$/;
+
+/**
+ * Sign `user` in with `secret`, a password or a token. A secret shaped like a token (32 hex
+ * characters) is tried as a token first (GET /api/logs?limit=1); any other, or one refused as
+ * a token, is sent as a password to POST /api/session, which answers its token (the page
+ * never computes it). Answers `{token}`, or `{status, retryAfter}` for the last refusal;
+ * throws when the server cannot be reached.
+ */
+export async function signIn(user, secret) {
+  const trimmed = secret.trim();
+  if (TOKEN_SHAPE.test(trimmed)) {
+    const response = await fetch("/api/logs?limit=1", { headers: authHeaders(user, trimmed) });
+    if (response.ok) return { token: trimmed.toLowerCase() };
+    if (response.status !== 403) return refusal(response);
+  }
+  const response = await fetch("/api/session", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ user, password: secret }),
+  });
+  if (!response.ok) return refusal(response);
+  return { token: (await response.json()).token };
+}
+
+const refusal = (response) => ({ status: response.status, retryAfter: Number(response.headers.get("Retry-After")) || 0 });

@@ -92,6 +92,32 @@ function check(field, message) {
 }
 
 /**
+ * Whether search `q` ends inside a phrase (a quote never closed), read as the server reads it
+ * (bot_logging_server/search.py): a quote opens a phrase at the start of a term (after an
+ * optional "-") or of a field's value; inside, \" and \\ are escapes. Such a search is
+ * never sent: the status line says so while it is being typed.
+ */
+export function openQuote(q) {
+  const space = (c) => /\s/.test(c);
+  let i = 0;
+  while (i < q.length) {
+    if (space(q[i])) { i += 1; continue; }
+    if (q[i] === "-" && i + 1 < q.length && !space(q[i + 1])) i += 1;
+    const field = /^(process|logger|pid|level):/i.exec(q.slice(i));
+    if (q[i] !== '"' && field) i += field[0].length;
+    if (q[i] === '"') {
+      i += 1;
+      while (i < q.length && q[i] !== '"') i += q[i] === "\\" && (q[i + 1] === '"' || q[i + 1] === "\\") ? 2 : 1;
+      if (i >= q.length) return true;
+      i += 1;
+    } else {
+      while (i < q.length && !space(q[i])) i += 1;
+    }
+  }
+  return false;
+}
+
+/**
  * The view the form shows (with `base`'s range, bucket and open record), and the problems
  * of its inputs: `{view, errors: [{field, message}]}`. A view with errors is never sent.
  */
@@ -104,7 +130,8 @@ export function readForm(base) {
   const pid = view.pid;
   const pidOk = pid === "" || (/^-?\d{1,19}$/.test(pid) && BigInt(pid) < MAX_PID && BigInt(pid) >= -MAX_PID);
   errors.push(...check("pid", pidOk ? "" : "PID: a whole number, like 4242"));
-  errors.push(...check("q", view.q.length > MAX_Q ? "Search: at most " + MAX_Q + " characters" : ""));
+  errors.push(...check("q", view.q.length > MAX_Q ? "Search: at most " + MAX_Q + " characters"
+    : openQuote(view.q) ? 'Search: close the quote (")' : ""));
   for (const key of ["p_name", "p_description"]) {
     const name = key === "p_name" ? "Process" : "Logger";
     errors.push(...check(key, view[key].length > MAX_NAME ? name + ": at most " + MAX_NAME + " characters" : ""));
