@@ -30,6 +30,7 @@ __all__ = [
     "normal_token",
     "password_token",
     "random_token",
+    "set_hash_cost",
     "verify_token",
 ]
 
@@ -66,6 +67,19 @@ def normal_token(token: str | None) -> str | None:
         return None
     token = token.strip().lower()
     return token if is_token_shaped(token) else None
+
+
+def set_hash_cost(n: int) -> None:
+    """Make new hashes with scrypt cost N = `n` (a power of two, 2 or more) instead of 2**14.
+
+    For test suites and benchmarks that create thousands of users (at the production cost a
+    hash takes ~50 ms). A hash carries its own cost, so the hashes made before, at any cost,
+    still verify; `DUMMY_HASH` keeps the production cost.
+    """
+    global _N
+    if n < 2 or n & (n - 1):
+        raise ValueError("the scrypt cost must be a power of two, 2 or more")
+    _N = n
 
 
 def hash_token(token: str) -> str:

@@ -7,6 +7,8 @@
   the reason, elsewhere.
 * The Galera cluster fixtures (`galera_installed`, `galera_cluster`, `galera`) come from the
   plugin `galera_fixtures`.
+* Token hashes are made at a small scrypt cost (`TEST_HASH_COST`); `production_hash_cost`
+  restores the real one for a test.
 * `http_server` is parametrised over the HTTP servers (``--http-server hypercorn`` and
   ``uvicorn``): the reliability tests run a real server process on each.
 * `app` is entered with ``app.test_app()`` so before/after-serving (storage open/close) run;
@@ -31,11 +33,18 @@ import pytest
 import pytest_timeout
 from support import HTTP_SERVERS, Account, new_account
 
-from bot_logging_server import create_app
+from bot_logging_server import create_app, tokens
 from bot_logging_server.config import Config, DatabaseURL, build_config
 from bot_logging_server.storage import Storage, get_storage
 
 pytest_plugins = ["support.galera_fixtures"]
+
+# New token hashes are made at a small scrypt cost: the suite creates thousands of users and
+# keys, and at the production cost each hash (and each first check of it) takes ~50 ms. A
+# hash carries its cost, so checking is the same code; tests/test_tokens.py checks the
+# production cost with `production_hash_cost`.
+TEST_HASH_COST = 2**8
+tokens.set_hash_cost(TEST_HASH_COST)
 
 MYSQL_SERVER_URL = os.environ.get("LOGGER_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 BACKENDS = ["sqlite", "mysql"]
@@ -136,6 +145,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'logs.db'}"
     return request.getfixturevalue("mysql_database")
+
+
+@pytest.fixture
+def production_hash_cost() -> Iterator[None]:
+    """New token hashes at the production scrypt cost during this test."""
+    tokens.set_hash_cost(2**14)
+    try:
+        yield
+    finally:
+        tokens.set_hash_cost(TEST_HASH_COST)
 
 
 @pytest.fixture

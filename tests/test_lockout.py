@@ -44,7 +44,9 @@ async def wrong_try(client, name: str, address: str):
     )
 
 
-async def test_a_flood_of_wrong_tokens_leaves_a_new_legitimate_user_answered_promptly(make_app):
+async def test_a_flood_of_wrong_tokens_leaves_a_new_legitimate_user_answered_promptly(
+    make_app, production_hash_cost
+):
     async with make_app() as app:  # the default limits
         storage = get_storage(app.app)
         client = app.test_client()

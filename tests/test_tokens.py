@@ -45,7 +45,7 @@ def fields(stored: str) -> tuple[str, int, int, int, str, str]:
     return scheme, int(n), int(r), int(p), salt, digest
 
 
-def test_a_hash_is_scrypt_with_a_16_byte_salt_and_a_64_byte_digest():
+def test_a_hash_is_scrypt_with_a_16_byte_salt_and_a_64_byte_digest(production_hash_cost):
     scheme, n, r, p, salt, digest = fields(hash_token(TOKEN))
     assert scheme == "scrypt"
     assert (n, r, p) == (2**14, 8, 1)  # the deliberate cost: 16 MiB of memory per check
@@ -117,7 +117,7 @@ def test_a_token_that_cannot_be_encoded_is_rejected_without_raising():
     assert verify_token("\ud800" * 32, hash_token(TOKEN)) is False
 
 
-def test_the_dummy_hash_matches_no_token_and_costs_what_a_real_check_costs():
+def test_the_dummy_hash_matches_no_token_and_costs_what_a_real_check_costs(production_hash_cost):
     assert not verify_token(TOKEN, DUMMY_HASH)
     assert not verify_token("0" * 32, DUMMY_HASH)
     assert fields(DUMMY_HASH)[:4] == fields(hash_token(TOKEN))[:4]  # same scheme and cost
