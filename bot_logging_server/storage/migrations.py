@@ -410,6 +410,41 @@ _STEPS: tuple[tuple[int, str, dict[str, tuple[str, ...]]], ...] = (
             ),
         },
     ),
+    (
+        8,
+        "log_counts: records per user, minute of event_at and level",
+        {
+            # Kept by the transactions that insert and delete user_logs (storage.counts);
+            # filled here from the rows already stored. A minute is its start, stored as
+            # event_at is. The fill sets (not adds) each counter: a server migrating
+            # through another node of a cluster at the same moment writes the same values.
+            "mysql": (
+                """CREATE TABLE IF NOT EXISTS log_counts (
+                    user_id INT UNSIGNED NOT NULL,
+                    minute DATETIME NOT NULL,
+                    level SMALLINT NOT NULL,
+                    n BIGINT NOT NULL,
+                    PRIMARY KEY (user_id, minute, level)
+                ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
+                "INSERT INTO log_counts (user_id, minute, level, n) "
+                "SELECT user_id, DATE_FORMAT(event_at, '%Y-%m-%d %H:%i:00') AS m, level, "
+                "COUNT(*) FROM user_logs GROUP BY user_id, m, level "
+                "ON DUPLICATE KEY UPDATE n = VALUES(n)",
+            ),
+            "sqlite": (
+                """CREATE TABLE IF NOT EXISTS log_counts (
+                    user_id INTEGER NOT NULL,
+                    minute TEXT NOT NULL,
+                    level INTEGER NOT NULL,
+                    n INTEGER NOT NULL,
+                    PRIMARY KEY (user_id, minute, level)
+                ) WITHOUT ROWID""",
+                "INSERT INTO log_counts (user_id, minute, level, n) "
+                "SELECT user_id, substr(event_at, 1, 16) || ':00.000000' AS m, level, "
+                "COUNT(*) FROM user_logs GROUP BY user_id, m, level",
+            ),
+        },
+    ),
 )
 
 
@@ -440,6 +475,7 @@ REQUIRED_COLUMNS: dict[str, frozenset[str]] = {
         }
     ),
     "retention": frozenset({"user_id", "max_age_seconds", "max_rows", "updated_at"}),
+    "log_counts": frozenset({"user_id", "minute", "level", "n"}),
     "ingest_keys": frozenset(
         {"id", "user_id", "name", "lookup", "key_hash", "disabled", "created_at", "updated_at"}
     ),
