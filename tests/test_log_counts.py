@@ -1,7 +1,8 @@
 """The per-minute counters behind ``GET /api/stats`` (``log_counts``), on both backends.
 
-Stats without a text or field filter are summed from the counters (the partial minutes at
-the ends of a range counted from the rows); every answer here is compared with the same
+Stats without a text or field filter are summed from the counters (whole hours from the
+hourly ones, whole minutes from the per-minute ones, the partial minutes at the ends of a
+range from the rows); every answer here is compared with the same
 stats grouped from the rows themselves, which a filter every record matches
 (``p_name = "proc"``) forces. Random records, random ranges, every bucket width; again after
 a retention purge, a replayed Idempotency-Key batch and a user's removal, and after the
@@ -78,15 +79,24 @@ async def assert_stats_exact(storage, user_id: int, rows: list[LogRow], rng: ran
         await assert_counted_as_grouped(storage, user_id, query, BUCKETS[i % len(BUCKETS)])
 
 
-async def counters(storage, user_id: int) -> list[tuple]:
-    """`user_id`'s counters, as stored."""
+async def counters(storage, user_id: int, table: str = "log_counts") -> list[tuple]:
+    """`user_id`'s counters in `table` (per minute, or ``log_counts_hour``), as stored."""
+    column = "hour" if table == "log_counts_hour" else "minute"
     return [
         tuple(row)
         for row in await storage.db.fetch(
-            "SELECT minute, level, n FROM log_counts WHERE user_id = ? ORDER BY minute, level",
+            f"SELECT {column}, level, n FROM {table} WHERE user_id = ? ORDER BY {column}, level",
             (user_id,),
         )
     ]
+
+
+async def assert_counters_total(storage, user_id: int, total: int) -> None:
+    """Both tables of `user_id` count `total` records, and hold no empty counter."""
+    for table in ("log_counts", "log_counts_hour"):
+        stored = await counters(storage, user_id, table)
+        assert sum(n for *_, n in stored) == total, table
+        assert all(n > 0 for *_, n in stored), table  # an emptied minute leaves none behind
 
 
 async def test_stats_from_the_counters_equal_the_rows_grouped(storage):
@@ -98,10 +108,9 @@ async def test_stats_from_the_counters_equal_the_rows_grouped(storage):
         await storage.insert_logs(account.id, rows[part : part + 300], utc_now())
     await storage.insert_logs(other.id, random_rows(rng, 200, start), utc_now())
     await assert_stats_exact(storage, account.id, rows, rng)
-    stored = await counters(storage, account.id)
-    assert sum(n for *_, n in stored) == 1500
-    assert all(n > 0 for *_, n in stored)
-    assert len(stored) < 1500  # minutes shared by several records are one counter
+    await assert_counters_total(storage, account.id, 1500)
+    # Minutes shared by several records are one counter; hours far fewer.
+    assert len(await counters(storage, account.id, "log_counts_hour")) <= 72 * len(LEVELS)
 
 
 async def test_a_purge_takes_its_records_out_of_the_counters(storage):
@@ -123,9 +132,7 @@ async def test_a_purge_takes_its_records_out_of_the_counters(storage):
     assert 0 < report.deleted[account.name] < len(rows)
     assert await storage.count_logs(account.id) == len(kept)
     await assert_stats_exact(storage, account.id, kept, rng)
-    stored = await counters(storage, account.id)
-    assert sum(n for *_, n in stored) == len(kept)
-    assert all(n > 0 for *_, n in stored)  # a minute emptied leaves no counter behind
+    await assert_counters_total(storage, account.id, len(kept))
 
 
 async def test_keeping_the_newest_rows_takes_the_others_out_of_the_counters(storage):
@@ -136,7 +143,7 @@ async def test_keeping_the_newest_rows_takes_the_others_out_of_the_counters(stor
     await Purger(storage, Policy(max_rows=250), batch=64).run(username=account.name)
     assert await storage.count_logs(account.id) == 250
     await assert_stats_exact(storage, account.id, rows[-250:], rng)
-    assert sum(n for *_, n in await counters(storage, account.id)) == 250
+    await assert_counters_total(storage, account.id, 250)
 
 
 async def test_a_replayed_idempotent_batch_is_counted_once(storage):
@@ -150,7 +157,7 @@ async def test_a_replayed_idempotent_batch_is_counted_once(storage):
     assert again.duplicate is not None
     assert await storage.count_logs(account.id) == 300
     await assert_stats_exact(storage, account.id, rows, rng)
-    assert sum(n for *_, n in await counters(storage, account.id)) == 300
+    await assert_counters_total(storage, account.id, 300)
 
 
 async def test_removing_a_user_drops_their_counters_only(storage):
@@ -162,7 +169,8 @@ async def test_removing_a_user_drops_their_counters_only(storage):
     await storage.insert_logs(stays.id, kept, utc_now())
     await storage.remove_user(gone.name)
     assert await counters(storage, gone.id) == []
-    assert sum(n for *_, n in await counters(storage, stays.id)) == 100
+    assert await counters(storage, gone.id, "log_counts_hour") == []
+    await assert_counters_total(storage, stays.id, 100)
     await assert_stats_exact(storage, stays.id, kept, rng)
 
 
@@ -185,6 +193,7 @@ def _downgrade_to_version_7(url: DatabaseURL) -> None:
     if url.scheme == "sqlite":
         with contextlib.closing(sqlite3.connect(url.path)) as db:
             db.execute("DROP TABLE log_counts")
+            db.execute("DROP TABLE log_counts_hour")
             db.execute("DELETE FROM schema_version WHERE version = 8")
             db.commit()
         return
@@ -193,7 +202,7 @@ def _downgrade_to_version_7(url: DatabaseURL) -> None:
     )
     try:
         with conn.cursor() as cur:
-            cur.execute("DROP TABLE log_counts")
+            cur.execute("DROP TABLE log_counts, log_counts_hour")
             cur.execute("DELETE FROM schema_version WHERE version = 8")
         conn.commit()
     finally:
@@ -212,7 +221,11 @@ async def test_a_version_7_database_gets_counters_of_the_records_it_holds(fresh_
         for owner in owners:
             stored[owner.id] = random_rows(rng, 400, start)
             await storage.insert_logs(owner.id, stored[owner.id], utc_now())
-        before = {owner.id: await counters(storage, owner.id) for owner in owners}
+        before = {
+            (owner.id, table): await counters(storage, owner.id, table)
+            for owner in owners
+            for table in ("log_counts", "log_counts_hour")
+        }
     finally:
         await storage.close()
     _downgrade_to_version_7(DatabaseURL.parse(fresh_database_url))
@@ -222,7 +235,8 @@ async def test_a_version_7_database_gets_counters_of_the_records_it_holds(fresh_
         rows = await storage.db.fetch("SELECT MAX(version) FROM schema_version")
         assert int(rows[0][0]) == 8
         for owner in owners:
-            assert await counters(storage, owner.id) == before[owner.id]
+            for table in ("log_counts", "log_counts_hour"):
+                assert await counters(storage, owner.id, table) == before[(owner.id, table)]
             await assert_stats_exact(storage, owner.id, stored[owner.id], rng)
     finally:
         await storage.close()

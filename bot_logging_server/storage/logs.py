@@ -36,12 +36,7 @@ from bot_logging_server.storage.base import (
     cut_to_size,
     join_filters,
 )
-from bot_logging_server.storage.counts import (
-    COUNTS_TABLE,
-    add_inserted,
-    ceil_minute,
-    floor_minute,
-)
+from bot_logging_server.storage.counts import COUNTERS, add_inserted, ceil_to, floor_to
 from bot_logging_server.storage.group_commit import GroupCommit, Refusals
 from bot_logging_server.storage.idempotency import Claim, claim_keys
 
@@ -298,29 +293,41 @@ class LogTable(Table):
 
         `bucket` is one of `BUCKETS`; the cursor and limit of `query` are ignored. Newest
         buckets first, levels ascending, at most `MAX_STAT_ROWS` rows. Without a filter but
-        the level and the time range, the whole minutes of the range are summed from the
-        per-minute counters (`storage.counts`) and the partial minutes at its ends counted
-        from the rows: the same answer as grouping the rows, read off far fewer entries.
-        Otherwise grouped in SQL, on the (user_id, event_at, level) index.
+        the level and the time range, summed from the counters (`storage.counts`): the
+        range's whole hours from the hourly ones (hour and day buckets), its other whole
+        minutes from the per-minute ones, and only the partial minutes at its ends from the
+        rows; the same answer as grouping the rows, read off far fewer entries. Otherwise
+        grouped in SQL, on the (user_id, event_at, level) index.
         """
         if not _counted(query):
             return await self._row_stats(user_id, query, bucket)
         since, until = query.since, query.until
-        start = None if since is None else ceil_minute(since)
-        end = None if until is None else floor_minute(until)
+        start = None if since is None else ceil_to(since, "minute")
+        end = None if until is None else floor_to(until, "minute")
         if start is not None and end is not None and start >= end:
             return await self._row_stats(user_id, query, bucket)  # within two minutes
-        found = await self._counter_stats(user_id, query.min_level, start, end, bucket)
-        edges = [(since, start), (end, until)]
+        # [since, start) and [end, until): partial minutes, from the rows (when not empty).
+        rows = [(a, b) for a, b in ((since, start), (end, until)) if a is not None and a != b]
+        minutes, hours = [(start, end)], []
+        if bucket != "minute":  # whole hours inside [start, end) come from the hourly ones
+            first = None if start is None else ceil_to(start, "hour")
+            last = None if end is None else floor_to(end, "hour")
+            if first is None or last is None or first < last:
+                hours = [(first, last)]
+                minutes = [(a, b) for a, b in ((start, first), (last, end)) if a != b]
+        level = query.min_level
         parts = [
-            await self._row_stats(user_id, LogQuery(query.min_level, a, b), bucket)
-            for a, b in edges
-            if a is not None and a != b
+            *[await self._row_stats(user_id, LogQuery(level, a, b), bucket) for a, b in rows],
+            *[
+                await self._counter_stats("minute", user_id, level, a, b, bucket)
+                for a, b in minutes
+            ],
+            *[await self._counter_stats("hour", user_id, level, a, b, bucket) for a, b in hours],
         ]
-        if not any(parts):
-            return found
+        if len(parts) == 1:
+            return parts[0]
         merged: dict[tuple[datetime, int], int] = {}
-        for counts in (found, *parts):
+        for counts in parts:
             for c in counts:
                 merged[(c.start, c.level)] = merged.get((c.start, c.level), 0) + c.count
         # Newest first, levels ascending (a stable sort keeps the levels' order).
@@ -331,26 +338,28 @@ class LogTable(Table):
 
     async def _counter_stats(
         self,
+        width: str,
         user_id: int,
         min_level: int | None,
         start: datetime | None,
         end: datetime | None,
         bucket: str,
     ) -> list[LevelCount]:
-        """`log_stats` of the whole minutes from `start` to before `end` (None: unbounded),
-        summed from the counters."""
+        """`log_stats` of the whole minutes (`width` ``"minute"``) or hours from `start` to
+        before `end` (None: unbounded), summed from their counters."""
         dialect = self.db.dialect
-        expression, begins = dialect.bucket("minute", bucket)
+        table, column = COUNTERS[width]
+        expression, begins = dialect.bucket(column, bucket)
         where, args = join_filters(
             ("user_id = ?", user_id),
             [
-                ("minute >= ?", None if start is None else dialect.encode_time(start)),
-                ("minute < ?", None if end is None else dialect.encode_time(end)),
+                (f"{column} >= ?", None if start is None else dialect.encode_time(start)),
+                (f"{column} < ?", None if end is None else dialect.encode_time(end)),
                 ("level >= ?", min_level),
             ],
         )
         rows = await self.db.fetch(
-            f"SELECT {expression} AS bucket, level, SUM(n) FROM {COUNTS_TABLE} "
+            f"SELECT {expression} AS bucket, level, SUM(n) FROM {table} "
             f"WHERE {where} GROUP BY bucket, level ORDER BY bucket DESC, level LIMIT ?",
             (*args, MAX_STAT_ROWS),
         )
