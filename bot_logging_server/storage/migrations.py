@@ -55,7 +55,7 @@ COUNTS_FILL: dict[str, tuple[str, ...]] = {
         )
     ),
     "sqlite": tuple(
-        f"INSERT INTO {table} (user_id, {column}, level, n) "
+        f"INSERT OR REPLACE INTO {table} (user_id, {column}, level, n) "
         f"SELECT user_id, substr(event_at, 1, {chars}) || '{suffix}' AS m, level, COUNT(*) "
         "FROM user_logs GROUP BY user_id, m, level"
         for table, column, chars, suffix in (
