@@ -22,7 +22,7 @@ from support import new_account
 
 from bot_logging_server.config import DatabaseURL, build_config
 from bot_logging_server.retention import Policy, Purger
-from bot_logging_server.storage import BUCKETS, Claim, LogQuery, LogRow, make_storage, utc_now
+from bot_logging_server.storage import BUCKETS, Claim, LogQuery, LogRow, logs, make_storage, utc_now
 
 LEVELS = (10, 20, 25, 30, 40, 50)
 #: Every record's process name: a filter on it matches them all, and takes the row query.
@@ -65,10 +65,15 @@ async def assert_counted_as_grouped(storage, user_id: int, query: LogQuery, buck
 
 async def assert_stats_exact(storage, user_id: int, rows: list[LogRow], rng: random.Random):
     """Stats of `user_id` over many random ranges, from the counters, equal the rows'."""
-    start = min(r.event_at for r in rows)
     for bucket in BUCKETS:
         everything = await assert_counted_as_grouped(storage, user_id, LogQuery(), bucket)
         assert sum(c.count for c in everything) == await storage.count_logs(user_id)
+    await assert_random_ranges_exact(storage, user_id, rows, rng)
+
+
+async def assert_random_ranges_exact(storage, user_id: int, rows: list[LogRow], rng):
+    """Stats of `user_id` over 40 random ranges and levels equal the rows'."""
+    start = min(r.event_at for r in rows)
     for i in range(40):
         since, until = random_moment(rng, rows, start), random_moment(rng, rows, start)
         if since is not None and until is not None and until < since:
@@ -240,3 +245,16 @@ async def test_a_version_7_database_gets_counters_of_the_records_it_holds(fresh_
             await assert_stats_exact(storage, owner.id, stored[owner.id], rng)
     finally:
         await storage.close()
+
+
+@pytest.mark.parametrize("cap", [1, 7, 50])
+async def test_the_cap_keeps_the_same_newest_bars_as_the_rows(storage, monkeypatch, cap):
+    rng = random.Random(14)
+    account = await new_account(storage)
+    rows = random_rows(rng, 400, datetime(2024, 6, 1, 0, 0, 30))
+    await storage.insert_logs(account.id, rows, utc_now())
+    monkeypatch.setattr(logs, "MAX_STAT_ROWS", cap)
+    for bucket in BUCKETS:
+        everything = await assert_counted_as_grouped(storage, account.id, LogQuery(), bucket)
+        assert len(everything) == cap if bucket == "minute" else len(everything) <= cap
+    await assert_random_ranges_exact(storage, account.id, rows, rng)

@@ -358,12 +358,29 @@ class LogTable(Table):
                 ("level >= ?", min_level),
             ],
         )
-        rows = await self.db.fetch(
-            f"SELECT {expression} AS bucket, level, SUM(n) FROM {table} "
-            f"WHERE {where} GROUP BY bucket, level ORDER BY bucket DESC, level LIMIT ?",
-            (*args, MAX_STAT_ROWS),
+        if width != bucket:
+            rows = await self.db.fetch(
+                f"SELECT {expression} AS bucket, level, SUM(n) FROM {table} "
+                f"WHERE {where} GROUP BY bucket, level ORDER BY bucket DESC, level LIMIT ?",
+                (*args, MAX_STAT_ROWS),
+            )
+            return [LevelCount(begins(r[0]), r[1], int(r[2])) for r in rows]
+        # Each counter is a bar: read newest first straight off the primary key (backwards,
+        # so levels descending), nothing grouped or sorted. When the cap cuts the oldest
+        # bucket read, its lowest levels are the ones the answer keeps: read it whole.
+        read = f"SELECT {column}, level, n FROM {table} WHERE {where}"
+        found = await self.db.fetch(
+            f"{read} ORDER BY {column} DESC, level DESC LIMIT ?", (*args, MAX_STAT_ROWS)
         )
-        return [LevelCount(begins(r[0]), r[1], int(r[2])) for r in rows]
+        if len(found) == MAX_STAT_ROWS:
+            oldest = found[-1][0]
+            found = [r for r in found if r[0] != oldest]
+            found += await self.db.fetch(f"{read} AND {column} = ?", (*args, oldest))
+        decode = dialect.decode_time  # a counter's own column holds its bucket's start
+        counts = [LevelCount(decode(r[0]), r[1], int(r[2])) for r in found]
+        counts.sort(key=lambda c: c.level)  # levels ascending within a bucket (stable)
+        counts.sort(key=lambda c: c.start, reverse=True)
+        return counts[:MAX_STAT_ROWS]
 
     async def _row_stats(self, user_id: int, query: LogQuery, bucket: str) -> list[LevelCount]:
         """`log_stats` grouped from the rows themselves."""
