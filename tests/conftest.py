@@ -13,6 +13,8 @@
   ``uvicorn``): the reliability tests run a real server process on each.
 * `app` is entered with ``app.test_app()`` so before/after-serving (storage open/close) run;
   `client` is its test client; `make_user` creates a fresh user and returns its token.
+* The `SOAK` variants (a scenario repeated on another backend or server) run only with
+  ``--soak`` (or alone with ``--soak-only``).
 * A test that hangs fails: pytest-timeout (``timeout`` in pyproject.toml) fails it with
   SIGALRM and the run goes on; a hang that survives that (a task that ignores cancellation
   keeps the event loop from closing) ends the run after twice the timeout, with every
@@ -49,6 +51,85 @@ tokens.set_hash_cost(TEST_HASH_COST)
 MYSQL_SERVER_URL = os.environ.get("LOGGER_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 BACKENDS = ["sqlite", "mysql"]
 _BACKSTOP = pytest.StashKey[threading.Timer]()
+
+
+#: Variants that run only with ``--soak``: the same scenario runs in every run on one backend
+#: or server (the variant left out of this list); these repeat it on the others. Each is a
+#: real server process under load, a storm, or a wait for a timeout (5-25 s each).
+SOAK = frozenset(
+    {
+        "test_workers.py::test_workers_start_on_a_fresh_database_serve_and_stop_cleanly["
+        + variant
+        + "]"
+        for variant in (
+            "sqlite-hypercorn-group",
+            "sqlite-uvicorn-parent",
+            "mysql-hypercorn-group",
+            "mysql-uvicorn-group",
+            "sqlite-hypercorn-parent",
+            "mysql-uvicorn-parent",
+        )
+    }
+    | {
+        "test_stats_ws.py::test_sigterm_stores_every_acknowledged_frame_and_closes_open_"
+        f"sockets_with_1001[{variant}]"
+        for variant in (
+            "sqlite-hypercorn-one-process",
+            "sqlite-hypercorn-two-workers",
+            "sqlite-uvicorn-one-process",
+            "mysql-hypercorn-one-process",
+            "mysql-uvicorn-one-process",
+            "mysql-uvicorn-two-workers",
+        )
+    }
+    | {
+        "test_shutdown.py::test_sigterm_under_load_finishes_accepted_requests_commits_and_"
+        "exits_0[sqlite-uvicorn]",
+        "test_shutdown.py::test_sigterm_under_load_finishes_accepted_requests_commits_and_"
+        "exits_0[mysql-hypercorn]",
+        "test_shutdown.py::test_kill_9_mid_load_leaves_no_partial_batch[sqlite-hypercorn]",
+        "test_shutdown.py::test_kill_9_mid_load_leaves_no_partial_batch[mysql-uvicorn]",
+        "test_alerts.py::test_a_storm_of_10000_records_is_one_message_per_rule_per_window[sqlite]",
+        "test_alerts.py::test_a_pending_alert_is_sent_by_the_next_server_after_a_restart[mysql]",
+        "test_alerts.py::test_two_servers_on_one_database_send_each_alert_once[sqlite]",
+        "test_alerts.py::test_two_workers_send_each_alert_once[sqlite]",
+        "test_streams.py::test_an_export_longer_than_the_read_timeout_arrives_whole[sqlite]",
+        "test_streams.py::test_a_client_that_stops_reading_gets_a_visibly_cut_export[uvicorn]",
+        "test_streams.py::test_a_tail_outlives_the_read_timeout_with_keep_alive_comments[uvicorn]",
+        "test_outage.py::test_mysql_outages_under_load_answer_503_recover_and_lose_nothing_"
+        "acknowledged[uvicorn-mysql]",
+        "test_outage.py::test_timeouts_never_leak_pooled_connections[uvicorn-mysql]",
+        "test_fair_sharing.py::test_ingest_p99_stays_under_100_ms_while_60_heavy_readers_run"
+        "[sqlite]",
+        "test_tracker.py::test_the_demo_records_clicks_scroll_and_visibility_and_the_beacon_"
+        "delivers_the_rest[mysql]",
+        "test_viewer_views.py::test_every_filter_lives_in_the_url_and_back_and_forward_restore_"
+        "it[mysql]",
+        "test_worker_processes.py::test_worker_environments_hold_no_secret[environment-uvicorn]",
+        "test_worker_processes.py::test_worker_environments_hold_no_secret[flag-hypercorn]",
+        "test_abuse.py::test_a_client_looping_slow_to_parse_bodies_does_not_stall_the_others",
+    }
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--soak``: also run the `SOAK` variants; ``--soak-only``: run only them."""
+    parser.addoption("--soak", action="store_true", help="also run the soak variants (SOAK)")
+    parser.addoption("--soak-only", action="store_true", help="run only the soak variants")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave the `SOAK` variants out unless ``--soak`` (or only them with ``--soak-only``)."""
+    if config.getoption("--soak"):
+        return
+    only = config.getoption("--soak-only")
+    keep, left = [], []
+    for item in items:
+        soak = item.nodeid.removeprefix("tests/") in SOAK
+        (keep if soak == only else left).append(item)
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = keep
 
 
 def _end_the_run(item: pytest.Item, settings: Any) -> None:

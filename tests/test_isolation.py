@@ -69,7 +69,7 @@ async def test_a_user_changed_by_another_process_is_refused_within_5_seconds(
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-async def test_unknown_user_and_wrong_token_take_the_same_time(make_app):
+async def test_unknown_user_and_wrong_token_take_the_same_time(make_app, production_hash_cost):
     # 200 failed checks: with the lockout on, most would be 429s answered before any hash.
     async with make_app(auth_failures_per_source=0, auth_failures_per_user=0) as app:
         await _same_time(app.test_client(), await new_account(get_storage(app.app)))

@@ -342,6 +342,7 @@ def test_filters_live_in_the_url_and_back_forward_and_the_tabs_restore_them(
         expect(page.locator(logs_only)).to_be_hidden()
     page.fill("#ev-name", "click")
     expect(page).to_have_url(re.compile("name=click"))
+    expect(page.locator("#ev-list tbody tr")).to_have_count(2)  # the list is redrawn
     assert sorted(list_names(page)) == ["click", "click"]
     page.fill("#ev-page", "/a")
     expect(page.locator("#ev-list tbody tr")).to_have_count(1)
