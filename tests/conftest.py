@@ -108,6 +108,9 @@ SOAK = frozenset(
         "test_worker_processes.py::test_worker_environments_hold_no_secret[environment-uvicorn]",
         "test_worker_processes.py::test_worker_environments_hold_no_secret[flag-hypercorn]",
         "test_abuse.py::test_a_client_looping_slow_to_parse_bodies_does_not_stall_the_others",
+        "test_alerts.py::test_two_servers_on_one_database_send_each_alert_once[mysql]",
+        "test_shutdown.py::test_kill_9_mid_load_leaves_no_partial_batch[sqlite-uvicorn]",
+        "test_process.py::test_app_py_on_mysql_with_the_originals_four_flags",
     }
 )
 
