@@ -282,6 +282,9 @@ async def hot_row_writers(
             )
         async with dbs[0].transaction() as tx:
             await tx.execute("INSERT INTO hot VALUES (1, 0)")
+        # A causal read through node 2: it has applied the tables (DDL reaches the other
+        # nodes a moment after the one it ran on) before its writer inserts into them.
+        assert await dbs[1].fetch("SELECT n FROM hot") == [(0,)]
 
         def writer(db: MySQLDatabase):
             async def write(tags: list[str]) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 import uuid
 from datetime import datetime
 
@@ -201,6 +203,66 @@ async def test_a_foreign_users_table_stops_start_up_with_a_clear_error(fresh_dat
         await storage.open()
     assert "table users lacks created_at, disabled, tel_id, token_hash" in str(caught.value)
     await storage.close()
+
+
+@pytest.mark.parametrize("fresh_database_url", ["mysql"], indirect=True)
+async def test_a_mysql_migration_step_interrupted_midway_is_run_again(fresh_database_url):
+    """On a cluster, another node's schema statement can abort this node's: the pass reruns.
+
+    Here the abort is a ``KILL QUERY`` of the last step's ALTER while it waits for a table
+    lock that another session holds (MySQL error 1317, as a Galera node reports it).
+    """
+    config = build_config({"database_url": fresh_database_url}, environ={})
+    url = DatabaseURL.parse(fresh_database_url)
+    last = MYSQL_MIGRATIONS[-1]
+    first = make_storage(config)
+    await first.open()
+    await first.close()
+
+    def connect() -> pymysql.connections.Connection:
+        return pymysql.connect(
+            host=url.host, port=url.port, user=url.user, password=url.password, database=url.name
+        )
+
+    admin, holder = connect(), connect()
+    try:
+        with admin.cursor() as cur:  # undo the last step
+            cur.execute("ALTER TABLE user_logs DROP INDEX ix_user_logs_user_event_id")
+            cur.execute("DELETE FROM schema_version WHERE version = %s", (last.version,))
+        admin.commit()
+        with holder.cursor() as cur:  # a transaction holding user_logs: the ALTER waits
+            cur.execute("SELECT COUNT(*) FROM user_logs")
+
+        def kill_the_waiting_alter() -> None:
+            for _ in range(200):
+                with admin.cursor() as cur:
+                    cur.execute(
+                        "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s "
+                        "AND INFO LIKE 'ALTER TABLE user_logs%%' AND STATE LIKE '%%metadata%%'",
+                        (url.name,),
+                    )
+                    found = cur.fetchone()
+                    if found:
+                        cur.execute(f"KILL QUERY {int(found[0])}")
+                        return
+                time.sleep(0.05)
+            raise AssertionError("the ALTER never waited for the table")
+
+        second = make_storage(config)
+        opening = asyncio.create_task(second.open())
+        await asyncio.to_thread(kill_the_waiting_alter)
+        holder.rollback()  # the lock is free for the pass run again
+        try:
+            await asyncio.wait_for(opening, 30)
+            assert await _schema_version(second) == last.version
+        finally:
+            await second.close()
+        with admin.cursor() as cur:
+            cur.execute("SHOW INDEX FROM user_logs WHERE Key_name = 'ix_user_logs_user_event_id'")
+            assert cur.fetchall()
+    finally:
+        admin.close()
+        holder.close()
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

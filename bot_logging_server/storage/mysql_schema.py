@@ -11,9 +11,14 @@ statement running whole on every node, one after the other; so a step's statemen
 finds its work already done (`ALREADY_APPLIED`: table, column or index already there, index
 already dropped) is skipped, and the step's ``schema_version`` row is written unless it is
 there, again after a certification conflict with the same row written through another node.
+A statement of this node's pass can also be aborted by a statement replicated from another
+node (MySQL errors 1213, 1317): the pass is then run again from the recorded version.
 """
 
 from __future__ import annotations
+
+import asyncio
+import logging
 
 import aiomysql
 import pymysql
@@ -21,14 +26,19 @@ import pymysql
 from bot_logging_server.storage.base import StorageError, StorageUnavailable
 from bot_logging_server.storage.migrations import SCHEMA_VERSION_TABLE, check_columns, for_backend
 
-__all__ = ["ALREADY_APPLIED", "MIGRATIONS", "ensure_database", "migrate"]
+__all__ = ["ALREADY_APPLIED", "MIGRATIONS", "RETRY_PASS", "ensure_database", "migrate"]
 
 MIGRATIONS = for_backend("mysql")
 #: A schema statement another server ran a moment earlier: table exists, duplicate column,
 #: duplicate index name, no such index to drop.
 ALREADY_APPLIED = frozenset({1050, 1060, 1061, 1091})
+#: A statement aborted by another node's schema statement replicated at the same moment:
+#: deadlock / certification conflict, query interrupted. The pass is run again.
+RETRY_PASS = frozenset({1213, 1317})
+_PASSES = 5
 _DEADLOCK = 1213
 _LOCK = "bot_logging_server.migrate"
+log = logging.getLogger(__name__)
 
 
 def _code(exc: BaseException) -> int | None:
@@ -72,8 +82,10 @@ async def ensure_database(connect_args: dict[str, object], name: str) -> None:
 async def migrate(conn: aiomysql.Connection) -> None:
     """Apply the pending steps under the named lock, then check the tables.
 
-    Raises `StorageUnavailable` when another process holds the lock for over 60 s, and
-    `StorageError` (from `check_columns`) when the tables are not this server's.
+    A pass interrupted by another node's schema statement (`RETRY_PASS`) is run again from
+    the version then recorded, a few times. Raises `StorageUnavailable` when another process
+    holds the lock for over 60 s, and `StorageError` (from `check_columns`) when the tables
+    are not this server's.
     """
     async with conn.cursor() as cur:
         # DDL is not transactional in MySQL: the lock keeps processes from racing.
@@ -85,26 +97,17 @@ async def migrate(conn: aiomysql.Connection) -> None:
             # "IF NOT EXISTS" on an existing table is a note, which the driver would
             # raise as a Python warning: not worth one on every start.
             await cur.execute("SET SESSION sql_notes = 0")
-            await cur.execute(SCHEMA_VERSION_TABLE["mysql"])
-            await cur.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
-            (current,) = await cur.fetchone()
-            for migration in MIGRATIONS:
-                if migration.version <= current:
-                    continue
-                for statement in migration.statements:
-                    try:
-                        await cur.execute(statement)
-                    except pymysql.err.MySQLError as exc:
-                        if _code(exc) not in ALREADY_APPLIED:
-                            raise
-                await _record(conn, cur, migration.version, migration.name)
-            await cur.execute(
-                "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS "
-                "WHERE TABLE_SCHEMA = DATABASE()"
-            )
-            found: dict[str, set[str]] = {}
-            for table, column in await cur.fetchall():
-                found.setdefault(table, set()).add(column)
+            for attempt in range(_PASSES):
+                try:
+                    await _apply_pending(conn, cur)
+                    found = await _columns(cur)
+                    break
+                except pymysql.err.MySQLError as exc:
+                    if _code(exc) not in RETRY_PASS or attempt == _PASSES - 1:
+                        raise
+                    await conn.rollback()
+                    log.warning("schema migration interrupted (%s); running it again", exc)
+                    await asyncio.sleep(0.2 * (attempt + 1))
             check_columns(found)
         finally:
             await cur.execute("SELECT RELEASE_LOCK(%s)", (_LOCK,))
@@ -112,6 +115,38 @@ async def migrate(conn: aiomysql.Connection) -> None:
             # End the transaction the statements above opened: the connection goes
             # back to the pool clean (and is not closed for being mid-transaction).
             await conn.commit()
+
+
+async def _apply_pending(conn: aiomysql.Connection, cur: aiomysql.Cursor) -> None:
+    """One pass: the steps newer than the recorded version, each statement then its row."""
+    await cur.execute(SCHEMA_VERSION_TABLE["mysql"])
+    await cur.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+    (current,) = await cur.fetchone()
+    # End the read's transaction: its metadata lock on schema_version would otherwise be
+    # held across the DDL below, for another node's statements to abort.
+    await conn.commit()
+    for migration in MIGRATIONS:
+        if migration.version <= current:
+            continue
+        for statement in migration.statements:
+            try:
+                await cur.execute(statement)
+            except pymysql.err.MySQLError as exc:
+                if _code(exc) not in ALREADY_APPLIED:
+                    raise
+        await _record(conn, cur, migration.version, migration.name)
+
+
+async def _columns(cur: aiomysql.Cursor) -> dict[str, set[str]]:
+    """Each table of the database with its column names."""
+    await cur.execute(
+        "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS "
+        "WHERE TABLE_SCHEMA = DATABASE()"
+    )
+    found: dict[str, set[str]] = {}
+    for table, column in await cur.fetchall():
+        found.setdefault(table, set()).add(column)
+    return found
 
 
 async def _record(conn: aiomysql.Connection, cur: aiomysql.Cursor, version: int, name: str) -> None:
