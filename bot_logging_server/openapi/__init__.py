@@ -17,7 +17,7 @@ from marshmallow import fields
 from bot_logging_server.openapi import responses
 from bot_logging_server.openapi.alerts import add_alert_paths
 from bot_logging_server.openapi.interfaces import add_interface_paths
-from bot_logging_server.schemas import accounts, events, ingest, query, values
+from bot_logging_server.schemas import accounts, events_api, ingest, query, values
 
 __all__ = ["build_spec"]
 
@@ -463,7 +463,7 @@ def _event_paths(spec: APISpec) -> None:
         "parameters": [_IDEMPOTENCY_KEY],
         "requestBody": {
             "required": True,
-            "content": {_JSON: {"schema": events.EventsBodySchema}},
+            "content": {_JSON: {"schema": events_api.EventsBodySchema}},
         },
         "responses": {
             "200": {
@@ -480,7 +480,7 @@ def _event_paths(spec: APISpec) -> None:
     }
     listing = _read_operation(
         "One page of the user's events (keyset pagination).",
-        events.EventsQuerySchema,
+        events_api.EventsQuerySchema,
         {"description": "A page.", "content": {_JSON: {"schema": responses.EventPageSchema}}},
         tag="events",
     )
@@ -489,7 +489,7 @@ def _event_paths(spec: APISpec) -> None:
         spec,
         "/api/sessions",
         "One page of the user's sessions (keyset pagination).",
-        events.SessionsQuerySchema,
+        events_api.SessionsQuerySchema,
         responses.SessionPageSchema,
         "A page.",
         tag="events",
@@ -498,7 +498,7 @@ def _event_paths(spec: APISpec) -> None:
         spec,
         "/api/events/stats",
         "Counts per event name per time bucket of event_at.",
-        events.EventStatsQuerySchema,
+        events_api.EventStatsQuerySchema,
         responses.EventStatsSchema,
         "The counts.",
         tag="events",
@@ -507,7 +507,7 @@ def _event_paths(spec: APISpec) -> None:
         spec,
         "/api/events/pages",
         "The top pages: events, views, clicks and sessions per page, counted in SQL.",
-        events.EventPagesQuerySchema,
+        events_api.EventPagesQuerySchema,
         responses.TopPagesSchema,
         "The pages.",
         tag="events",
@@ -516,7 +516,7 @@ def _event_paths(spec: APISpec) -> None:
         spec,
         "/api/sessions/stats",
         "Sessions started per time bucket of started_at (per source on request).",
-        events.SessionStatsQuerySchema,
+        events_api.SessionStatsQuerySchema,
         responses.SessionStatsSchema,
         "The counts.",
         tag="events",
