@@ -17,9 +17,9 @@ from support import assert_error, read_headers
 
 from bot_logging_server import accounts
 from bot_logging_server.openapi import responses
-from bot_logging_server.schemas import events as event_schemas
+from bot_logging_server.schemas import events_api as event_schemas
 from bot_logging_server.schemas.base import ValidationFailed
-from bot_logging_server.schemas.events import load_events
+from bot_logging_server.schemas.events_api import load_events
 
 OK = {"code": 200, "message": "Events added successfully"}
 READ_PATHS = (

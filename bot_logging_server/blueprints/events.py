@@ -42,7 +42,7 @@ from bot_logging_server.json_body import read_json
 from bot_logging_server.ratelimit import check_rate_limit
 from bot_logging_server.records import event_json, iso, session_json
 from bot_logging_server.schemas.base import ValidationFailed
-from bot_logging_server.schemas.events import (
+from bot_logging_server.schemas.events_api import (
     MAX_BATCH,
     load_event_query,
     load_events,

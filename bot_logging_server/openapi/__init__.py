@@ -16,26 +16,22 @@ from marshmallow import fields
 
 from bot_logging_server.openapi import responses
 from bot_logging_server.openapi.alerts import add_alert_paths
+from bot_logging_server.openapi.events import add_event_paths
 from bot_logging_server.openapi.interfaces import add_interface_paths
-from bot_logging_server.schemas import accounts, events, ingest, query, values
+from bot_logging_server.openapi.operations import (
+    IDEMPOTENCY_KEY,
+    JSON,
+    READ_SECURITY,
+    error,
+    json_read,
+    read_operation,
+)
+from bot_logging_server.schemas import accounts, ingest, query, values
 
 __all__ = ["build_spec"]
 
-_JSON = "application/json"
 _PROTOBUF = "application/x-protobuf"
 _FORM = "application/x-www-form-urlencoded"
-_READ_SECURITY = [{"user": [], "token": []}, {"user": [], "bearer": []}]
-_IDEMPOTENCY_KEY = {
-    "in": "header",
-    "name": "Idempotency-Key",
-    "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
-    "description": "Optional. A repeat within 24 h of a key committed for this user answers "
-    "the first answer (with Idempotent-Replayed: true) and stores nothing.",
-}
-
-
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {_JSON: {"schema": responses.ErrorSchema}}}
 
 
 def _custom_field(converter: Any, field: fields.Field, **kwargs: Any) -> dict[str, Any]:
@@ -70,50 +66,6 @@ def _custom_field(converter: Any, field: fields.Field, **kwargs: Any) -> dict[st
     if isinstance(field, values.Message):
         return {"description": "any JSON value; a non-string is stored as its JSON text"}
     return {}
-
-
-def _read_operation(
-    summary: str,
-    query: type,
-    ok: dict[str, Any],
-    tag: str = "read",
-    limited: str | None = None,
-    **extra: Any,
-) -> dict:
-    answers = {
-        "200": ok,
-        "400": _error("A query parameter is invalid (detail names it)."),
-        "403": _error("Unknown user, wrong, missing or malformed token, or disabled user."),
-    }
-    refused = "Locked out after too many failed token checks"
-    if limited is not None:
-        refused += f", or the user already has --max-{limited}-per-user {limited} in progress"
-    answers["429"] = _error(f"{refused}; retry after Retry-After.")
-    answers["503"] = _error(
-        "The database is unavailable, or the read ran past --db-timeout; retry after Retry-After."
-    )
-    return {
-        "summary": summary,
-        "tags": [tag],
-        "security": _READ_SECURITY,
-        "parameters": [{"in": "query", "schema": query}, *extra.pop("parameters", [])],
-        "responses": answers,
-        **extra,
-    }
-
-
-def _json_read(
-    spec: APISpec,
-    path: str,
-    summary: str,
-    query: type,
-    schema: type,
-    description: str,
-    **options: Any,
-) -> None:
-    """Declare ``GET path``: a read (`_read_operation`) whose 200 is JSON in `schema`."""
-    ok = {"description": description, "content": {_JSON: {"schema": schema}}}
-    spec.path(path=path, operations={"get": _read_operation(summary, query, ok, **options)})
 
 
 def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
@@ -179,11 +131,11 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
                 "summary": "Store a batch of log records (the wire contract).",
                 "tags": ["ingest"],
                 "security": [{"token": []}, {"basic": []}],
-                "parameters": [_IDEMPOTENCY_KEY],
+                "parameters": [IDEMPOTENCY_KEY],
                 "requestBody": {
                     "required": True,
                     "content": {
-                        _JSON: {"schema": ingest.SendLogsBodySchema},
+                        JSON: {"schema": ingest.SendLogsBodySchema},
                         _FORM: {
                             "schema": {
                                 "type": "object",
@@ -198,17 +150,17 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "Stored (after the commit).",
-                        "content": {_JSON: {"schema": responses.SendLogsResultSchema}},
+                        "content": {JSON: {"schema": responses.SendLogsResultSchema}},
                     },
-                    "400": _error("The batch can never be stored as sent (detail says why)."),
-                    "403": _error("data.user and X-User-Token do not match an active user."),
-                    "413": _error("Body or batch over the configured limit."),
-                    "422": _error("The Idempotency-Key was used for another batch."),
-                    "429": _error(
+                    "400": error("The batch can never be stored as sent (detail says why)."),
+                    "403": error("data.user and X-User-Token do not match an active user."),
+                    "413": error("Body or batch over the configured limit."),
+                    "422": error("The Idempotency-Key was used for another batch."),
+                    "429": error(
                         "Over a rate limit, or locked out after too many failed token "
                         "checks; retry after Retry-After."
                     ),
-                    "503": _error(
+                    "503": error(
                         "The database is unavailable, or the server holds as many requests "
                         "or request bodies as it takes; retry after Retry-After."
                     ),
@@ -222,13 +174,13 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
             "post": {
                 "summary": "Store OpenTelemetry log records (OTLP/HTTP, protobuf or JSON).",
                 "tags": ["ingest"],
-                "security": [*_READ_SECURITY, {"basic": []}],
-                "parameters": [_IDEMPOTENCY_KEY],
+                "security": [*READ_SECURITY, {"basic": []}],
+                "parameters": [IDEMPOTENCY_KEY],
                 "requestBody": {
                     "required": True,
                     "content": {
                         _PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
-                        _JSON: {
+                        JSON: {
                             "schema": {
                                 "type": "object",
                                 "description": "An ExportLogsServiceRequest in OTLP/JSON.",
@@ -242,19 +194,19 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
                         "encoding: empty, or partialSuccess {rejectedLogRecords, errorMessage}.",
                         "content": {
                             _PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
-                            _JSON: {"schema": {"type": "object"}},
+                            JSON: {"schema": {"type": "object"}},
                         },
                     },
-                    "400": _error(
+                    "400": error(
                         "Not an ExportLogsServiceRequest (a protobuf request gets a "
                         "google.rpc.Status)."
                     ),
-                    "403": _error("The user and token do not match an active user."),
-                    "413": _error("Body (also once decompressed) or records over the limit."),
-                    "415": _error("Not protobuf or JSON, or not gzip/deflate compressed."),
-                    "422": _error("The Idempotency-Key was used for another request."),
-                    "429": _error("Over a rate limit; retry after Retry-After."),
-                    "503": _error("The database is unavailable; retry after Retry-After."),
+                    "403": error("The user and token do not match an active user."),
+                    "413": error("Body (also once decompressed) or records over the limit."),
+                    "415": error("Not protobuf or JSON, or not gzip/deflate compressed."),
+                    "422": error("The Idempotency-Key was used for another request."),
+                    "429": error("Over a rate limit; retry after Retry-After."),
+                    "503": error("The database is unavailable; retry after Retry-After."),
                 },
             }
         },
@@ -269,17 +221,17 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
                     "security": [{"api_key": []}],
                     "requestBody": {
                         "required": True,
-                        "content": {_JSON: {"schema": accounts.CreateUserSchema}},
+                        "content": {JSON: {"schema": accounts.CreateUserSchema}},
                     },
                     "responses": {
                         "200": {
                             "description": "Created; the token is shown this once.",
-                            "content": {_JSON: {"schema": responses.CreateUserResultSchema}},
+                            "content": {JSON: {"schema": responses.CreateUserResultSchema}},
                         },
-                        "400": _error("Invalid body."),
-                        "403": _error("Wrong X-Api-Key."),
-                        "404": _error("No API key configured: the endpoint is off."),
-                        "409": _error("The user exists."),
+                        "400": error("Invalid body."),
+                        "403": error("Wrong X-Api-Key."),
+                        "404": error("No API key configured: the endpoint is off."),
+                        "409": error("The user exists."),
                     },
                 }
             },
@@ -293,9 +245,9 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "Yes.",
-                        "content": {_JSON: {"schema": responses.HealthSchema}},
+                        "content": {JSON: {"schema": responses.HealthSchema}},
                     },
-                    "503": _error("No: the detail names the fault; retry after Retry-After."),
+                    "503": error("No: the detail names the fault; retry after Retry-After."),
                 },
             }
         },
@@ -303,10 +255,10 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
     spec.path(
         path="/api/logs",
         operations={
-            "get": _read_operation(
+            "get": read_operation(
                 "One page of the user's records, newest first (keyset pagination).",
                 query.LogsQuerySchema,
-                {"description": "A page.", "content": {_JSON: {"schema": responses.LogPageSchema}}},
+                {"description": "A page.", "content": {JSON: {"schema": responses.LogPageSchema}}},
                 limited="reads",
             )
         },
@@ -314,7 +266,7 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
     spec.path(
         path="/api/logs/export",
         operations={
-            "get": _read_operation(
+            "get": read_operation(
                 "Every matching record, newest first, streamed as NDJSON or CSV.",
                 query.ExportQuerySchema,
                 {
@@ -329,7 +281,7 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
             )
         },
     )
-    _json_read(
+    json_read(
         spec,
         "/api/stats",
         "Counts per level per time bucket of event_at (for a histogram).",
@@ -341,7 +293,7 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
     spec.path(
         path="/api/tail",
         operations={
-            "get": _read_operation(
+            "get": read_operation(
                 "Live tail: new matching records as Server-Sent Events.",
                 query.LogQuerySchema,
                 {
@@ -365,13 +317,13 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
     spec.path(
         path="/api/suggest",
         operations={
-            "get": _read_operation(
+            "get": read_operation(
                 "Completions for process (p_name) or logger (p_description): the user's "
                 "distinct values starting with prefix, among their newest 20 000 records.",
                 query.SuggestQuerySchema,
                 {
                     "description": "Up to 20 values, sorted.",
-                    "content": {_JSON: {"schema": responses.SuggestSchema}},
+                    "content": {JSON: {"schema": responses.SuggestSchema}},
                 },
                 limited="reads",
             )
@@ -386,25 +338,25 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
                 "tags": ["read"],
                 "requestBody": {
                     "required": True,
-                    "content": {_JSON: {"schema": accounts.SessionBodySchema}},
+                    "content": {JSON: {"schema": accounts.SessionBodySchema}},
                 },
                 "responses": {
                     "200": {
                         "description": "The user's token (send it as X-User-Token).",
-                        "content": {_JSON: {"schema": responses.SessionTokenSchema}},
+                        "content": {JSON: {"schema": responses.SessionTokenSchema}},
                     },
-                    "400": _error("The body is not {user, password} (detail says why)."),
-                    "403": _error("Unknown user, wrong password, or disabled user."),
-                    "429": _error(
+                    "400": error("The body is not {user, password} (detail says why)."),
+                    "403": error("Unknown user, wrong password, or disabled user."),
+                    "429": error(
                         "Locked out after too many failed checks; retry after Retry-After."
                     ),
-                    "503": _error("The database is unavailable; retry after Retry-After."),
+                    "503": error("The database is unavailable; retry after Retry-After."),
                 },
             }
         },
     )
-    _event_paths(spec)
-    add_alert_paths(spec, _error("An error."))
+    add_event_paths(spec)
+    add_alert_paths(spec, error("An error."))
     spec.path(
         path="/openapi.json",
         operations={
@@ -428,7 +380,7 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
             "tags": ["documentation" if path == "/docs" else "viewer"],
             "responses": {
                 "200": {"description": "The file.", "content": {"text/html": {}}},
-                "404": _error("No such file."),
+                "404": error("No such file."),
             },
         }
         for name in ("filename", "page"):
@@ -450,74 +402,3 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
         spec.path(path=path, operations={"get": operation})
     add_interface_paths(spec)
     return spec.to_dict()
-
-
-def _event_paths(spec: APISpec) -> None:
-    """The native usage-events API: ``/api/events`` (write, read), sessions, stats."""
-    post = {
-        "summary": "Store a batch of up to 1000 usage events (one transaction).",
-        "description": "With an ingest key (header X-Ingest-Key or ?key=), or a user's "
-        "token as the read endpoints take it. Browsers may post from any origin (CORS).",
-        "tags": ["events"],
-        "security": [{"ingest_key": []}, *_READ_SECURITY],
-        "parameters": [_IDEMPOTENCY_KEY],
-        "requestBody": {
-            "required": True,
-            "content": {_JSON: {"schema": events.EventsBodySchema}},
-        },
-        "responses": {
-            "200": {
-                "description": "Stored (after the commit).",
-                "content": {_JSON: {"schema": responses.EventsResultSchema}},
-            },
-            "400": _error("The batch can never be stored as sent (detail says why)."),
-            "403": _error("Unknown or disabled key, or wrong user/token pair."),
-            "413": _error("Body over the limit, or more than 1000 events."),
-            "422": _error("The Idempotency-Key was used for another request."),
-            "429": _error("Over the rate limit; retry after Retry-After."),
-            "503": _error("The database is unavailable; retry after Retry-After."),
-        },
-    }
-    listing = _read_operation(
-        "One page of the user's events (keyset pagination).",
-        events.EventsQuerySchema,
-        {"description": "A page.", "content": {_JSON: {"schema": responses.EventPageSchema}}},
-        tag="events",
-    )
-    spec.path(path="/api/events", operations={"post": post, "get": listing})
-    _json_read(
-        spec,
-        "/api/sessions",
-        "One page of the user's sessions (keyset pagination).",
-        events.SessionsQuerySchema,
-        responses.SessionPageSchema,
-        "A page.",
-        tag="events",
-    )
-    _json_read(
-        spec,
-        "/api/events/stats",
-        "Counts per event name per time bucket of event_at.",
-        events.EventStatsQuerySchema,
-        responses.EventStatsSchema,
-        "The counts.",
-        tag="events",
-    )
-    _json_read(
-        spec,
-        "/api/events/pages",
-        "The top pages: events, views, clicks and sessions per page, counted in SQL.",
-        events.EventPagesQuerySchema,
-        responses.TopPagesSchema,
-        "The pages.",
-        tag="events",
-    )
-    _json_read(
-        spec,
-        "/api/sessions/stats",
-        "Sessions started per time bucket of started_at (per source on request).",
-        events.SessionStatsQuerySchema,
-        responses.SessionStatsSchema,
-        "The counts.",
-        tag="events",
-    )

@@ -7,8 +7,9 @@
 * `bot_logging_server.schemas.query`: the query strings of the read endpoints and the page
   cursor;
 * `bot_logging_server.schemas.accounts`: user names and the body of ``POST /create_user``;
-* `bot_logging_server.schemas.events`: usage events: client times in every format, the rules
-  of the common model, and the native events API's body and query strings;
+* `bot_logging_server.schemas.events`: usage events: client times in every format and the
+  rules of the common model;
+* `bot_logging_server.schemas.events_api`: the native events API's body and query strings;
 * `bot_logging_server.schemas.base`: `ValidationFailed` and its ``detail`` text
   (``data.logs[3].event_at: not a valid timestamp``).
 

@@ -22,11 +22,8 @@ Event rules (`check_event`), each failure a `ValidationFailed` naming the field:
 A session started explicitly (`check_session`) follows the same rules for its source, key,
 attributes (as ``data``), client time, IP and user agent.
 
-The native API's wire (``/api/events``, ``/api/sessions``, ``/api/events/stats``,
-``/api/events/pages``, ``/api/sessions/stats``): the body
-of ``POST /api/events`` (`EventsBodySchema`, read by `read_events` then `load_events`) and the
-query strings of the reads (`load_event_query`, `load_session_query`), which load straight
-into the storage's `EventQuery` and `SessionQuery`.
+The native API's wire (its body and query strings) is in
+`bot_logging_server.schemas.events_api`.
 """
 
 from __future__ import annotations
@@ -34,53 +31,27 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
 import orjson
-from marshmallow import EXCLUDE, Schema, fields, pre_load, validate
 
-from bot_logging_server.schemas.base import ValidationFailed, load
-from bot_logging_server.schemas.query import Cursor
-from bot_logging_server.schemas.values import BIGINT, Timestamp, clean_text, parse_timestamp
-from bot_logging_server.storage import (
-    BUCKETS,
-    MAX_PAGE,
-    PAGE_SORTS,
-    Event,
-    EventQuery,
-    SessionQuery,
-)
+from bot_logging_server.schemas.base import ValidationFailed
+from bot_logging_server.schemas.values import BIGINT, clean_text, parse_timestamp
+from bot_logging_server.storage import Event
 
 __all__ = [
-    "MAX_BATCH",
     "MAX_DATA_CHARS",
     "MAX_NAME_CHARS",
+    "MAX_PAGE_CHARS",
     "MAX_SESSION_CHARS",
-    "MAX_TOP_PAGES",
     "SOURCES",
-    "EventFiltersSchema",
-    "EventInSchema",
-    "EventPagesQuerySchema",
-    "EventStatsQuerySchema",
     "EventTime",
-    "EventsBodySchema",
-    "EventsQuerySchema",
-    "SessionFiltersSchema",
     "SessionStart",
-    "SessionStatsQuerySchema",
-    "SessionsQuerySchema",
     "check_event",
     "check_session",
-    "load_event_query",
-    "load_events",
-    "load_page_query",
-    "load_session_query",
-    "load_session_stats_query",
     "parse_event_time",
-    "read_events",
 ]
 
 #: The interfaces events come through (``Event.source``).
@@ -91,13 +62,9 @@ MAX_NAME_CHARS = 255
 MAX_SESSION_CHARS = 64
 #: ``data`` as JSON text, and ``data_raw``, hold at most this many characters.
 MAX_DATA_CHARS = 262_144
-_PAGE_CHARS, _IP_CHARS, _AGENT_CHARS, _RAW_TIME_CHARS = 2048, 64, 1024, 255
-#: The most rows ``GET /api/events/pages`` answers.
-MAX_TOP_PAGES = 100
-#: Buckets of ``GET /api/sessions/stats``.
-_SESSION_BUCKETS = ("hour", "day")
-#: The most events one ``POST /api/events`` may carry.
-MAX_BATCH = 1000
+#: ``page`` is cut to this many characters (and a filter by page is at most as long).
+MAX_PAGE_CHARS = 2048
+_IP_CHARS, _AGENT_CHARS, _RAW_TIME_CHARS = 64, 1024, 255
 #: A Unix time of this magnitude or more is in milliseconds.
 _MILLISECONDS_FROM = Decimal(10) ** 11
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
@@ -249,7 +216,7 @@ def check_event(event: Event, where: str = "event") -> Event:
         name=_name(event.name, f"{where}.name", True),
         category=_name(event.category, f"{where}.category", False),
         session=session,
-        page=_cut(event.page, f"{where}.page", _PAGE_CHARS),
+        page=_cut(event.page, f"{where}.page", MAX_PAGE_CHARS),
         data=_data(event.data, f"{where}.data"),
         data_raw=None if event.data_raw is None else clean_text(event.data_raw),
         client_time=client.raw,
@@ -292,277 +259,3 @@ def check_session(
         _cut(ip, "ip", _IP_CHARS),
         _cut(user_agent, "user_agent", _AGENT_CHARS),
     )
-
-
-# -- the native API's wire ----------------------------------------------------------------
-
-_TIME_DOC = (
-    "The client's time: ISO 8601 (naive means UTC), or Unix seconds or milliseconds (number "
-    "or string). Kept as sent; one that does not parse is stored with a null time and listed "
-    "by invalid_time=true."
-)
-
-
-class EventInSchema(Schema):
-    """One event of ``POST /api/events``; unknown fields are ignored."""
-
-    class Meta:
-        unknown = EXCLUDE
-
-    name = fields.String(required=True, validate=validate.Length(max=MAX_NAME_CHARS))
-    session = fields.String(
-        load_default=None,
-        allow_none=True,
-        validate=validate.Length(1, MAX_SESSION_CHARS),
-        metadata={"description": "Session key; a new one opens a session."},
-    )
-    category = fields.String(
-        load_default=None, allow_none=True, validate=validate.Length(max=MAX_NAME_CHARS)
-    )
-    page = fields.String(
-        load_default=None, allow_none=True, metadata={"description": "Cut to 2048 characters."}
-    )
-    data = fields.Raw(
-        load_default=None, allow_none=True, metadata={"description": "Any JSON value."}
-    )
-    time = fields.Raw(load_default=None, allow_none=True, metadata={"description": _TIME_DOC})
-    sequence = fields.Integer(
-        load_default=None,
-        allow_none=True,
-        strict=True,
-        validate=validate.Range(-BIGINT, BIGINT - 1),
-        metadata={"description": "The client's sequence number."},
-    )
-
-
-class EventsBodySchema(Schema):
-    """The body of ``POST /api/events``: ``{"events": [event, ...]}`` (up to `MAX_BATCH`)."""
-
-    class Meta:
-        unknown = EXCLUDE
-
-    events = fields.List(fields.Nested(EventInSchema), required=True)
-
-
-_EVENTS_IN = EventInSchema(many=True)
-
-
-def read_events(body: object) -> list:
-    """The ``events`` list of a ``POST /api/events`` body, unchecked (for counting first).
-
-    Raises `ValidationFailed` unless `body` is an object whose ``events`` is a list.
-    """
-    if not isinstance(body, dict):
-        raise ValidationFailed("body: must be a JSON object")
-    events = body.get("events")
-    if not isinstance(events, list):
-        raise ValidationFailed("events: must be a list")
-    return events
-
-
-def load_events(events: list, ip: str | None = None, user_agent: str | None = None) -> list[Event]:
-    """The ``events`` list as `Event`s of source ``api`` sent from `ip` with `user_agent`;
-    `ValidationFailed` names the field (``events[3].name: ...``).
-
-    A list whose every event is plainly valid (`_plainly_valid`) is taken as it is: what
-    `EventInSchema` would load from it, without its cost (about 40 µs an event). Any other
-    goes through the schema, for its exact errors.
-    """
-    loaded = events if _plainly_valid(events) else load(_EVENTS_IN, events, "events")
-    return [
-        Event(
-            "api",
-            item["name"],
-            session=item.get("session"),
-            category=item.get("category"),
-            page=item.get("page"),
-            data=item.get("data"),
-            client_time=item.get("time"),
-            sequence=item.get("sequence"),
-            ip=ip,
-            user_agent=user_agent,
-        )
-        for item in loaded
-    ]
-
-
-def _plainly_valid(events: list) -> bool:
-    """Whether every event is one `EventInSchema` loads unchanged (but for the optional
-    fields it leaves out, read as None): a ``name``, strings within their lengths, an
-    ``int`` sequence in range."""
-    for item in events:
-        if type(item) is not dict:
-            return False
-        name, session, category = item.get("name"), item.get("session"), item.get("category")
-        page, sequence = item.get("page"), item.get("sequence")
-        if type(name) is not str or len(name) > MAX_NAME_CHARS:
-            return False
-        if session is not None and (
-            type(session) is not str or not 1 <= len(session) <= MAX_SESSION_CHARS
-        ):
-            return False
-        if category is not None and (type(category) is not str or len(category) > MAX_NAME_CHARS):
-            return False
-        if page is not None and type(page) is not str:
-            return False
-        if sequence is not None and (type(sequence) is not int or not -BIGINT <= sequence < BIGINT):
-            return False
-    return True
-
-
-class _Query(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-    @pre_load
-    def _drop_empty(self, data: Any, **kwargs: Any) -> Any:
-        # An HTML form sends every field, empty ones as "": empty means "no filter".
-        if isinstance(data, Mapping):
-            return {key: value for key, value in data.items() if value != ""}
-        return data
-
-
-class _Page(_Query):
-    limit = fields.Integer(
-        load_default=100,
-        validate=validate.Range(1, MAX_PAGE),
-        metadata={"description": f"Items per page, 1-{MAX_PAGE}."},
-    )
-    cursor = Cursor(metadata={"description": "next_cursor of the previous page."})
-    order = fields.String(
-        load_default="desc",
-        validate=validate.OneOf(("desc", "asc")),
-        metadata={"description": "desc: newest first (default); asc: oldest first."},
-    )
-
-
-class EventFiltersSchema(_Query):
-    """The filters of ``GET /api/events`` and ``GET /api/events/stats``."""
-
-    source = fields.String(validate=validate.OneOf(SOURCES))
-    session = fields.String(validate=validate.Length(1, MAX_SESSION_CHARS))
-    category = fields.String(validate=validate.Length(max=MAX_NAME_CHARS))
-    name = fields.String(validate=validate.Length(max=MAX_NAME_CHARS))
-    page = fields.String(validate=validate.Length(max=_PAGE_CHARS))
-    since = Timestamp(metadata={"description": "event_at >= since (ISO 8601)."})
-    until = Timestamp(metadata={"description": "event_at < until (ISO 8601)."})
-    invalid_time = fields.Boolean(
-        metadata={
-            "description": "true: only events whose client time did not parse or is ahead "
-            "of their receive time by more than tolerance_ms."
-        }
-    )
-    tolerance_ms = fields.Integer(
-        validate=validate.Range(0, 10**12),
-        metadata={"description": "For invalid_time: milliseconds ahead allowed (default 0)."},
-    )
-
-
-class EventsQuerySchema(EventFiltersSchema, _Page):
-    """``GET /api/events``: the filters and a keyset page."""
-
-
-class EventStatsQuerySchema(EventFiltersSchema):
-    """``GET /api/events/stats``: the filters and the bucket width."""
-
-    bucket = fields.String(load_default="hour", validate=validate.OneOf(BUCKETS))
-
-
-class EventPagesQuerySchema(EventFiltersSchema):
-    """``GET /api/events/pages``: the filters, how many pages and their order."""
-
-    limit = fields.Integer(
-        load_default=10,
-        validate=validate.Range(1, MAX_TOP_PAGES),
-        metadata={"description": f"Pages answered, 1-{MAX_TOP_PAGES} (default 10)."},
-    )
-    sort = fields.String(
-        load_default="events",
-        validate=validate.OneOf(PAGE_SORTS),
-        metadata={
-            "description": "The count the pages are ranked by (descending; ties by events, "
-            "then page): events (default), views, clicks or sessions."
-        },
-    )
-
-
-class SessionFiltersSchema(_Query):
-    """The filters of ``GET /api/sessions`` and ``GET /api/sessions/stats``."""
-
-    source = fields.String(validate=validate.OneOf(SOURCES))
-    session = fields.String(validate=validate.Length(1, MAX_SESSION_CHARS))
-    stopped = fields.Boolean(metadata={"description": "true: only stopped; false: only open."})
-    since = Timestamp(metadata={"description": "started_at >= since (ISO 8601)."})
-    until = Timestamp(metadata={"description": "started_at < until (ISO 8601)."})
-
-
-class SessionsQuerySchema(SessionFiltersSchema, _Page):
-    """``GET /api/sessions``: filters (start time, state) and a keyset page."""
-
-
-class SessionStatsQuerySchema(SessionFiltersSchema):
-    """``GET /api/sessions/stats``: the filters, the bucket width, and whether per source."""
-
-    bucket = fields.String(
-        load_default="day",
-        validate=validate.OneOf(_SESSION_BUCKETS),
-        metadata={"description": "Width of a bucket of started_at: hour or day (default)."},
-    )
-    by_source = fields.Boolean(
-        load_default=False,
-        metadata={"description": "true: one count per (bucket, source)."},
-    )
-
-
-_EVENT_QUERIES = {"events": EventsQuerySchema(), "stats": EventStatsQuerySchema()}
-_SESSIONS_QUERY = SessionsQuerySchema()
-_SESSION_STATS_QUERY = SessionStatsQuerySchema()
-_PAGES_QUERY = EventPagesQuerySchema()
-
-
-def _page(args: dict[str, Any]) -> dict[str, Any]:
-    """limit, cursor and order as `EventQuery` / `SessionQuery` page arguments."""
-    cursor, order = args.pop("cursor", None), args.pop("order", "desc")
-    descending = order == "desc"
-    return {
-        "limit": args.pop("limit", 100),
-        "descending": descending,
-        "before_id": cursor if descending else None,
-        "after_id": None if descending else cursor,
-    }
-
-
-def load_event_query(kind: str, args: Mapping[str, str]) -> tuple[EventQuery, str | None]:
-    """The `EventQuery` of read endpoint `kind` (``events`` or ``stats``) and its bucket
-    (None for ``events``); `ValidationFailed` names the parameter (``query.since: ...``)."""
-    loaded = load(_EVENT_QUERIES[kind], dict(args), "query")
-    bucket = loaded.pop("bucket", None)
-    page = _page(loaded) if kind == "events" else {}
-    return EventQuery(**loaded, **page), bucket
-
-
-def load_page_query(args: Mapping[str, str]) -> tuple[EventQuery, str, int]:
-    """The `EventQuery` of ``GET /api/events/pages``, its sort and its limit;
-    `ValidationFailed` names the parameter."""
-    loaded = load(_PAGES_QUERY, dict(args), "query")
-    sort, limit = loaded.pop("sort"), loaded.pop("limit")
-    return EventQuery(**loaded), sort, limit
-
-
-def load_session_stats_query(args: Mapping[str, str]) -> tuple[SessionQuery, str, bool]:
-    """The `SessionQuery` of ``GET /api/sessions/stats``, its bucket and whether per source;
-    `ValidationFailed` names the parameter."""
-    loaded = load(_SESSION_STATS_QUERY, dict(args), "query")
-    bucket, by_source = loaded.pop("bucket"), loaded.pop("by_source")
-    if "session" in loaded:
-        loaded["key"] = loaded.pop("session")
-    return SessionQuery(**loaded), bucket, by_source
-
-
-def load_session_query(args: Mapping[str, str]) -> SessionQuery:
-    """The `SessionQuery` of ``GET /api/sessions``; `ValidationFailed` names the parameter."""
-    loaded = load(_SESSIONS_QUERY, dict(args), "query")
-    page = _page(loaded)
-    if "session" in loaded:
-        loaded["key"] = loaded.pop("session")
-    return SessionQuery(**loaded, **page)
