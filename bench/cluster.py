@@ -33,19 +33,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench"), str(REPO / "tests")]
 
-import run as run_module  # noqa: E402
 import support.galera as galera_module  # noqa: E402  (tests/support/galera.py)
-from run import (  # noqa: E402  (bench/run.py)
-    LOAD_LUA,
-    MySQLBackend,
-    Server,
-    create_user,
-    die,
-    loadavg,
-    run_wrk,
-)
+import wrk as wrk_module  # noqa: E402  (bench/wrk.py)
+from backends import MySQLBackend  # noqa: E402  (bench/backends.py)
+from benchutil import die, loadavg  # noqa: E402  (bench/benchutil.py)
+from servers import Server, create_user  # noqa: E402  (bench/servers.py)
 from support import ServerProcess, add_user, batch_body, client_headers, http  # noqa: E402
 from support.galera import GaleraCluster  # noqa: E402
+from wrk import LOAD_LUA, run_wrk  # noqa: E402
 
 
 class ClusterBackend(MySQLBackend):
@@ -183,9 +178,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "bench" / "CLUSTER.md"))
     parser.add_argument("--load-lua", default=str(LOAD_LUA), help="the wrk script")
     args = parser.parse_args()
-    run_module.LOAD_LUA = Path(args.load_lua)
-    if not run_module.LOAD_LUA.exists():
-        die(f"{run_module.LOAD_LUA} is missing (--load-lua)")
+    wrk_module.LOAD_LUA = Path(args.load_lua)  # the script run_wrk gives wrk
+    if not wrk_module.LOAD_LUA.exists():
+        die(f"{wrk_module.LOAD_LUA} is missing (--load-lua)")
     missing = galera_module.missing_prerequisites()
     if missing:
         die(f"cannot run a Galera cluster: missing {', '.join(missing)}")

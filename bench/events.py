@@ -33,9 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run  # bench/run.py: the server, MariaDB and /proc helpers
+import backends  # bench/backends.py: the scratch MariaDB database
+import benchutil  # bench/benchutil.py: die and the /proc helpers
+import servers  # bench/servers.py: the server under test and its user
 
-REPO = run.REPO
+REPO = benchutil.REPO
 LUA = REPO / "bench" / "events.lua"
 RESULT_RE = re.compile(r"^RESULT (.*)$", re.M)
 KINDS = ("logs", "eye", "track", "logs100", "api")
@@ -73,7 +75,7 @@ asyncio.run(main())
 """
 
 
-class Backend(run.MySQLBackend):
+class Backend(backends.MySQLBackend):
     """The scratch MariaDB database, counting any table."""
 
     def count_table(self, table: str) -> int:
@@ -98,12 +100,12 @@ def make_key(python: str, backend: Backend) -> str:
         [python, "-c", _MAKE_KEY, backend.url], cwd=REPO, capture_output=True, text=True
     )
     if out.returncode != 0:
-        run.die(f"could not create the ingest key: {out.stderr.strip()[-500:]}")
+        benchutil.die(f"could not create the ingest key: {out.stderr.strip()[-500:]}")
     return out.stdout.strip().splitlines()[-1]
 
 
 def run_wrk(
-    server: run.Server,
+    server: servers.Server,
     backend: Backend,
     kind: str,
     env: dict[str, str],
@@ -114,17 +116,17 @@ def run_wrk(
     per = PER_REQUEST.get(kind, 1)
     before = backend.count_table(table)
     pids = server.pids
-    cpu0 = run.cpu_seconds(pids)
+    cpu0 = benchutil.cpu_seconds(pids)
     env = dict(os.environ, **env, LOAD_KIND=kind)
     threads = min(args.threads, args.conns)
     cmd = ["wrk", f"-t{threads}", f"-c{args.conns}", f"-d{args.duration:.0f}s", "--latency"]
     cmd += ["--timeout", "30s", "-s", str(LUA), server.base]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     time.sleep(1.0)  # requests in flight when wrk stopped may still commit
-    cpu1 = run.cpu_seconds(pids)
+    cpu1 = benchutil.cpu_seconds(pids)
     match = RESULT_RE.search(out.stdout)
     if out.returncode != 0 or match is None:
-        run.die(f"wrk failed: {out.stderr.strip() or out.stdout[-500:]}")
+        benchutil.die(f"wrk failed: {out.stderr.strip() or out.stdout[-500:]}")
     res = dict(kv.split("=") for kv in match.group(1).split())
     ok = int(res["ok200"])
     added = backend.count_table(table) - before
@@ -188,7 +190,7 @@ def main() -> None:
         args.runs, args.duration = 1, 3
     kinds = [k for k in args.kinds.split(",") if k]
     if not set(kinds) <= set(KINDS):
-        run.die(f"--kinds: choose from {','.join(KINDS)}")
+        benchutil.die(f"--kinds: choose from {','.join(KINDS)}")
     cred, _, where = args.mysql.rpartition("@")
     user, _, password = cred.partition(":")
     host, _, port = where.partition(":")
@@ -198,12 +200,12 @@ def main() -> None:
     results: dict[str, list[Result]] = {k: [] for k in kinds}
     kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
-        token = run.create_user(args.python, backend)
+        token = servers.create_user(args.python, backend)
         key = make_key(args.python, backend)
         env = {"LOAD_KEY": key, "LOAD_TOKEN": token, "LOAD_USER": "bench"}
         extra = args.server_args.split()
-        with run.Server(args.python, backend, 1, extra) as server:
-            db_pid = run.mariadbd_pid()
+        with servers.Server(args.python, backend, 1, extra) as server:
+            db_pid = benchutil.mariadbd_pid()
             for round_ in range(args.runs):
                 for kind in kinds:
                     result = run_wrk(server, backend, kind, env, args, db_pid)
@@ -221,7 +223,7 @@ def main() -> None:
         "",
         f"MariaDB, 1 server process, wrk {args.conns} connections x {args.threads} threads, "
         f"{args.runs} round(s) x {args.duration:.0f} s per interface; medians. "
-        f"Load average at the end: {run.loadavg()}. wrk CPU: "
+        f"Load average at the end: {benchutil.loadavg()}. wrk CPU: "
         f"{kids1.ru_utime + kids1.ru_stime - kids0.ru_utime - kids0.ru_stime:.1f} s.",
         "",
         *table(results),
