@@ -22,7 +22,16 @@ from support import new_account
 
 from bot_logging_server.config import DatabaseURL, build_config
 from bot_logging_server.retention import Policy, Purger
-from bot_logging_server.storage import BUCKETS, Claim, LogQuery, LogRow, logs, make_storage, utc_now
+from bot_logging_server.storage import (
+    BUCKETS,
+    Claim,
+    LogQuery,
+    LogRow,
+    counts,
+    logs,
+    make_storage,
+    utc_now,
+)
 
 LEVELS = (10, 20, 25, 30, 40, 50)
 #: Every record's process name: a filter on it matches them all, and takes the row query.
@@ -85,12 +94,14 @@ async def assert_random_ranges_exact(storage, user_id: int, rows: list[LogRow], 
 
 
 async def counters(storage, user_id: int, table: str = "log_counts") -> list[tuple]:
-    """`user_id`'s counters in `table` (per minute, or ``log_counts_hour``), as stored."""
+    """`user_id`'s counters in `table` (per minute, or ``log_counts_hour``): each (start,
+    level) with its count, summed over the writers' rows."""
     column = "hour" if table == "log_counts_hour" else "minute"
     return [
-        tuple(row)
-        for row in await storage.db.fetch(
-            f"SELECT {column}, level, n FROM {table} WHERE user_id = ? ORDER BY {column}, level",
+        (start, level, int(n))
+        for start, level, n in await storage.db.fetch(
+            f"SELECT {column}, level, SUM(n) FROM {table} WHERE user_id = ? "
+            f"GROUP BY {column}, level ORDER BY {column}, level",
             (user_id,),
         )
     ]
@@ -149,6 +160,48 @@ async def test_keeping_the_newest_rows_takes_the_others_out_of_the_counters(stor
     assert await storage.count_logs(account.id) == 250
     await assert_stats_exact(storage, account.id, rows[-250:], rng)
     await assert_counters_total(storage, account.id, 250)
+
+
+async def test_counters_of_several_writers_sum_and_an_emptied_minute_leaves_no_row(
+    storage, monkeypatch
+):
+    """Each process adds to rows of its own (servers through different cluster nodes never
+    update one row): a count is their sum, and a purge that empties a minute deletes every
+    writer's row of it."""
+    rng = random.Random(15)
+    account = await new_account(storage)
+    now = utc_now()
+    cutoff = now - timedelta(days=1)
+    rows = [
+        r
+        for r in random_rows(rng, 900, now - timedelta(days=2))
+        if abs(r.event_at - cutoff) > timedelta(minutes=1)
+    ]
+    for writer, part in enumerate((rows[0::3], rows[1::3], rows[2::3]), start=1):
+        monkeypatch.setattr(counts, "writer_id", lambda writer=writer: writer)
+        await storage.insert_logs(account.id, part, utc_now())
+    stored = await storage.db.fetch(
+        "SELECT COUNT(DISTINCT writer), COUNT(*), COUNT(DISTINCT minute, level) FROM log_counts "
+        "WHERE user_id = ?"
+        if storage.name == "mysql"
+        else "SELECT COUNT(DISTINCT writer), COUNT(*), COUNT(DISTINCT minute || level) "
+        "FROM log_counts WHERE user_id = ?",
+        (account.id,),
+    )
+    writers, counter_rows, keys = (int(v) for v in stored[0])
+    assert writers == 3 and counter_rows > keys  # minutes written by several writers
+    await assert_stats_exact(storage, account.id, rows, rng)
+    monkeypatch.setattr(counts, "writer_id", lambda: 4)  # the purge: yet another process
+    await Purger(storage, Policy(max_age=timedelta(days=1)), batch=41).run(username=account.name)
+    kept = [r for r in rows if r.event_at >= cutoff]
+    await assert_stats_exact(storage, account.id, kept, rng)
+    await assert_counters_total(storage, account.id, len(kept))
+    for table, column in (("log_counts", "minute"), ("log_counts_hour", "hour")):
+        old = await storage.db.fetch(
+            f"SELECT COUNT(*) FROM {table} WHERE user_id = ? AND {column} < ?",
+            (account.id, storage.db.dialect.encode_time(cutoff - timedelta(hours=1))),
+        )
+        assert old == [(0,)], table  # every writer's rows of the emptied minutes went
 
 
 async def test_a_replayed_idempotent_batch_is_counted_once(storage):

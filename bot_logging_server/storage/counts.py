@@ -16,13 +16,20 @@ own transaction:
 
 A minute or an hour is stored as its start, in the same form as ``event_at`` (MySQL
 DATETIME, SQLite text ``YYYY-MM-DD HH:MM:00.000000``), so the dialect's stats buckets read
-it as they read ``event_at``. Keys are written in one order (minutes, then hours; each by
-user, start, level) by every transaction, so two never wait for each other's counters
-crosswise.
+it as they read ``event_at``.
+
+Each process adds to counter rows of its own (column ``writer``, `writer_id`), and a count
+is the sum over writers: on a Galera cluster, servers writing through different nodes never
+update the same row, so their inserts never fail certification on a busy minute's counter
+(only a delete's clean-up of emptied counters touches other writers' rows). Keys are written
+in one order (minutes, then hours; each by user, start, level) by every transaction, so two
+never wait for each other's counters crosswise.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -38,13 +45,25 @@ __all__ = [
     "hour_of",
     "minute_of",
     "subtract_deleted",
+    "writer_id",
 ]
 
 #: The counter tables by width: (table, the column holding the minute's or hour's start).
 COUNTERS = {"minute": ("log_counts", "minute"), "hour": ("log_counts_hour", "hour")}
-#: Counters per upsert statement (4 parameters each).
+#: Counters per upsert statement (5 parameters each), or per clean-up read.
 _PER_STATEMENT = 250
 _Key = tuple[int, str, int]
+#: This process's writer id, with the process it was drawn in (a forked worker draws anew).
+_writer: tuple[int, int] | None = None
+
+
+def writer_id() -> int:
+    """The ``writer`` of this process's counter rows: drawn at random once per process
+    (never 0, the rows filled by the migration)."""
+    global _writer
+    if _writer is None or _writer[0] != os.getpid():
+        _writer = (os.getpid(), 1 + secrets.randbelow(2**31 - 1))
+    return _writer[1]
 
 
 def minute_of(event_at: str) -> str:
@@ -75,13 +94,14 @@ def ceil_to(moment: datetime, width: str) -> datetime:
 async def _upsert(tx: Transaction, dialect: Dialect, width: str, counts: Counter[_Key]) -> None:
     """Add `counts` (negative: take away) to the counters of `width`, in key order."""
     table, column = COUNTERS[width]
-    columns = ("user_id", column, "level", "n")
+    columns = ("user_id", column, "level", "writer", "n")
     keys = sorted(key for key, n in counts.items() if n)
+    writer = writer_id()
     for start in range(0, len(keys), _PER_STATEMENT):
         part = keys[start : start + _PER_STATEMENT]
         await tx.execute(
-            dialect.upsert(table, columns, columns[:3], rows=len(part), add=("n",)),
-            [value for key in part for value in (*key, counts[key])],
+            dialect.upsert(table, columns, columns[:4], rows=len(part), add=("n",)),
+            [value for key in part for value in (*key, writer, counts[key])],
         )
 
 
@@ -123,13 +143,28 @@ async def subtract_deleted(
     for minute, level, n in found:
         counts[(user_id, time_text(start(minute)), int(level))] -= int(n)
     await _apply(tx, dialect, counts)
-    first, last = min(counts)[1], max(counts)[1]
-    for width, (lowest, highest) in (("minute", (first, last)), ("hour", (hour_of(first), last))):
-        table, column = COUNTERS[width]
-        await tx.execute(
-            f"DELETE FROM {table} WHERE user_id = ? AND {column} >= ? AND {column} <= ? AND n <= 0",
-            (user_id, lowest, highest),
+    await _drop_emptied(tx, user_id, "minute", sorted({key[1] for key in counts}))
+    await _drop_emptied(tx, user_id, "hour", sorted({hour_of(key[1]) for key in counts}))
+
+
+async def _drop_emptied(tx: Transaction, user_id: int, width: str, starts: list[str]) -> None:
+    """Delete every writer's rows of `user_id`'s counters of `width` at `starts` whose sum
+    over writers is 0 (an emptied minute or hour leaves nothing behind)."""
+    table, column = COUNTERS[width]
+    for first in range(0, len(starts), _PER_STATEMENT):
+        part = starts[first : first + _PER_STATEMENT]
+        marks = ", ".join("?" * len(part))
+        emptied = await tx.fetch(
+            f"SELECT {column}, level FROM {table} WHERE user_id = ? AND {column} IN ({marks}) "
+            f"GROUP BY {column}, level HAVING SUM(n) <= 0",
+            (user_id, *part),
         )
+        if emptied:
+            pairs = ", ".join(["(?, ?)"] * len(emptied))
+            await tx.execute(
+                f"DELETE FROM {table} WHERE user_id = ? AND ({column}, level) IN ({pairs})",
+                (user_id, *(value for start, level in emptied for value in (start, level))),
+            )
 
 
 async def forget_user(tx: Transaction, user_id: int) -> None:

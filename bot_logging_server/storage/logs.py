@@ -396,17 +396,20 @@ class LogTable(Table):
                 (*args, MAX_STAT_ROWS),
             )
             return [LevelCount(begins(r[0]), r[1], int(r[2])) for r in rows]
-        # Each counter is a bar: read newest first straight off the primary key (backwards,
-        # so levels descending), nothing grouped or sorted. When the cap cuts the oldest
-        # bucket read, its lowest levels are the ones the answer keeps: read it whole.
-        read = f"SELECT {column}, level, n FROM {table} WHERE {where}"
+        # Each (start, level) is a bar, summed over the writers' rows: grouped in the order
+        # of the primary key, read backwards (levels descending) without sorting. When the
+        # cap cuts the oldest bucket read, its lowest levels are the ones the answer keeps:
+        # read it whole.
+        read = f"SELECT {column}, level, SUM(n) FROM {table} WHERE {where}"
+        grouped = f"GROUP BY {column}, level"
         found = await self.db.fetch(
-            f"{read} ORDER BY {column} DESC, level DESC LIMIT ?", (*args, MAX_STAT_ROWS)
+            f"{read} {grouped} ORDER BY {column} DESC, level DESC LIMIT ?",
+            (*args, MAX_STAT_ROWS),
         )
         if len(found) == MAX_STAT_ROWS:
             oldest = found[-1][0]
             found = [r for r in found if r[0] != oldest]
-            found += await self.db.fetch(f"{read} AND {column} = ?", (*args, oldest))
+            found += await self.db.fetch(f"{read} AND {column} = ? {grouped}", (*args, oldest))
         decode = dialect.decode_time  # a counter's own column holds its bucket's start
         counts = [LevelCount(decode(r[0]), r[1], int(r[2])) for r in found]
         counts.sort(key=lambda c: c.level)  # levels ascending within a bucket (stable)

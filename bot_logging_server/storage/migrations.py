@@ -446,23 +446,27 @@ _STEPS: tuple[tuple[int, str, dict[str, tuple[str, ...]]], ...] = (
         {
             # Kept by the transactions that insert and delete user_logs (storage.counts);
             # filled here from the rows already stored. A minute (an hour) is its start,
-            # stored as event_at is. The fill sets (not adds) each counter: a server
-            # migrating through another node of a cluster at the same moment writes the
-            # same values.
+            # stored as event_at is. Each process adds to rows of its own (`writer`), so
+            # servers writing through different nodes of a cluster never update the same
+            # row; a count is the sum over writers. The fill (writer 0) sets, not adds, each
+            # counter: a server migrating through another node at the same moment writes
+            # the same values.
             "mysql": (
                 """CREATE TABLE IF NOT EXISTS log_counts (
                     user_id INT UNSIGNED NOT NULL,
                     minute DATETIME NOT NULL,
                     level SMALLINT NOT NULL,
+                    writer INT UNSIGNED NOT NULL DEFAULT 0,
                     n BIGINT NOT NULL,
-                    PRIMARY KEY (user_id, minute, level)
+                    PRIMARY KEY (user_id, minute, level, writer)
                 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
                 """CREATE TABLE IF NOT EXISTS log_counts_hour (
                     user_id INT UNSIGNED NOT NULL,
                     hour DATETIME NOT NULL,
                     level SMALLINT NOT NULL,
+                    writer INT UNSIGNED NOT NULL DEFAULT 0,
                     n BIGINT NOT NULL,
-                    PRIMARY KEY (user_id, hour, level)
+                    PRIMARY KEY (user_id, hour, level, writer)
                 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
                 *COUNTS_FILL["mysql"],
             ),
@@ -471,15 +475,17 @@ _STEPS: tuple[tuple[int, str, dict[str, tuple[str, ...]]], ...] = (
                     user_id INTEGER NOT NULL,
                     minute TEXT NOT NULL,
                     level INTEGER NOT NULL,
+                    writer INTEGER NOT NULL DEFAULT 0,
                     n INTEGER NOT NULL,
-                    PRIMARY KEY (user_id, minute, level)
+                    PRIMARY KEY (user_id, minute, level, writer)
                 ) WITHOUT ROWID""",
                 """CREATE TABLE IF NOT EXISTS log_counts_hour (
                     user_id INTEGER NOT NULL,
                     hour TEXT NOT NULL,
                     level INTEGER NOT NULL,
+                    writer INTEGER NOT NULL DEFAULT 0,
                     n INTEGER NOT NULL,
-                    PRIMARY KEY (user_id, hour, level)
+                    PRIMARY KEY (user_id, hour, level, writer)
                 ) WITHOUT ROWID""",
                 *COUNTS_FILL["sqlite"],
             ),
@@ -515,8 +521,8 @@ REQUIRED_COLUMNS: dict[str, frozenset[str]] = {
         }
     ),
     "retention": frozenset({"user_id", "max_age_seconds", "max_rows", "updated_at"}),
-    "log_counts": frozenset({"user_id", "minute", "level", "n"}),
-    "log_counts_hour": frozenset({"user_id", "hour", "level", "n"}),
+    "log_counts": frozenset({"user_id", "minute", "level", "writer", "n"}),
+    "log_counts_hour": frozenset({"user_id", "hour", "level", "writer", "n"}),
     "ingest_keys": frozenset(
         {"id", "user_id", "name", "lookup", "key_hash", "disabled", "created_at", "updated_at"}
     ),
