@@ -304,11 +304,14 @@ async def test_each_order_is_read_off_its_index_without_sorting(
 
 
 def _downgrade_to_version_6(url: DatabaseURL) -> None:
-    """Undo step 7 by hand: the index goes, and so does its schema_version row."""
+    """Undo steps 7 and 8 by hand: the index and the counters go, and so do their
+    schema_version rows."""
     if url.scheme == "sqlite":
         with contextlib.closing(sqlite3.connect(url.path)) as db:
             db.execute("DROP INDEX ix_user_logs_user_event_id")
-            db.execute("DELETE FROM schema_version WHERE version = 7")
+            db.execute("DROP TABLE log_counts")
+            db.execute("DROP TABLE log_counts_hour")
+            db.execute("DELETE FROM schema_version WHERE version >= 7")
             db.commit()
         return
     conn = pymysql.connect(
@@ -317,7 +320,8 @@ def _downgrade_to_version_6(url: DatabaseURL) -> None:
     try:
         with conn.cursor() as cur:
             cur.execute("ALTER TABLE user_logs DROP INDEX ix_user_logs_user_event_id")
-            cur.execute("DELETE FROM schema_version WHERE version = 7")
+            cur.execute("DROP TABLE log_counts, log_counts_hour")
+            cur.execute("DELETE FROM schema_version WHERE version >= 7")
         conn.commit()
     finally:
         conn.close()
@@ -343,10 +347,10 @@ async def test_a_version_6_database_gets_the_event_time_index_and_lists_by_event
         await storage.close()
     _downgrade_to_version_6(DatabaseURL.parse(fresh_database_url))
     storage = make_storage(config)
-    await storage.open()  # migrates: step 7 again
+    await storage.open()  # migrates: step 7 again (and step 8 after it)
     try:
         rows = await storage.db.fetch("SELECT MAX(version) FROM schema_version")
-        assert int(rows[0][0]) == 7
+        assert int(rows[0][0]) == 8
         page = await storage.query_logs(owner.id, LogQuery(sort="event_at"))
         assert [r.msg for r in page] == ["at 12", "late: at 11", "at 10"]
         arrival = await storage.query_logs(owner.id, LogQuery(sort="id"))

@@ -48,6 +48,7 @@ __all__ = [
     "StorageUnavailable",
     "StoredLog",
     "Table",
+    "Then",
     "Transaction",
     "User",
     "UserExists",
@@ -454,6 +455,8 @@ WRITE_FAULT_SECONDS = 30.0
 #: What `Database.insert_many` may run first in its transaction: given the transaction and
 #: the rows, it returns the rows to insert.
 Keep = Callable[["Transaction", list[tuple]], Awaitable[list[tuple]]]
+#: What `Database.insert_many` may run last in its transaction, given the rows it inserted.
+Then = Callable[["Transaction", list[tuple]], Awaitable[None]]
 
 
 class Database(abc.ABC):
@@ -532,14 +535,20 @@ class Database(abc.ABC):
 
     @abc.abstractmethod
     async def insert_many(
-        self, table: str, columns: Sequence[str], rows: list[tuple], keep: Keep | None = None
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: list[tuple],
+        keep: Keep | None = None,
+        then: Then | None = None,
     ) -> None:
         """Insert `rows` (values in `columns` order) in one transaction, as fast as the
         backend can: a group commit's write.
 
         `keep`, when given, runs first in the same transaction and returns the rows to
         insert (a family's last checks: that the rows' owners still exist, which batches'
-        idempotency keys are new).
+        idempotency keys are new). `then`, when given, runs last in it, before the commit,
+        with the rows inserted (what a family keeps beside them: counters).
         """
 
     def connections_in_use(self) -> int:

@@ -16,6 +16,7 @@ batch goes alone and can never fail the batches sent beside it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -37,6 +38,7 @@ from bot_logging_server.storage.base import (
     cut_to_size,
     join_filters,
 )
+from bot_logging_server.storage.counts import COUNTERS, add_inserted, ceil_to, floor_to
 from bot_logging_server.storage.group_commit import GroupCommit, Refusals
 from bot_logging_server.storage.idempotency import Claim, claim_keys
 
@@ -228,6 +230,7 @@ class LogTable(Table):
         left out (their members get `UserNotActive`). A member sent with an idempotency key
         starts with its `Claim` (whose first item is the owner too): the keys of the members
         left are claimed next, in the same transaction, and a duplicate's rows are left out.
+        The rows inserted are counted last (`storage.counts`), still in that transaction.
         """
         inactive: set[int] = set()
         claims = claim_keys(self.db.dialect) if any(type(r) is Claim for r in params) else None
@@ -245,7 +248,10 @@ class LogTable(Table):
                 rows = [row for row in rows if row[0] not in inactive]
             return rows if claims is None else await claims(tx, rows)
 
-        await self.db.insert_many("user_logs", _INSERT_COLUMNS, params, keep=keep)
+        async def count(tx: Transaction, rows: list[tuple]) -> None:
+            await add_inserted(tx, self.db.dialect, rows)
+
+        await self.db.insert_many("user_logs", _INSERT_COLUMNS, params, keep=keep, then=count)
         if not inactive:
             return None
         # Every row of a member has the same owner (one `insert_logs` call).
@@ -317,9 +323,101 @@ class LogTable(Table):
         """Counts per (bucket of ``event_at``, level) of rows matching `query`'s filters.
 
         `bucket` is one of `BUCKETS`; the cursor and limit of `query` are ignored. Newest
-        buckets first, levels ascending, at most `MAX_STAT_ROWS` rows. Grouped in SQL, on the
-        (user_id, event_at, level) index.
+        buckets first, levels ascending, at most `MAX_STAT_ROWS` rows. Without a filter but
+        the level and the time range, summed from the counters (`storage.counts`): the
+        range's whole hours from the hourly ones (hour and day buckets), its other whole
+        minutes from the per-minute ones, and only the partial minutes at its ends from the
+        rows; the same answer as grouping the rows, read off far fewer entries. Otherwise
+        grouped in SQL, on the (user_id, event_at, level) index.
         """
+        if not _counted(query):
+            return await self._row_stats(user_id, query, bucket)
+        since, until = query.since, query.until
+        start = None if since is None else ceil_to(since, "minute")
+        end = None if until is None else floor_to(until, "minute")
+        if start is not None and end is not None and start >= end:
+            return await self._row_stats(user_id, query, bucket)  # within two minutes
+        # [since, start) and [end, until): partial minutes, from the rows (when not empty).
+        rows = [(a, b) for a, b in ((since, start), (end, until)) if a is not None and a != b]
+        minutes, hours = [(start, end)], []
+        if bucket != "minute":  # whole hours inside [start, end) come from the hourly ones
+            first = None if start is None else ceil_to(start, "hour")
+            last = None if end is None else floor_to(end, "hour")
+            if first is None or last is None or first < last:
+                hours = [(first, last)]
+                minutes = [(a, b) for a, b in ((start, first), (last, end)) if a != b]
+        level = query.min_level
+        parts = [
+            *[await self._row_stats(user_id, LogQuery(level, a, b), bucket) for a, b in rows],
+            *[
+                await self._counter_stats("minute", user_id, level, a, b, bucket)
+                for a, b in minutes
+            ],
+            *[await self._counter_stats("hour", user_id, level, a, b, bucket) for a, b in hours],
+        ]
+        if len(parts) == 1:
+            return parts[0]
+        merged: dict[tuple[datetime, int], int] = {}
+        for counts in parts:
+            for c in counts:
+                merged[(c.start, c.level)] = merged.get((c.start, c.level), 0) + c.count
+        # Newest first, levels ascending (a stable sort keeps the levels' order).
+        ordered = sorted(
+            sorted(merged, key=lambda key: key[1]), key=lambda key: key[0], reverse=True
+        )
+        return [LevelCount(at, level, merged[(at, level)]) for at, level in ordered][:MAX_STAT_ROWS]
+
+    async def _counter_stats(
+        self,
+        width: str,
+        user_id: int,
+        min_level: int | None,
+        start: datetime | None,
+        end: datetime | None,
+        bucket: str,
+    ) -> list[LevelCount]:
+        """`log_stats` of the whole minutes (`width` ``"minute"``) or hours from `start` to
+        before `end` (None: unbounded), summed from their counters."""
+        dialect = self.db.dialect
+        table, column = COUNTERS[width]
+        expression, begins = dialect.bucket(column, bucket)
+        where, args = join_filters(
+            ("user_id = ?", user_id),
+            [
+                (f"{column} >= ?", None if start is None else dialect.encode_time(start)),
+                (f"{column} < ?", None if end is None else dialect.encode_time(end)),
+                ("level >= ?", min_level),
+            ],
+        )
+        if width != bucket:
+            rows = await self.db.fetch(
+                f"SELECT {expression} AS bucket, level, SUM(n) FROM {table} "
+                f"WHERE {where} GROUP BY bucket, level ORDER BY bucket DESC, level LIMIT ?",
+                (*args, MAX_STAT_ROWS),
+            )
+            return [LevelCount(begins(r[0]), r[1], int(r[2])) for r in rows]
+        # Each (start, level) is a bar, summed over the writers' rows: grouped in the order
+        # of the primary key, read backwards (levels descending) without sorting. When the
+        # cap cuts the oldest bucket read, its lowest levels are the ones the answer keeps:
+        # read it whole.
+        read = f"SELECT {column}, level, SUM(n) FROM {table} WHERE {where}"
+        grouped = f"GROUP BY {column}, level"
+        found = await self.db.fetch(
+            f"{read} {grouped} ORDER BY {column} DESC, level DESC LIMIT ?",
+            (*args, MAX_STAT_ROWS),
+        )
+        if len(found) == MAX_STAT_ROWS:
+            oldest = found[-1][0]
+            found = [r for r in found if r[0] != oldest]
+            found += await self.db.fetch(f"{read} AND {column} = ? {grouped}", (*args, oldest))
+        decode = dialect.decode_time  # a counter's own column holds its bucket's start
+        counts = [LevelCount(decode(r[0]), r[1], int(r[2])) for r in found]
+        counts.sort(key=lambda c: c.level)  # levels ascending within a bucket (stable)
+        counts.sort(key=lambda c: c.start, reverse=True)
+        return counts[:MAX_STAT_ROWS]
+
+    async def _row_stats(self, user_id: int, query: LogQuery, bucket: str) -> list[LevelCount]:
+        """`log_stats` grouped from the rows themselves."""
         expression, start = self.db.dialect.bucket("event_at", bucket)
         where, args = self._where(user_id, query, with_cursor=False)
         rows = await self.db.fetch(
@@ -377,6 +475,23 @@ class LogTable(Table):
             )
             where, args = f"{where} AND {clause}", [*args, *keyset_args]
         return where, args
+
+
+#: The fields of a `LogQuery` the counters can answer, and those stats ignore (the page).
+_COUNTED_FIELDS = frozenset({"min_level", "since", "until"})
+_PAGE_FIELDS = frozenset(
+    {"before_id", "after_id", "oldest_first", "limit", "sort", "cursor_event_at"}
+)
+
+
+def _counted(query: LogQuery) -> bool:
+    """Whether the counters can answer `query`'s stats: every filter but the level and the
+    time range is unset (a filter added later is not, until it is listed above)."""
+    return all(
+        getattr(query, field.name) == field.default
+        for field in dataclasses.fields(query)
+        if field.name not in _COUNTED_FIELDS and field.name not in _PAGE_FIELDS
+    )
 
 
 def _event_keyset(at: object, before_id: int | None, after_id: int | None) -> tuple[str, list]:

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 
 from bot_logging_server.storage.base import StorageError
 
-__all__ = ["REQUIRED_COLUMNS", "SCHEMA_VERSION_TABLE", "Migration", "check_columns", "for_backend"]
+__all__ = [
+    "COUNTS_FILL",
+    "REQUIRED_COLUMNS",
+    "SCHEMA_VERSION_TABLE",
+    "Migration",
+    "check_columns",
+    "for_backend",
+]
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,29 @@ SCHEMA_VERSION_TABLE = {
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
     "sqlite": "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
     "name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+}
+
+#: The statements that fill the counters of ``storage.counts`` from the rows of user_logs
+#: (step 8; and bench/read_speed.py after loading rows straight into the table).
+COUNTS_FILL: dict[str, tuple[str, ...]] = {
+    "mysql": tuple(
+        f"INSERT INTO {table} (user_id, {column}, level, n) "
+        f"SELECT user_id, DATE_FORMAT(event_at, '{pattern}') AS m, level, COUNT(*) "
+        "FROM user_logs GROUP BY user_id, m, level ON DUPLICATE KEY UPDATE n = VALUES(n)"
+        for table, column, pattern in (
+            ("log_counts", "minute", "%Y-%m-%d %H:%i:00"),
+            ("log_counts_hour", "hour", "%Y-%m-%d %H:00:00"),
+        )
+    ),
+    "sqlite": tuple(
+        f"INSERT OR REPLACE INTO {table} (user_id, {column}, level, n) "
+        f"SELECT user_id, substr(event_at, 1, {chars}) || '{suffix}' AS m, level, COUNT(*) "
+        "FROM user_logs GROUP BY user_id, m, level"
+        for table, column, chars, suffix in (
+            ("log_counts", "minute", 16, ":00.000000"),
+            ("log_counts_hour", "hour", 13, ":00:00.000000"),
+        )
+    ),
 }
 
 # (version, name, {backend: statements}). MySQL stores times as DATETIME(6); SQLite as text
@@ -410,6 +440,57 @@ _STEPS: tuple[tuple[int, str, dict[str, tuple[str, ...]]], ...] = (
             ),
         },
     ),
+    (
+        8,
+        "log_counts, log_counts_hour: records per user, minute (hour) of event_at and level",
+        {
+            # Kept by the transactions that insert and delete user_logs (storage.counts);
+            # filled here from the rows already stored. A minute (an hour) is its start,
+            # stored as event_at is. Each process adds to rows of its own (`writer`), so
+            # servers writing through different nodes of a cluster never update the same
+            # row; a count is the sum over writers. The fill (writer 0) sets, not adds, each
+            # counter: a server migrating through another node at the same moment writes
+            # the same values.
+            "mysql": (
+                """CREATE TABLE IF NOT EXISTS log_counts (
+                    user_id INT UNSIGNED NOT NULL,
+                    minute DATETIME NOT NULL,
+                    level SMALLINT NOT NULL,
+                    writer INT UNSIGNED NOT NULL DEFAULT 0,
+                    n BIGINT NOT NULL,
+                    PRIMARY KEY (user_id, minute, level, writer)
+                ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
+                """CREATE TABLE IF NOT EXISTS log_counts_hour (
+                    user_id INT UNSIGNED NOT NULL,
+                    hour DATETIME NOT NULL,
+                    level SMALLINT NOT NULL,
+                    writer INT UNSIGNED NOT NULL DEFAULT 0,
+                    n BIGINT NOT NULL,
+                    PRIMARY KEY (user_id, hour, level, writer)
+                ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
+                *COUNTS_FILL["mysql"],
+            ),
+            "sqlite": (
+                """CREATE TABLE IF NOT EXISTS log_counts (
+                    user_id INTEGER NOT NULL,
+                    minute TEXT NOT NULL,
+                    level INTEGER NOT NULL,
+                    writer INTEGER NOT NULL DEFAULT 0,
+                    n INTEGER NOT NULL,
+                    PRIMARY KEY (user_id, minute, level, writer)
+                ) WITHOUT ROWID""",
+                """CREATE TABLE IF NOT EXISTS log_counts_hour (
+                    user_id INTEGER NOT NULL,
+                    hour TEXT NOT NULL,
+                    level INTEGER NOT NULL,
+                    writer INTEGER NOT NULL DEFAULT 0,
+                    n INTEGER NOT NULL,
+                    PRIMARY KEY (user_id, hour, level, writer)
+                ) WITHOUT ROWID""",
+                *COUNTS_FILL["sqlite"],
+            ),
+        },
+    ),
 )
 
 
@@ -440,6 +521,8 @@ REQUIRED_COLUMNS: dict[str, frozenset[str]] = {
         }
     ),
     "retention": frozenset({"user_id", "max_age_seconds", "max_rows", "updated_at"}),
+    "log_counts": frozenset({"user_id", "minute", "level", "writer", "n"}),
+    "log_counts_hour": frozenset({"user_id", "hour", "level", "writer", "n"}),
     "ingest_keys": frozenset(
         {"id", "user_id", "name", "lookup", "key_hash", "disabled", "created_at", "updated_at"}
     ),

@@ -53,6 +53,7 @@ from bot_logging_server.storage.base import (
     Keep,
     StorageError,
     StorageUnavailable,
+    Then,
     Transaction,
     multi_row_insert,
 )
@@ -378,8 +379,13 @@ class MySQLDatabase(Database):
         await ensure_database(self._connect_args(), self._url.name)
 
     async def _migrate(self) -> None:
-        async with self._connection(self._write_pool) as conn:
+        """Apply the pending steps on a connection of its own, without the pool's timeout:
+        a step that indexes or fills a large table takes its time (as on SQLite)."""
+        conn = await aiomysql.connect(db=self._url.name, autocommit=False, **self._connect_args())
+        try:
             await migrate(conn)
+        finally:
+            conn.close()
 
     async def _read_server_settings(self) -> None:
         """`max_value_bytes` from the server's ``max_allowed_packet`` (a statement, with its
@@ -504,11 +510,16 @@ class MySQLDatabase(Database):
         self.note_write(None)
 
     async def insert_many(
-        self, table: str, columns: Sequence[str], rows: list[tuple], keep: Keep | None = None
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: list[tuple],
+        keep: Keep | None = None,
+        then: Then | None = None,
     ) -> None:
         """One multi-row INSERT (several past a megabyte), each value escaped once; commit.
 
-        `keep` runs first, in the same transaction (on a cursor of its own).
+        `keep` runs first and `then` last, in the same transaction (on the same cursor).
         """
         try:
             async with self._connection(self._write_pool) as conn, conn.cursor() as cur:
@@ -516,6 +527,8 @@ class MySQLDatabase(Database):
                     rows = await keep(_MySQLTransaction(cur), rows)
                 for statement in _insert_statements(table, tuple(columns), rows, conn.escape):
                     await cur.execute(statement)
+                if then is not None:
+                    await then(_MySQLTransaction(cur), rows)
                 await conn.commit()
         except BaseException as exc:
             self.note_write(exc)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot_logging_server.storage.base import Table, utc_now
+from bot_logging_server.storage.counts import subtract_deleted
 
 __all__ = ["RetentionRule", "RetentionTable"]
 
@@ -113,11 +114,13 @@ class RetentionTable(Table):
         return int(rows[0][0])
 
     async def delete_log_ids(self, user_id: int, ids: Sequence[int]) -> int:
-        """Delete these rows of `user_id` in one short transaction; return how many went."""
+        """Delete these rows of `user_id` in one short transaction, their counts with them
+        (`storage.counts`); return how many went."""
         if not ids:
             return 0
         marks = ", ".join("?" * len(ids))
         async with self.db.transaction() as tx:
+            await subtract_deleted(tx, self.db.dialect, user_id, f"id IN ({marks})", ids)
             done = await tx.execute(
                 f"DELETE FROM user_logs WHERE user_id = ? AND id IN ({marks})",
                 (user_id, *ids),

@@ -49,6 +49,7 @@ from bot_logging_server.storage.base import (
     Keep,
     StorageError,
     StorageUnavailable,
+    Then,
     Transaction,
     time_text,
     utc_now,
@@ -454,9 +455,15 @@ class SQLiteDatabase(Database):
             await tx.execute(f"PRAGMA user_version = {int(version):d}")
 
     async def insert_many(
-        self, table: str, columns: Sequence[str], rows: list[tuple], keep: Keep | None = None
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: list[tuple],
+        keep: Keep | None = None,
+        then: Then | None = None,
     ) -> None:
-        """One transaction of 64-row prepared INSERTs, the remainder by ``executemany``."""
+        """One transaction of 64-row prepared INSERTs, the remainder by ``executemany``;
+        `keep` runs first in it, `then` last."""
         columns = tuple(columns)
         chunk, one = _insert(table, columns, _CHUNK_ROWS), _insert(table, columns, 1)
         async with self._transaction(self._timeout) as tx:
@@ -468,6 +475,8 @@ class SQLiteDatabase(Database):
                 await tx.execute(chunk, [value for row in part for value in row])
             if full < len(rows):
                 await tx.executemany(one, rows[full:])
+            if then is not None:
+                await then(tx, rows)
 
     async def _name(self, exc: BaseException) -> StorageError:
         """`exc` as our exception; a disk I/O error says what the system says about it."""

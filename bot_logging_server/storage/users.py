@@ -15,6 +15,7 @@ from bot_logging_server.storage.base import (
     UserNotFound,
     utc_now,
 )
+from bot_logging_server.storage.counts import forget_user
 
 __all__ = ["UserTable"]
 
@@ -80,8 +81,8 @@ class UserTable(Table):
             raise UserNotFound(username)
 
     async def remove_user(self, username: str) -> int:
-        """Delete a user and all their data (logs, events, sessions, ingest keys, alert
-        rules) in one transaction; return the logs deleted.
+        """Delete a user and all their data (logs and their counters, events, sessions,
+        ingest keys, alert rules) in one transaction; return the logs deleted.
 
         Raises `UserNotFound` for an unknown name.
         """
@@ -93,6 +94,7 @@ class UserTable(Table):
             if not rows:
                 raise UserNotFound(username)
             deleted = await tx.execute("DELETE FROM user_logs WHERE user_id = ?", (rows[0][0],))
+            await forget_user(tx, rows[0][0])
             await tx.execute("DELETE FROM retention WHERE user_id = ?", (rows[0][0],))
             await tx.execute(
                 "DELETE FROM alert_windows WHERE rule_id IN "
