@@ -27,40 +27,38 @@ user's token in ``X-User-Token``. Compared with the LoggerBotLogging client
   every error; problems go to `stats` and, like ``logging``'s own errors, one line to stderr
   (when ``logging.raiseExceptions`` is true).
 
-Standard library only (``urllib``): this module imports nothing outside it, so the file can be
-used without the server's dependencies. `dictConfig` works too: ``{"class":
-"bot_logging_server.handler.Handler", "url": ..., "user": ..., "token": ...}``.
+The wire format and the HTTP request itself are in `bot_logging_server.handler_wire`.
+
+Standard library only (``urllib``): this module and `bot_logging_server.handler_wire` import
+nothing outside it, so the two files can be used without the server's dependencies.
+`dictConfig` works too: ``{"class": "bot_logging_server.handler.Handler", "url": ..., "user":
+..., "token": ...}``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import email.utils
-import http.client
-import json
 import logging
 import os
 import random
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
+from bot_logging_server.handler_wire import (
+    PERMANENT_STATUSES,
+    batch_body,
+    post_batch,
+    process_name,
+    wire_record,
+)
+
 __all__ = ["Handler", "HandlerStats"]
-
-#: Answers that no retry can fix: the batch is dropped and counted (``dropped_rejected``).
-#: A 413 is split first; only a single record that is still too large is dropped.
-PERMANENT_STATUSES = frozenset({400, 404, 405, 410, 411, 413, 414, 415, 422})
-
-_MAX_LEVEL = 100  # the server accepts levels 0..100
-_DETAIL_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -89,53 +87,6 @@ class HandlerStats:
     def dropped(self) -> int:
         """Every record dropped, for whatever reason."""
         return self.dropped_full + self.dropped_rejected + self.dropped_unsent
-
-
-def _process_name() -> str:
-    """The process's name as ``psutil.Process().name()`` gives it on Linux, else the exe's."""
-    with contextlib.suppress(OSError, UnicodeDecodeError):
-        name = Path("/proc/self/comm").read_text().strip()
-        if name:
-            return name
-    return os.path.basename(sys.executable) or "python"
-
-
-def _clean(text: str) -> str:
-    """`text` safe to encode as UTF-8 (lone surrogates escaped, not a 400 for the batch)."""
-    if text.isascii():
-        return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _describe(status: int, body: bytes) -> str:
-    """``HTTP 400 BadRequest: data.logs[0].level: ...`` from an error answer."""
-    text = f"HTTP {status}"
-    with contextlib.suppress(ValueError, AttributeError):
-        answer = json.loads(body)
-        text += f" {answer.get('message', '')}".rstrip()
-        if answer.get("detail"):
-            text += f": {str(answer['detail'])[:_DETAIL_CHARS]}"
-    return text
 
 
 class Handler(logging.Handler):
@@ -189,7 +140,7 @@ class Handler(logging.Handler):
         self.timeout = timeout
         self.close_timeout = close_timeout
         self.max_backoff = max_backoff
-        self.p_name = p_name or _process_name()
+        self.p_name = p_name or process_name()
         self._opener = urllib.request.build_opener()
         self._reset()
 
@@ -270,12 +221,7 @@ class Handler(logging.Handler):
         except Exception as exc:
             # A bad format string ("%d" with a str) must not lose the record: send it raw.
             msg = f"{record.msg!s} (arguments {record.args!r}; formatting failed: {exc!r})"
-        return {
-            "level": min(max(int(record.levelno), 0), _MAX_LEVEL),
-            "msg": _clean(msg),
-            "event_at": datetime.fromtimestamp(record.created, UTC).isoformat(),
-            "p_description": _clean(str(record.name)),
-        }
+        return wire_record(record, msg)
 
     def flush(self) -> None:
         """Send what is queued now; wait until it is delivered or dropped, at most `close_timeout`.
@@ -379,14 +325,16 @@ class Handler(logging.Handler):
     def _deliver(self, records: list[dict[str, Any]]) -> None:
         """POST one batch until it is accepted, refused for good, or the close deadline passes."""
         key = str(uuid.uuid4())  # the same on every retry: the server stores the batch once
-        body = self._body(records)
+        body = batch_body(self.user, self.p_name, records)
         attempt = 0
         while True:
             timeout = self._request_timeout()
             if timeout is None:
                 self._settle(len(records), "dropped_unsent", self._last_error)
                 return
-            status, retry_after, error = self._post(body, key, timeout)
+            status, retry_after, error = post_batch(
+                self._opener, self.url, self._token, body, key, timeout
+            )
             with self._cond:
                 self._counts["requests"] += 1
                 self._counts["retries"] += attempt > 0
@@ -413,45 +361,6 @@ class Handler(logging.Handler):
             if not self._pause(delay):
                 self._settle(len(records), "dropped_unsent", error)
                 return
-
-    def _body(self, records: list[dict[str, Any]]) -> bytes:
-        """The request body for `records` (the wire format of ``POST /send_logs``)."""
-        data = {
-            "user": self.user,
-            "pid": os.getpid(),
-            "p_name": _clean(self.p_name),
-            "post_time": datetime.now(UTC).isoformat(),
-            "logs": records,
-        }
-        return json.dumps({"data": data}, ensure_ascii=False, separators=(",", ":")).encode()
-
-    def _post(self, body: bytes, key: str, timeout: float) -> tuple[int | None, float | None, str]:
-        """One attempt: (status or None, Retry-After seconds or None, error description)."""
-        request = urllib.request.Request(
-            self.url,
-            data=body,
-            method="POST",
-            headers={
-                "Content-Type": "application/json",
-                "X-User-Token": self._token,
-                "Idempotency-Key": key,
-                "User-Agent": "bot-logging-server-handler",
-            },
-        )
-        try:
-            with self._opener.open(request, timeout=timeout) as response:
-                response.read()
-                return response.status, None, ""
-        except urllib.error.HTTPError as exc:
-            with exc:
-                answer = exc.read(65536)
-            return (
-                exc.code,
-                _retry_after(exc.headers.get("Retry-After")),
-                _describe(exc.code, answer),
-            )
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            return None, None, f"{type(exc).__name__}: {exc}"
 
     # -- bookkeeping ------------------------------------------------------------------------
 
