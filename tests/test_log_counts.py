@@ -11,14 +11,11 @@ migration that fills the counters of an older database.
 
 from __future__ import annotations
 
-import contextlib
 import random
-import sqlite3
 from datetime import datetime, timedelta
 
-import pymysql
 import pytest
-from support import new_account
+from support import execute_sql, new_account
 
 from bot_logging_server.config import DatabaseURL, build_config
 from bot_logging_server.retention import Policy, Purger
@@ -248,23 +245,14 @@ async def test_a_range_inside_one_minute_is_counted_from_the_rows(storage, bucke
 
 def _downgrade_to_version_7(url: DatabaseURL) -> None:
     """Undo step 8 by hand: the counters go, and so does its schema_version row."""
-    if url.scheme == "sqlite":
-        with contextlib.closing(sqlite3.connect(url.path)) as db:
-            db.execute("DROP TABLE log_counts")
-            db.execute("DROP TABLE log_counts_hour")
-            db.execute("DELETE FROM schema_version WHERE version = 8")
-            db.commit()
-        return
-    conn = pymysql.connect(
-        host=url.host, port=url.port, user=url.user, password=url.password, database=url.name
+    execute_sql(
+        url,
+        [
+            "DROP TABLE log_counts",
+            "DROP TABLE log_counts_hour",
+            "DELETE FROM schema_version WHERE version = 8",
+        ],
     )
-    try:
-        with conn.cursor() as cur:
-            cur.execute("DROP TABLE log_counts, log_counts_hour")
-            cur.execute("DELETE FROM schema_version WHERE version = 8")
-        conn.commit()
-    finally:
-        conn.close()
 
 
 async def test_a_version_7_database_gets_counters_of_the_records_it_holds(fresh_database_url):

@@ -12,17 +12,16 @@ arrival, as every listing did before, and a cursor from then still pages that wa
 from __future__ import annotations
 
 import base64
-import contextlib
 import sqlite3
 from datetime import datetime
 
 import orjson
-import pymysql
 import pytest
 from support import (
     assert_error,
     client_body,
     client_record,
+    execute_sql,
     get_logs,
     new_account,
     post_logs,
@@ -306,25 +305,16 @@ async def test_each_order_is_read_off_its_index_without_sorting(
 def _downgrade_to_version_6(url: DatabaseURL) -> None:
     """Undo steps 7 and 8 by hand: the index and the counters go, and so do their
     schema_version rows."""
-    if url.scheme == "sqlite":
-        with contextlib.closing(sqlite3.connect(url.path)) as db:
-            db.execute("DROP INDEX ix_user_logs_user_event_id")
-            db.execute("DROP TABLE log_counts")
-            db.execute("DROP TABLE log_counts_hour")
-            db.execute("DELETE FROM schema_version WHERE version >= 7")
-            db.commit()
-        return
-    conn = pymysql.connect(
-        host=url.host, port=url.port, user=url.user, password=url.password, database=url.name
+    on = "" if url.scheme == "sqlite" else " ON user_logs"
+    execute_sql(
+        url,
+        [
+            f"DROP INDEX ix_user_logs_user_event_id{on}",
+            "DROP TABLE log_counts",
+            "DROP TABLE log_counts_hour",
+            "DELETE FROM schema_version WHERE version >= 7",
+        ],
     )
-    try:
-        with conn.cursor() as cur:
-            cur.execute("ALTER TABLE user_logs DROP INDEX ix_user_logs_user_event_id")
-            cur.execute("DROP TABLE log_counts, log_counts_hour")
-            cur.execute("DELETE FROM schema_version WHERE version >= 7")
-        conn.commit()
-    finally:
-        conn.close()
 
 
 def _row(msg: str, event_at: str) -> LogRow:

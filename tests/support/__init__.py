@@ -6,7 +6,7 @@
   completion), `AppProcess` and `ServerProcess` (in the background), raw `http`, and
   `HTTP_SERVERS` (every ``--http-server``).
 * `support.database`: `add_user` for a server process; `rows_per_batch`, `events_per_name`
-  read directly.
+  read directly; `execute_sql` changes the database behind the server's back.
 * `support.load`: `Load`, clients posting batches, and the check of what was stored.
 * `support.events`: ingest keys and stored events of the event wire interfaces.
 * `support.faults`: `TCPProxy`, a database outage on demand (`ThreadedProxy` without a loop).
@@ -36,7 +36,7 @@ from support.client import (
     read_headers,
     recent_logs,
 )
-from support.database import add_user, events_per_name, rows_per_batch
+from support.database import add_user, events_per_name, execute_sql, rows_per_batch
 from support.events import count_rows, key_name, new_key, no_leak, stored_events
 from support.faults import TCPProxy, ThreadedProxy
 from support.load import Load, batch_body
@@ -77,6 +77,7 @@ __all__ = [
     "client_record",
     "count_rows",
     "events_per_name",
+    "execute_sql",
     "free_port",
     "free_ports",
     "get_logs",

@@ -2,17 +2,21 @@
 
 `add_user` creates a user with the project's own code (no server needed); `rows_per_batch`
 and `events_per_name` read straight from the database on a connection of their own (no
-server code), so they see exactly what is committed, whatever the server's connections hold.
+server code), so they see exactly what is committed, whatever the server's connections hold;
+`execute_sql` changes it the same way (to undo a migration step, say).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import uuid
+from collections.abc import Sequence
 from urllib.parse import unquote, urlsplit
 
 import pymysql
 
+from bot_logging_server.config import DatabaseURL
 from support.client import Account
 
 
@@ -72,5 +76,26 @@ def _counts(database_url: str, select: str, user_id: int) -> dict[str, int]:
         with conn.cursor() as cur:
             cur.execute(sql.format("%s"), (user_id,))
             return {name: int(count) for name, count in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+def execute_sql(url: DatabaseURL, statements: Sequence[str]) -> None:
+    """Run `statements` in order on the database at `url`, on a connection of its own, and
+    commit."""
+    if url.scheme == "sqlite":
+        with contextlib.closing(sqlite3.connect(url.path)) as db:
+            for statement in statements:
+                db.execute(statement)
+            db.commit()
+        return
+    conn = pymysql.connect(
+        host=url.host, port=url.port, user=url.user, password=url.password, database=url.name
+    )
+    try:
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+        conn.commit()
     finally:
         conn.close()
