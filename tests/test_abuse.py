@@ -78,8 +78,13 @@ def head(port: int, token: str, length: int) -> bytes:
     ).encode()
 
 
-async def first_answer(reader: asyncio.StreamReader) -> int | None:
-    """The status of the answer the server sends (None: closed without one)."""
+#: `first_answer` when the server closed (or reset) the connection without an answer read:
+#: a close with the client's bytes unread resets it, which may drop an answer in flight.
+CLOSED = 0
+
+
+async def first_answer(reader: asyncio.StreamReader) -> int:
+    """The status of the answer the server sends (`CLOSED`: closed without one read)."""
     raw = b""
     with contextlib.suppress(ConnectionError):
         while b"\r\n\r\n" not in raw:
@@ -87,7 +92,7 @@ async def first_answer(reader: asyncio.StreamReader) -> int | None:
             if not data:
                 break
             raw += data
-    return parse_reply(raw).status if b"\r\n\r\n" in raw else None
+    return parse_reply(raw).status if b"\r\n\r\n" in raw else CLOSED
 
 
 class Honest:
@@ -210,7 +215,8 @@ async def test_100_stalled_uploads_keep_memory_bounded_and_honest_clients_fast(s
         f"peak {peak / MIB:.0f} MiB with 100 uploads "
         f"({len(whole)} sent their 15 MiB and stalled, {offered / MIB:.0f} MiB sent in all); "
         f"answers {{status: count}} { {s: statuses.count(s) for s in set(statuses)} } "
-        f"(None: still waiting, or reset before the answer was read); honest requests: "
+        f"(None: still waiting; {CLOSED}: closed or reset before an answer was read); "
+        f"honest requests: "
         f"{len(client.took)} (200: {client.statuses.count(200)}), p99 "
         f"{stalled_p99 * 1000:.0f} ms while the uploads stalled, max "
         f"{max(client.took[:during_uploads] or [0]) * 1000:.0f} ms while they were sent "
@@ -218,7 +224,9 @@ async def test_100_stalled_uploads_keep_memory_bounded_and_honest_clients_fast(s
     )
     assert peak < limit
     assert len(whole) <= 4  # 64 MiB of bodies at once: the rest refused early
-    assert statuses.count(503) >= 50
+    # Refused: answered 503, or closed by the server after its 503 (a reset can drop it).
+    assert statuses.count(503) >= 10
+    assert statuses.count(503) + statuses.count(CLOSED) >= 90
     assert set(client.statuses) == {200}
     # 3 s before the fix (the event loop receiving 1.5 GB); 16-31 ms measured after it.
     assert stalled_p99 < bound(quiet, 0.1)
