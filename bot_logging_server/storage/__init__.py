@@ -31,11 +31,9 @@ from bot_logging_server.storage.alerts import (
 )
 from bot_logging_server.storage.base import (
     BUCKETS,
-    LOG_SORTS,
     MAX_PAGE,
     Database,
     LevelCount,
-    LogQuery,
     LogRow,
     StorageError,
     StorageUnavailable,
@@ -64,6 +62,7 @@ from bot_logging_server.storage.idempotency import (
     Remembered,
 )
 from bot_logging_server.storage.keys import IngestKey, KeyExists, KeyNotFound, KeyTable
+from bot_logging_server.storage.log_query import LOG_SORTS, LogQuery
 from bot_logging_server.storage.logs import LogTable
 from bot_logging_server.storage.retention import RetentionRule, RetentionTable
 from bot_logging_server.storage.sessions import (

@@ -1,7 +1,7 @@
 """The alert tables: ``alert_rules`` (what to watch, where to send, how the last delivery
 went) and ``alert_windows`` (one rule's matches gathered into one message, and its delivery).
 
-Written once for every backend (see `storage.base.Dialect`). Any number of processes
+Written once for every backend (see `storage.dialect.Dialect`). Any number of processes
 (``--workers N``, several servers) share these tables without a lock of their own:
 
 * Matches join their rule's newest window with a conditional UPDATE (``state = 'open'``,

@@ -1,7 +1,7 @@
 """The ``events`` table: usage events written by group commit (creating or updating their
 sessions in the same transaction), pages and stats read back.
 
-Written once for every backend (see `storage.base.Dialect`). Every read is scoped to one
+Written once for every backend (see `storage.dialect.Dialect`). Every read is scoped to one
 owner (``user_id = ?`` always comes first), whatever the filters.
 
 Writing: concurrent `EventTable.insert_events` calls share transactions (`GroupCommit`), and
@@ -36,8 +36,8 @@ from bot_logging_server.storage.base import (
     Table,
     Transaction,
     join_filters,
-    multi_row_insert,
 )
+from bot_logging_server.storage.dialect import multi_row_insert
 from bot_logging_server.storage.group_commit import GroupCommit
 from bot_logging_server.storage.idempotency import Claim, claim_key
 from bot_logging_server.storage.sessions import (

@@ -47,7 +47,6 @@ from bot_logging_server.config import DatabaseURL
 from bot_logging_server.storage.base import (
     Conflict,
     Database,
-    Dialect,
     DuplicateKey,
     Executed,
     Keep,
@@ -55,8 +54,8 @@ from bot_logging_server.storage.base import (
     StorageUnavailable,
     Then,
     Transaction,
-    multi_row_insert,
 )
+from bot_logging_server.storage.dialect import Dialect, multi_row_insert
 from bot_logging_server.storage.failover import NodeSelector
 from bot_logging_server.storage.hosts import NodeHealth
 from bot_logging_server.storage.mysql_schema import MIGRATIONS, ensure_database, migrate

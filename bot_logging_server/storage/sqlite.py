@@ -43,7 +43,6 @@ import aiosqlite
 
 from bot_logging_server.storage.base import (
     Database,
-    Dialect,
     DuplicateKey,
     Executed,
     Keep,
@@ -51,9 +50,9 @@ from bot_logging_server.storage.base import (
     StorageUnavailable,
     Then,
     Transaction,
-    time_text,
     utc_now,
 )
+from bot_logging_server.storage.dialect import Dialect, time_text
 from bot_logging_server.storage.migrations import (
     REQUIRED_COLUMNS,
     SCHEMA_VERSION_TABLE,
