@@ -44,17 +44,17 @@ from bot_logging_server.storage.base import (
     UserNotFound,
     utc_now,
 )
-from bot_logging_server.storage.events import (
+from bot_logging_server.storage.event_records import (
     EVENT_SORTS,
     PAGE_SORTS,
     Event,
     EventQuery,
-    EventTable,
     NameCount,
     PageCount,
     Recorded,
     StoredEvent,
 )
+from bot_logging_server.storage.events import EventTable
 from bot_logging_server.storage.idempotency import (
     KEY_LIFETIME,
     Claim,
