@@ -22,13 +22,8 @@ import time
 from quart import Quart, current_app
 
 from bot_logging_server.config import Config
-from bot_logging_server.storage.alerts import (
-    AlertDelivery,
-    AlertRule,
-    AlertRuleLimit,
-    AlertTable,
-    Matches,
-)
+from bot_logging_server.storage.alert_records import AlertDelivery, AlertRule, Matches
+from bot_logging_server.storage.alerts import AlertRuleLimit, AlertTable
 from bot_logging_server.storage.base import (
     BUCKETS,
     MAX_PAGE,
