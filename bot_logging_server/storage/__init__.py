@@ -1,13 +1,18 @@
 """Storage: the `Storage` object, its backends, and how the app holds one.
 
-Layout: `base` (records, exceptions, the `Dialect` and `Database` seams), one module per table
-family whose SQL is written once (`users`, `logs`, `retention`, `keys`, `sessions`,
-`events`, `idempotency`, `alerts`), one module per backend holding only what differs
-(`mysql`, `sqlite`: dialect, connections, error mapping; `mysql_schema` creates and migrates
-a MySQL database), `migrations` (the schema, both backends side by side), `group_commit`,
-and for several database hosts (a Galera cluster) `hosts` (node health) and `failover`
-(which node, when to move). A new table family is a new module beside those, a class
-`Storage` inherits, and a step in `migrations`.
+Layout: `base` (records of users and log rows, exceptions, the `Database` seam), `dialect`
+(the `Dialect` seam: how a backend's SQL differs), one module per table family whose SQL is
+written once (`users`, `logs`, `retention`, `keys`, `sessions`, `events`, `idempotency`,
+`alerts`, with `counts` keeping the log counters), the values some families take and give
+(`log_query`: which log records to read and its WHERE clause; `event_records`;
+`alert_records`), per backend what differs (`mysql`, `sqlite`: connections;
+`mysql_dialect`, `sqlite_dialect`: their SQL; `mysql_errors`, `sqlite_errors`: what their
+errors mean; `mysql_schema` creates and migrates a MySQL database), `migrations` (the
+schema, both backends side by side: the steps per topic in `schema_logs`, `schema_events`,
+`schema_alerts`, the start-up column check in `schema_check`), `group_commit`, and for
+several database hosts (a Galera cluster) `hosts` (node health) and `failover` (which node,
+when to move). A new table family is a new module beside those, a class `Storage`
+inherits, and a step in a `schema_*` module.
 
 `make_storage(config)` picks the backend from the database URL's scheme (the one place that
 does). `init_app(app, storage)` opens it in ``before_serving`` and closes it in
