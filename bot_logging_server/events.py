@@ -11,7 +11,7 @@ opened by their first event, or explicitly with `start_session`, and closed with
     sessions = await storage.query_sessions(user.id, SessionQuery(stopped=False))
     counts = await storage.event_stats(user.id, EventQuery(source="eye"), "hour")
 
-The model (`bot_logging_server.storage.events`, `bot_logging_server.storage.sessions`):
+The model (`bot_logging_server.storage.event_records`, `bot_logging_server.storage.sessions`):
 
 * `Event`: source, name, session key, category, page, data (any JSON value; ``data_raw``
   keeps the text when the wire sent JSON as a string), client time as sent and parsed,

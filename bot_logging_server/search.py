@@ -16,7 +16,7 @@
 A word that is not one of these fields (``http://host``, ``key:value``) is a plain word.
 `parse_search` answers a `Search`, or raises `SearchError` (a 400) for an unclosed quote,
 a field without a value, a bad level or pid, or more than `MAX_TERMS` terms. Wildcards
-(``%``, ``_``) are plain characters: the SQL (`bot_logging_server.storage.logs`) escapes them.
+(``%``, ``_``) are plain characters: the SQL (`bot_logging_server.storage.log_query`) escapes them.
 """
 
 from __future__ import annotations

@@ -1,13 +1,18 @@
 """Storage: the `Storage` object, its backends, and how the app holds one.
 
-Layout: `base` (records, exceptions, the `Dialect` and `Database` seams), one module per table
-family whose SQL is written once (`users`, `logs`, `retention`, `keys`, `sessions`,
-`events`, `idempotency`, `alerts`), one module per backend holding only what differs
-(`mysql`, `sqlite`: dialect, connections, error mapping; `mysql_schema` creates and migrates
-a MySQL database), `migrations` (the schema, both backends side by side), `group_commit`,
-and for several database hosts (a Galera cluster) `hosts` (node health) and `failover`
-(which node, when to move). A new table family is a new module beside those, a class
-`Storage` inherits, and a step in `migrations`.
+Layout: `base` (records of users and log rows, exceptions, the `Database` seam), `dialect`
+(the `Dialect` seam: how a backend's SQL differs), one module per table family whose SQL is
+written once (`users`, `logs`, `retention`, `keys`, `sessions`, `events`, `idempotency`,
+`alerts`, with `counts` keeping the log counters), the values some families take and give
+(`log_query`: which log records to read and its WHERE clause; `event_records`;
+`alert_records`), per backend what differs (`mysql`, `sqlite`: connections;
+`mysql_dialect`, `sqlite_dialect`: their SQL; `mysql_errors`, `sqlite_errors`: what their
+errors mean; `mysql_schema` creates and migrates a MySQL database), `migrations` (the
+schema, both backends side by side: the steps per topic in `schema_logs`, `schema_events`,
+`schema_alerts`, the start-up column check in `schema_check`), `group_commit`, and for
+several database hosts (a Galera cluster) `hosts` (node health) and `failover` (which node,
+when to move). A new table family is a new module beside those, a class `Storage`
+inherits, and a step in a `schema_*` module.
 
 `make_storage(config)` picks the backend from the database URL's scheme (the one place that
 does). `init_app(app, storage)` opens it in ``before_serving`` and closes it in
@@ -22,20 +27,13 @@ import time
 from quart import Quart, current_app
 
 from bot_logging_server.config import Config
-from bot_logging_server.storage.alerts import (
-    AlertDelivery,
-    AlertRule,
-    AlertRuleLimit,
-    AlertTable,
-    Matches,
-)
+from bot_logging_server.storage.alert_records import AlertDelivery, AlertRule, Matches
+from bot_logging_server.storage.alerts import AlertRuleLimit, AlertTable
 from bot_logging_server.storage.base import (
     BUCKETS,
-    LOG_SORTS,
     MAX_PAGE,
     Database,
     LevelCount,
-    LogQuery,
     LogRow,
     StorageError,
     StorageUnavailable,
@@ -46,17 +44,17 @@ from bot_logging_server.storage.base import (
     UserNotFound,
     utc_now,
 )
-from bot_logging_server.storage.events import (
+from bot_logging_server.storage.event_records import (
     EVENT_SORTS,
     PAGE_SORTS,
     Event,
     EventQuery,
-    EventTable,
     NameCount,
     PageCount,
     Recorded,
     StoredEvent,
 )
+from bot_logging_server.storage.events import EventTable
 from bot_logging_server.storage.idempotency import (
     KEY_LIFETIME,
     Claim,
@@ -64,6 +62,7 @@ from bot_logging_server.storage.idempotency import (
     Remembered,
 )
 from bot_logging_server.storage.keys import IngestKey, KeyExists, KeyNotFound, KeyTable
+from bot_logging_server.storage.log_query import LOG_SORTS, LogQuery
 from bot_logging_server.storage.logs import LogTable
 from bot_logging_server.storage.retention import RetentionRule, RetentionTable
 from bot_logging_server.storage.sessions import (

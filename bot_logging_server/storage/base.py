@@ -1,13 +1,13 @@
-"""What the storage layer is made of: its records, its exceptions, and the two seams a backend
-fills in.
+"""What the storage layer is made of: its records, its exceptions, and the `Database` seam a
+backend fills in.
 
-* A `Dialect` says how a backend's SQL differs (placeholders, times, the text search, the
-  stats bucket, row locks, upsert, index hints). The table families (`storage.users`,
-  `storage.logs`) write their SQL once, with ``?`` placeholders, and ask the dialect for the
-  rest.
 * A `Database` is a backend's connections: reads, transactions and the bulk insert behind
   group commit. Every exception leaves it as a `StorageError` (never a driver exception, never
   SQL text), so nothing above this layer ever sees one.
+* Its `Dialect` (`storage.dialect`) says how the backend's SQL differs; the table families
+  (`Table`) write their SQL once, with ``?`` placeholders, and ask the dialect for the rest.
+* The records of ``users`` and ``user_logs`` are here; which log records to read, a
+  `LogQuery`, is `storage.log_query`.
 
 All times crossing the storage interface are naive `datetime` objects in UTC.
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -25,24 +24,21 @@ from typing import Any
 
 import msgspec
 
-from bot_logging_server.search import Search, parse_search
+from bot_logging_server.storage.dialect import Dialect, multi_row_insert
 
 __all__ = [
     "BUCKETS",
     "CHARS_PER_INSERT",
-    "LOG_SORTS",
     "MAX_PAGE",
     "MAX_STAT_ROWS",
     "ROWS_PER_INSERT",
     "WRITE_FAULT_SECONDS",
     "Conflict",
     "Database",
-    "Dialect",
     "DuplicateKey",
     "Executed",
     "Keep",
     "LevelCount",
-    "LogQuery",
     "LogRow",
     "StorageError",
     "StorageUnavailable",
@@ -57,8 +53,6 @@ __all__ = [
     "cut_to_size",
     "escaped_size",
     "join_filters",
-    "multi_row_insert",
-    "time_text",
     "utc_now",
 ]
 
@@ -100,11 +94,6 @@ def cut_to_size(text: str, limit: int) -> str:
 def utc_now() -> datetime:
     """The server's clock: now, in UTC, as a naive datetime with microseconds."""
     return datetime.now(UTC).replace(tzinfo=None)
-
-
-def time_text(moment: datetime) -> str:
-    """`moment` as ``YYYY-MM-DD HH:MM:SS.ffffff``: how both backends are sent a time."""
-    return moment.isoformat(sep=" ", timespec="microseconds")
 
 
 # -- exceptions ---------------------------------------------------------------------------
@@ -218,59 +207,6 @@ MAX_PAGE = 1000
 MAX_STAT_ROWS = 10_000
 #: Stats bucket widths.
 BUCKETS = ("minute", "hour", "day")
-#: The orders of a user's records (`LogQuery.sort`): event time (ties by id), or arrival (id).
-LOG_SORTS = ("event_at", "id")
-
-
-@dataclass(frozen=True, slots=True)
-class LogQuery:
-    """Which of a user's records to read, and one keyset page of them (never an OFFSET).
-
-    Filters (all optional, combined with AND):
-        min_level: ``level >= min_level``.
-        since, until: ``since <= event_at < until`` (naive UTC).
-        q: a `bot_logging_server.search.Search` (words and phrases of ``msg``, prefixes of
-            ``p_name``/``p_description``, pid, level comparisons; see that module); a string
-            given here is parsed (`SearchError`, a `ValueError`, when it is not valid).
-        p_name, p_description, pid: equal to.
-    Page:
-        sort: ``"id"`` (arrival: the order the records were stored in, the live tail's) or
-            ``"event_at"`` (event time, ties by id: what the listing shows by default).
-        before_id, after_id: the keyset cursor. By id: only ``id < before_id`` /
-            ``id > after_id``. By event time: with `cursor_event_at` (the event time of the
-            record `before_id` / `after_id`), only ``(event_at, id) < (cursor_event_at,
-            before_id)`` / ``> (cursor_event_at, after_id)``.
-        cursor_event_at: see above; required with a cursor when sorting by event time.
-        oldest_first: ascending instead of newest first.
-        limit: 1..`MAX_PAGE` records.
-    """
-
-    min_level: int | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    q: Search | None = None
-    p_name: str | None = None
-    p_description: str | None = None
-    pid: int | None = None
-    before_id: int | None = None
-    after_id: int | None = None
-    oldest_first: bool = False
-    limit: int = 100
-    sort: str = "id"
-    cursor_event_at: datetime | None = None
-
-    def __post_init__(self) -> None:
-        """Refuse a limit outside 1..`MAX_PAGE`, an unknown sort, or an event-time cursor
-        without its time (programming errors, not a client's)."""
-        if not 1 <= self.limit <= MAX_PAGE:
-            raise ValueError(f"limit must be 1..{MAX_PAGE}")
-        if isinstance(self.q, str):
-            object.__setattr__(self, "q", parse_search(self.q))
-        if self.sort not in LOG_SORTS:
-            raise ValueError(f"sort must be one of {LOG_SORTS}")
-        cursor = self.before_id is not None or self.after_id is not None
-        if self.sort == "event_at" and cursor and self.cursor_event_at is None:
-            raise ValueError("an event-time cursor needs cursor_event_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,100 +227,7 @@ def join_filters(
     return " AND ".join(clause for clause, _ in chosen), [value for _, value in chosen]
 
 
-# -- the seams a backend fills in ---------------------------------------------------------
-
-
-class Dialect(abc.ABC):
-    """How a backend's SQL differs from the SQL the table families write once.
-
-    The families write ``?`` placeholders; a backend with another style converts them (the
-    `Database` does, on every statement). Times are sent as `time_text` by both backends.
-    """
-
-    #: Short backend name: ``"mysql"`` or ``"sqlite"``.
-    name: str
-    #: Appended to a SELECT that reads rows the same transaction is about to change.
-    lock_rows: str = ""
-    #: Appended to a SELECT whose rows must not change until the transaction ends (others
-    #: may read them meanwhile).
-    share_rows: str = ""
-    #: Appended to a text column to compare it exactly (case and accents count).
-    exact_collation: str = ""
-
-    def encode_time(self, moment: datetime) -> object:
-        """`moment` as a statement argument."""
-        return time_text(moment)
-
-    @abc.abstractmethod
-    def decode_time(self, value: Any) -> datetime:
-        """A time column's value, as the driver returns it, as a naive UTC datetime."""
-
-    @abc.abstractmethod
-    def contains(self, column: str, text: str) -> tuple[str, object]:
-        """A clause true when `column` holds `text` in any letter case, and its one argument.
-
-        Wildcard characters in `text` are plain characters.
-        """
-
-    @abc.abstractmethod
-    def starts_with(self, column: str, text: str) -> tuple[str, object]:
-        """A clause true when `column` starts with `text` in any letter case, and its one
-        argument. Wildcard characters in `text` are plain characters.
-        """
-
-    @abc.abstractmethod
-    def bucket(self, column: str, width: str) -> tuple[str, Callable[[Any], datetime]]:
-        """An expression grouping the time `column` by `width` (one of `BUCKETS`), and how
-        to read the expression's value back as the start of its bucket."""
-
-    def index_hint(self, index: str) -> str:
-        """Text after ``FROM table`` that makes the planner use `index` ("" when the backend
-        has no such hint, and then the families skip the work of deciding)."""
-        return ""
-
-    def pinned_index(self, index: str) -> str:
-        """Text after ``FROM table`` that pins an ordered read to `index` where the planner
-        may misjudge it ("" where it does not: MySQL's choice is checked with EXPLAIN)."""
-        return ""
-
-    def upsert(
-        self,
-        table: str,
-        columns: Sequence[str],
-        keys: Sequence[str],
-        *,
-        rows: int = 1,
-        add: Sequence[str] = (),
-        keep: Sequence[str] = (),
-    ) -> str:
-        """An INSERT of `rows` rows of `columns` that, for each row whose unique `keys`
-        exist already, updates that row instead: a column in `add` grows by the new value,
-        one in `keep` keeps its value, every other non-key column takes the new value."""
-        sets = []
-        for column in columns:
-            if column in keys or column in keep:
-                continue
-            new = self.new_value(column)
-            sets.append(f"{column} = {column} + {new}" if column in add else f"{column} = {new}")
-        insert = multi_row_insert(table, tuple(columns), rows)
-        return f"{insert} {self.on_conflict(keys)} {', '.join(sets)}"
-
-    def insert_unless_exists(self, table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
-        """An INSERT of one row of `columns` that, when a row with the same unique `keys`
-        exists, does nothing (no error, no warning); its rowcount is 1 when it inserted, else 0.
-
-        A row another transaction inserted and has not committed yet is waited for.
-        """
-        insert = multi_row_insert(table, tuple(columns), 1)
-        return f"{insert} ON CONFLICT ({', '.join(keys)}) DO NOTHING"
-
-    @abc.abstractmethod
-    def on_conflict(self, keys: Sequence[str]) -> str:
-        """What follows an INSERT to update the row whose unique `keys` exist already."""
-
-    @abc.abstractmethod
-    def new_value(self, column: str) -> str:
-        """In `on_conflict`'s assignments: the value the INSERT tried to give `column`."""
+# -- the seam a backend fills in ----------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,13 +282,6 @@ CHARS_PER_INSERT = 1_000_000
 
 def _flat(rows: Sequence[Sequence]) -> list:
     return [value for row in rows for value in row]
-
-
-@functools.lru_cache(maxsize=256)
-def multi_row_insert(table: str, columns: tuple[str, ...], rows: int) -> str:
-    """``INSERT INTO table (columns) VALUES (?, ...), ...`` with `rows` VALUES tuples."""
-    values = "(" + ", ".join(["?"] * len(columns)) + ")"
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([values] * rows)
 
 
 #: How long a failed write keeps `Database.write_fault` set when no write succeeds after it.

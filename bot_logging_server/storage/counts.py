@@ -34,7 +34,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from bot_logging_server.storage.base import Dialect, Transaction, time_text
+from bot_logging_server.storage.base import Transaction
+from bot_logging_server.storage.dialect import Dialect, time_text
 
 __all__ = [
     "COUNTERS",

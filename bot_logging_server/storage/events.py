@@ -1,7 +1,8 @@
 """The ``events`` table: usage events written by group commit (creating or updating their
-sessions in the same transaction), pages and stats read back.
+sessions in the same transaction), pages and stats read back. The values these take and
+give (`Event`, `EventQuery`...) are `storage.event_records`.
 
-Written once for every backend (see `storage.base.Dialect`). Every read is scoped to one
+Written once for every backend (see `storage.dialect.Dialect`). Every read is scoped to one
 owner (``user_id = ?`` always comes first), whatever the filters.
 
 Writing: concurrent `EventTable.insert_events` calls share transactions (`GroupCommit`), and
@@ -27,7 +28,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from bot_logging_server.storage.base import (
     MAX_STAT_ROWS,
@@ -36,185 +36,30 @@ from bot_logging_server.storage.base import (
     Table,
     Transaction,
     join_filters,
-    multi_row_insert,
+)
+from bot_logging_server.storage.dialect import multi_row_insert
+from bot_logging_server.storage.event_records import (
+    CLICK_NAME,
+    EVENT_SORTS,
+    PAGE_SORTS,
+    VIEW_NAMES,
+    Event,
+    EventQuery,
+    NameCount,
+    PageCount,
+    Recorded,
+    StoredEvent,
 )
 from bot_logging_server.storage.group_commit import GroupCommit
 from bot_logging_server.storage.idempotency import Claim, claim_key
 from bot_logging_server.storage.sessions import (
     SESSION_WRITE_COLUMNS,
     binary_text,
-    check_page,
     json_or_none,
     parse_json_or_none,
 )
 
-__all__ = [
-    "CLICK_NAME",
-    "EVENT_SORTS",
-    "PAGE_SORTS",
-    "VIEW_NAMES",
-    "Event",
-    "EventQuery",
-    "EventTable",
-    "NameCount",
-    "PageCount",
-    "Recorded",
-    "StoredEvent",
-]
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One usage event of the common model, as a wire interface hands it over.
-
-    Attributes:
-        source: the interface it came through (``eye microticks track stats api``).
-        name: what happened (the Eye's ``name``, Microticks' ``action``, ...).
-        session: the session key (up to 64 characters) or None; a new key opens a session.
-        category: optional grouping (the Eye's ``category``).
-        page: optional page (path or URL) it happened on.
-        data: any JSON value (normally an object); None: no data.
-        data_raw: the text as received when the wire carried ``data`` as a JSON string.
-        client_time: the client's time exactly as sent, or None when it sent none (any JSON
-            value: `check_event` keeps a number or anything else as its JSON text).
-        client_at: `client_time` parsed (naive UTC), None when it did not parse.
-        sequence: the client's sequence number (the tracker's ``order``), if any.
-        ip, user_agent: who sent it.
-    """
-
-    source: str
-    name: str
-    session: str | None = None
-    category: str | None = None
-    page: str | None = None
-    data: Any = None
-    data_raw: str | None = None
-    client_time: str | None = None
-    client_at: datetime | None = None
-    sequence: int | None = None
-    ip: str | None = None
-    user_agent: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """One row of ``events`` as read back, with its session's key (None without a session).
-
-    `time_valid` is False when a client time was sent but did not parse.
-    """
-
-    id: int
-    user_id: int
-    source: str
-    session_id: int | None
-    session: str | None
-    ingest_key_id: int | None
-    category: str | None
-    name: str
-    page: str | None
-    data: Any
-    data_raw: str | None
-    client_time: str | None
-    client_at: datetime | None
-    clock_skew_ms: int | None
-    event_at: datetime
-    sequence: int | None
-    received_at: datetime
-    ip: str | None
-    user_agent: str | None
-
-    @property
-    def time_valid(self) -> bool:
-        """False when the client sent a time that did not parse."""
-        return self.clock_skew_ms is not None
-
-
-@dataclass(frozen=True, slots=True)
-class Recorded:
-    """What `EventTable.insert_events` stored: how many events, and the session keys that
-    these events opened (their first event ever)."""
-
-    added: int
-    new_sessions: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True, slots=True)
-class NameCount:
-    """One bar of the events histogram: `count` events called `name` in the bucket of
-    ``event_at`` starting at `start`."""
-
-    start: datetime
-    name: str
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
-class PageCount:
-    """One row of the top pages: of the events on `page`, how many (`events`), how many
-    page views (`views`: named one of `VIEW_NAMES`), clicks (`clicks`: named `CLICK_NAME`),
-    and the distinct sessions they belong to (`sessions`)."""
-
-    page: str
-    events: int
-    views: int
-    clicks: int
-    sessions: int
-
-
-#: The event names a page view has, per interface (tracker.js and the native API
-#: ``page_view``, the Stats WebSocket ``visit``, the tracker demo ``pageview``/``load``).
-VIEW_NAMES = ("page_view", "pageview", "visit", "load")
-#: The event name of a click, whatever the interface.
-CLICK_NAME = "click"
-#: `EventTable.top_pages` orders: by this count descending, then events, then page.
-PAGE_SORTS = ("events", "views", "clicks", "sessions")
-
-#: ``EventQuery.sort`` values and the column each sorts on (ties by id, same direction).
-EVENT_SORTS = {
-    "id": "e.id",
-    "time": "e.event_at",
-    "received": "e.received_at",
-    "name": "e.name",
-    "category": "e.category",
-    "session": "e.session_id",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class EventQuery:
-    """Which of an owner's events to read, and one page of them.
-
-    Filters (all optional, combined with AND): `source`; `session` (key) or `session_id`;
-    `ingest_key_id`; `category`, `name`, `page`, `ip` (equal to); `since <= event_at <
-    until`; `invalid_time`: only events whose client time did not parse or is more than
-    `tolerance_ms` ahead of their receive time.
-    Page: `sort` (a key of `EVENT_SORTS`), `descending`, `before_id`/`after_id` (the keyset
-    cursor, meaningful with ``sort="id"``), `offset` (for interfaces that page by offset),
-    `limit` (1..`MAX_PAGE`).
-    """
-
-    source: str | None = None
-    session: str | None = None
-    session_id: int | None = None
-    ingest_key_id: int | None = None
-    category: str | None = None
-    name: str | None = None
-    page: str | None = None
-    ip: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    invalid_time: bool = False
-    tolerance_ms: int = 0
-    sort: str = "id"
-    descending: bool = True
-    before_id: int | None = None
-    after_id: int | None = None
-    offset: int = 0
-    limit: int = 100
-
-    def __post_init__(self) -> None:
-        """Refuse a bad page (a programming error: the schemas check clients' values)."""
-        check_page(self.limit, self.offset, self.sort, EVENT_SORTS)
+__all__ = ["EventTable"]
 
 
 _INSERT_COLUMNS = (

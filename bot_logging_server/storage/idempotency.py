@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from bot_logging_server.storage.base import Dialect, Keep, Table, Transaction
+from bot_logging_server.storage.base import Keep, Table, Transaction
+from bot_logging_server.storage.dialect import Dialect
 
 __all__ = [
     "KEY_LIFETIME",

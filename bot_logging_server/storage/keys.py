@@ -1,6 +1,6 @@
 """The ``ingest_keys`` table: a user's named keys that may only write events.
 
-Written once for every backend (see `storage.base.Dialect`). A key's name is unique across
+Written once for every backend (see `storage.dialect.Dialect`). A key's name is unique across
 the server (so ``keys disable NAME`` needs no user); its owner is one user. Only a hash of
 the key is stored, with a short lookup index (`bot_logging_server.tokens.key_lookup`);
 making keys and checking them is `bot_logging_server.accounts` and `bot_logging_server.auth`,

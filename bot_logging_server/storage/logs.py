@@ -1,7 +1,7 @@
 """The ``user_logs`` table: batches written by group commit, pages and stats read back.
 
-Written once for every backend (see `storage.base.Dialect`). Every read is scoped to one
-user (`_where` always starts with ``user_id = ?``), whatever the filters.
+Written once for every backend (see `storage.dialect.Dialect`). Every read is scoped to one
+user (`query_where` always starts with ``user_id = ?``), whatever the filters.
 
 A batch is authenticated before it is written, and a user may be removed or disabled (by
 another process) in between: the group's transaction therefore reads its users again, first
@@ -16,20 +16,16 @@ batch goes alone and can never fail the batches sent beside it.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import msgspec
 
-from bot_logging_server.search import FIELDS, LEVEL_OPERATORS, Search
 from bot_logging_server.storage.base import (
     MAX_STAT_ROWS,
     Database,
-    Dialect,
     LevelCount,
-    LogQuery,
     LogRow,
     StoredLog,
     Table,
@@ -41,8 +37,9 @@ from bot_logging_server.storage.base import (
 from bot_logging_server.storage.counts import COUNTERS, add_inserted, ceil_to, floor_to
 from bot_logging_server.storage.group_commit import GroupCommit, Refusals
 from bot_logging_server.storage.idempotency import Claim, claim_keys
+from bot_logging_server.storage.log_query import LogQuery, answered_by_counters, query_where
 
-__all__ = ["LogTable", "search_filters"]
+__all__ = ["LogTable"]
 
 log = logging.getLogger(__name__)
 
@@ -132,29 +129,6 @@ def _params(
         )
         for r in rows
     ]
-
-
-def search_filters(dialect: Dialect, search: Search) -> list[tuple[str, object]]:
-    """One WHERE clause and its one argument per term of `search` (see `_where`).
-
-    Words and phrases are `Dialect.contains` of ``msg``, ``process:``/``logger:`` are
-    `Dialect.starts_with` of their column (both: any letter case, wildcards escaped), ``pid:``
-    and ``level:`` compare numbers; a negated term is ``NOT (...)`` (every column is NOT NULL).
-    """
-    filters = []
-    for term in search.terms:
-        if term.field == "msg":
-            clause, value = dialect.contains("msg", str(term.value))
-        elif term.field in ("process", "logger"):
-            clause, value = dialect.starts_with(FIELDS[term.field], str(term.value))
-        elif term.field == "level" and term.op in LEVEL_OPERATORS:
-            clause, value = f"level {term.op} ?", term.value
-        elif term.field == "pid":
-            clause, value = "pid = ?", term.value
-        else:
-            raise ValueError(f"not a search term: {term!r}")
-        filters.append((f"NOT ({clause})" if term.negated else clause, value))
-    return filters
 
 
 class LogTable(Table):
@@ -273,7 +247,7 @@ class LogTable(Table):
         stored late, with an older event time, takes its place in that order.
         Only `user_id`'s rows are ever read, whatever the filters.
         """
-        where, args = self._where(user_id, query)
+        where, args = query_where(self.db.dialect, user_id, query)
         direction = "ASC" if query.oldest_first else "DESC"
         dialect = self.db.dialect
         if query.sort == "event_at":
@@ -305,7 +279,9 @@ class LogTable(Table):
         """
         if query.since is None and query.until is None:
             return False
-        where, args = self._where(user_id, LogQuery(since=query.since, until=query.until))
+        where, args = query_where(
+            self.db.dialect, user_id, LogQuery(since=query.since, until=query.until)
+        )
         rows = await self.db.fetch(
             f"SELECT COUNT(*) FROM (SELECT 1 FROM user_logs WHERE {where} LIMIT ?) AS r",
             (*args, _SMALL_RANGE),
@@ -330,7 +306,7 @@ class LogTable(Table):
         rows; the same answer as grouping the rows, read off far fewer entries. Otherwise
         grouped in SQL, on the (user_id, event_at, level) index.
         """
-        if not _counted(query):
+        if not answered_by_counters(query):
             return await self._row_stats(user_id, query, bucket)
         since, until = query.since, query.until
         start = None if since is None else ceil_to(since, "minute")
@@ -419,7 +395,7 @@ class LogTable(Table):
     async def _row_stats(self, user_id: int, query: LogQuery, bucket: str) -> list[LevelCount]:
         """`log_stats` grouped from the rows themselves."""
         expression, start = self.db.dialect.bucket("event_at", bucket)
-        where, args = self._where(user_id, query, with_cursor=False)
+        where, args = query_where(self.db.dialect, user_id, query, with_cursor=False)
         rows = await self.db.fetch(
             f"SELECT {expression} AS bucket, level, COUNT(*) FROM user_logs "
             f"WHERE {where} GROUP BY bucket, level ORDER BY bucket DESC, level LIMIT ?",
@@ -452,54 +428,3 @@ class LogTable(Table):
         )
         values = sorted({str(row[0]) for row in rows}, key=lambda v: (v.casefold(), v))
         return values[:SUGGEST_LIMIT]
-
-    def _where(self, user_id: int, query: LogQuery, with_cursor: bool = True) -> tuple[str, list]:
-        """The WHERE clause and its arguments for `query`, always scoped to `user_id`."""
-        dialect = self.db.dialect
-        optional = [
-            ("level >= ?", query.min_level),
-            ("event_at >= ?", None if query.since is None else dialect.encode_time(query.since)),
-            ("event_at < ?", None if query.until is None else dialect.encode_time(query.until)),
-            *(search_filters(dialect, query.q) if query.q is not None else ()),
-            ("p_name = ?", query.p_name),
-            ("p_description = ?", query.p_description),
-            ("pid = ?", query.pid),
-        ]
-        keyset = with_cursor and query.sort == "event_at"
-        if with_cursor and not keyset:
-            optional += [("id < ?", query.before_id), ("id > ?", query.after_id)]
-        where, args = join_filters(("user_id = ?", user_id), optional)
-        if keyset and query.cursor_event_at is not None:
-            clause, keyset_args = _event_keyset(
-                dialect.encode_time(query.cursor_event_at), query.before_id, query.after_id
-            )
-            where, args = f"{where} AND {clause}", [*args, *keyset_args]
-        return where, args
-
-
-#: The fields of a `LogQuery` the counters can answer, and those stats ignore (the page).
-_COUNTED_FIELDS = frozenset({"min_level", "since", "until"})
-_PAGE_FIELDS = frozenset(
-    {"before_id", "after_id", "oldest_first", "limit", "sort", "cursor_event_at"}
-)
-
-
-def _counted(query: LogQuery) -> bool:
-    """Whether the counters can answer `query`'s stats: every filter but the level and the
-    time range is unset (a filter added later is not, until it is listed above)."""
-    return all(
-        getattr(query, field.name) == field.default
-        for field in dataclasses.fields(query)
-        if field.name not in _COUNTED_FIELDS and field.name not in _PAGE_FIELDS
-    )
-
-
-def _event_keyset(at: object, before_id: int | None, after_id: int | None) -> tuple[str, list]:
-    """The clause of an event-time page: rows after (`at`, id) in (event_at, id) order.
-
-    ``(event_at, id) < (at, before_id)`` spelled so that both backends read it as a range of
-    the (user_id, event_at, id) index (``event_at <= at``) and test the pair on its entries.
-    """
-    if before_id is not None:
-        return "event_at <= ? AND (event_at < ? OR id < ?)", [at, at, before_id]
-    return "event_at >= ? AND (event_at > ? OR id > ?)", [at, at, after_id]

@@ -1,13 +1,14 @@
-"""MySQL / MariaDB: its SQL dialect, and two aiomysql pools per process.
+"""MySQL / MariaDB: two aiomysql pools per process (its SQL is `storage.mysql_dialect`, what
+its errors mean `storage.mysql_errors`).
 
 The pools are opened by `MySQLDatabase.open` (at start-up), which first creates the database
 (utf8mb4) when it is missing and the account may, then applies pending migrations while
 holding a named lock (``GET_LOCK``), so several workers can start at once (both in
-`storage.mysql_schema`). Sessions run in UTC
-with strict SQL mode. Errors become `StorageUnavailable` (connection lost or refused, too
-many connections, lock timeouts: a retry may work) or `StorageError`. Waiting for a pooled
-connection and the work on it are each bounded by ``db_timeout``; a connection that saw any
-error is closed, never reused, so the pool heals by itself once the database is back.
+`storage.mysql_schema`). Sessions run in UTC with strict SQL mode. Errors become
+`StorageUnavailable` (connection lost or refused, too many connections, lock timeouts: a
+retry may work) or `StorageError`. Waiting for a pooled connection and the work on it are
+each bounded by ``db_timeout``; a connection that saw any error is closed, never reused, so
+the pool heals by itself once the database is back.
 
 Reads cannot starve ingest: the read API's queries (`MySQLDatabase.fetch`) run on the read
 pool (``pool_size``), while token checks, transactions and group commits run on a small write
@@ -37,56 +38,28 @@ import functools
 import hashlib
 import re
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from datetime import datetime
 from typing import Any
 
 import aiomysql
-import pymysql
 
 from bot_logging_server.config import DatabaseURL
 from bot_logging_server.storage.base import (
-    Conflict,
     Database,
-    Dialect,
-    DuplicateKey,
     Executed,
     Keep,
     StorageError,
     StorageUnavailable,
     Then,
     Transaction,
-    multi_row_insert,
 )
 from bot_logging_server.storage.failover import NodeSelector
 from bot_logging_server.storage.hosts import NodeHealth
+from bot_logging_server.storage.mysql_dialect import MySQLDialect, format_style
+from bot_logging_server.storage.mysql_errors import node_trouble, translate
 from bot_logging_server.storage.mysql_schema import MIGRATIONS, ensure_database, migrate
 
 __all__ = ["MIGRATIONS", "MySQLDatabase", "MySQLDialect"]
 
-# Error numbers after which a retry can succeed, and how a log line names them.
-_RETRYABLE = {
-    1021: "disk full",
-    1040: "too many connections",
-    1047: "the Galera node is not ready (out of the primary component)",
-    1053: "server shutting down",
-    1114: "table full (disk full?)",
-    1205: "lock wait timeout",
-    1213: "deadlock",
-    1290: "the server is read-only",
-    1317: "query interrupted",
-    1927: "connection killed",
-    1969: "the query ran past its time limit and was stopped",  # MariaDB max_statement_time
-    2002: "cannot connect",
-    2003: "cannot connect",
-    2006: "server has gone away",
-    2013: "lost connection",
-    2055: "lost connection",
-    3024: "the query ran past its time limit and was stopped",  # MySQL max_execution_time
-}
-_DEADLOCK = 1213  # deadlock, or a Galera certification conflict
-_DUPLICATE_KEY = 1062
-# Errors that say the node itself is in trouble (not the statement): the node is re-checked.
-_NODE_TROUBLE = {1047, 1053, 1927, 2002, 2003, 2006, 2013, 2055}
 _SESSION = "SET time_zone = '+00:00', sql_mode = 'STRICT_ALL_TABLES'"
 # Strong references to fire-and-forget tasks (asyncio keeps only weak ones).
 _BACKGROUND: set[asyncio.Future] = set()
@@ -97,107 +70,6 @@ _CONNECT_TIMEOUT = 5
 #: request; more writers contend on the same index pages and commit fewer rows per second.
 #: Two keep a second transaction going while one waits for its commit.
 _GROUP_WRITERS = 2
-# Bucket -> (divisor of the numeric DATETIME, how the quotient reads as a time).
-_BUCKETS = {
-    "minute": (100, "%Y%m%d%H%M"),
-    "hour": (10_000, "%Y%m%d%H"),
-    "day": (1_000_000, "%Y%m%d"),
-}
-
-
-def _like_pattern(text: str, anywhere: bool = True) -> str:
-    """``%text%`` (``text%`` unless `anywhere`) for ``LIKE ... ESCAPE '|'``, with ``|``,
-    ``%`` and ``_`` in `text` escaped."""
-    escaped = text.replace("|", "||").replace("%", "|%").replace("_", "|_")
-    return f"%{escaped}%" if anywhere else f"{escaped}%"
-
-
-class MySQLDialect(Dialect):
-    """MySQL/MariaDB SQL: ``%s`` placeholders, DATETIME(6) columns, row locks, index hints."""
-
-    name = "mysql"
-    lock_rows = " FOR UPDATE"
-    share_rows = " LOCK IN SHARE MODE"
-    exact_collation = " COLLATE utf8mb4_bin"
-
-    def decode_time(self, value: Any) -> datetime:
-        """The driver already returns a DATETIME as a datetime."""
-        return value
-
-    def contains(self, column: str, text: str) -> tuple[str, object]:
-        """``LIKE`` under an explicit case-insensitive collation (not the database's own)."""
-        return f"{column} COLLATE utf8mb4_general_ci LIKE ? ESCAPE '|'", _like_pattern(text)
-
-    def starts_with(self, column: str, text: str) -> tuple[str, object]:
-        """``LIKE 'text%'`` under the same case-insensitive collation as `contains`."""
-        return (
-            f"{column} COLLATE utf8mb4_general_ci LIKE ? ESCAPE '|'",
-            _like_pattern(text, anywhere=False),
-        )
-
-    def bucket(self, column: str, width: str) -> tuple[str, Callable[[Any], datetime]]:
-        """``column DIV 10^k``: a DATETIME in numeric context is YYYYMMDDhhmmss.ffffff, and
-        integer grouping is much cheaper than formatting a string."""
-        divisor, pattern = _BUCKETS[width]
-        return f"{column} DIV {divisor}", lambda value: datetime.strptime(str(value), pattern)
-
-    def index_hint(self, index: str) -> str:
-        """``FORCE INDEX (index)``."""
-        return f"FORCE INDEX ({index})"
-
-    def insert_unless_exists(self, table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
-        """``ON DUPLICATE KEY UPDATE`` of a key to itself: changes nothing, so its rowcount is
-        0 (``INSERT IGNORE`` would turn every error into a warning, and warn on a duplicate)."""
-        insert = multi_row_insert(table, tuple(columns), 1)
-        return f"{insert} ON DUPLICATE KEY UPDATE {keys[0]} = {keys[0]}"
-
-    def on_conflict(self, keys: Sequence[str]) -> str:
-        """``ON DUPLICATE KEY UPDATE`` (any unique key: the table's own)."""
-        return "ON DUPLICATE KEY UPDATE"
-
-    def new_value(self, column: str) -> str:
-        """``VALUES(column)`` (MariaDB's spelling; MySQL 8.0.20+ accepts it with a
-        deprecation note)."""
-        return f"VALUES({column})"
-
-
-@functools.lru_cache(maxsize=1024)
-def _format_style(sql: str) -> str:
-    """`sql` written with ``?`` placeholders, in pymysql's ``%s`` style.
-
-    The families' SQL holds no ``?`` but placeholders (values are always arguments).
-    """
-    return sql.replace("%", "%%").replace("?", "%s")
-
-
-@functools.lru_cache(maxsize=64)
-def _translate(exc: BaseException) -> StorageError:
-    """Map a driver, network or value exception to our own (never carrying SQL text)."""
-    if isinstance(exc, (OSError, asyncio.TimeoutError, pymysql.err.InterfaceError)):
-        return StorageUnavailable(f"database unreachable: {type(exc).__name__}")
-    if isinstance(exc, pymysql.err.MySQLError) and exc.args:
-        code = exc.args[0]
-        if code in (2002, 2003):
-            return StorageUnavailable(f"cannot connect to the database server (MySQL error {code})")
-        if code == _DEADLOCK:
-            return Conflict(f"transaction rolled back by a conflict (MySQL error {code})")
-        if code in _RETRYABLE:
-            return StorageUnavailable(f"{_RETRYABLE[code]} (MySQL error {code})")
-        if code == _DUPLICATE_KEY:
-            return DuplicateKey(f"duplicate key (MySQL error {code})")
-        return StorageError(f"database error (MySQL error {code})")
-    return StorageError(f"database error: {type(exc).__name__}")
-
-
-def _node_trouble(exc: BaseException) -> bool:
-    """Whether `exc` says the database node is in trouble (rather than the statement)."""
-    if isinstance(exc, (OSError, asyncio.TimeoutError, pymysql.err.InterfaceError)):
-        return True
-    return (
-        isinstance(exc, pymysql.err.MySQLError)
-        and bool(exc.args)
-        and (exc.args[0] in _NODE_TROUBLE)
-    )
 
 
 def _release_if_acquired(pool: aiomysql.Pool, task: asyncio.Future) -> None:
@@ -250,12 +122,12 @@ class _MySQLTransaction(Transaction):
 
     async def execute(self, sql: str, args: Sequence = ()) -> Executed:
         """Run one statement."""
-        await self._cur.execute(_format_style(sql), tuple(args))
+        await self._cur.execute(format_style(sql), tuple(args))
         return Executed(self._cur.rowcount, self._cur.lastrowid or None)
 
     async def fetch(self, sql: str, args: Sequence = ()) -> list[Sequence]:
         """Run one query and return every row."""
-        await self._cur.execute(_format_style(sql), tuple(args))
+        await self._cur.execute(format_style(sql), tuple(args))
         return list(await self._cur.fetchall())
 
     async def insert_rows(
@@ -373,7 +245,7 @@ class MySQLDatabase(Database):
             raise
         except Exception as exc:
             await self.close()
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
 
     async def _ensure_database(self) -> None:
         await ensure_database(self._connect_args(), self._url.name)
@@ -420,19 +292,19 @@ class MySQLDatabase(Database):
         try:
             conn = await self._checkout(pool)
         except Exception as exc:
-            if _node_trouble(exc):
+            if node_trouble(exc):
                 self.nodes.suspect()
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
         try:
             async with asyncio.timeout(self._timeout):
                 yield conn
         except BaseException as exc:
             # A connection that saw an error may be mid-transaction or broken: drop it.
             self._discard(pool, conn)
-            if _node_trouble(exc):
+            if node_trouble(exc):
                 self.nodes.suspect()
             if isinstance(exc, Exception) and not isinstance(exc, StorageError):
-                raise _translate(exc) from exc
+                raise translate(exc) from exc
             raise
         else:
             pool.release(conn)
@@ -483,7 +355,7 @@ class MySQLDatabase(Database):
 
     async def _fetch(self, pool: aiomysql.Pool | None, sql: str, args: Sequence) -> list[Sequence]:
         async with self._connection(pool) as conn, conn.cursor() as cur:
-            await cur.execute(_format_style(sql), tuple(args))
+            await cur.execute(format_style(sql), tuple(args))
             rows = await cur.fetchall()
             # End the read's snapshot so the next read on this connection sees new commits.
             await conn.commit()
@@ -550,14 +422,14 @@ class MySQLDatabase(Database):
         try:
             conn = await aiomysql.connect(db=self._url.name, **self._connect_args())
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
         try:
             try:
                 async with conn.cursor() as cur:
                     await cur.execute("SELECT GET_LOCK(%s, %s)", (key, wait))
                     (got,) = await cur.fetchone()
             except Exception as exc:
-                raise _translate(exc) from exc
+                raise translate(exc) from exc
             try:
                 yield got == 1
             finally:

@@ -1,6 +1,6 @@
 """The ``retention`` table (per-user maximum age and rows) and the purge's small queries.
 
-Written once for every backend (see `storage.base.Dialect`). A ``retention`` row overrides
+Written once for every backend (see `storage.dialect.Dialect`). A ``retention`` row overrides
 the server's default for one user: a column NULL means "the default", 0 means "no limit".
 The purge itself (which rows, in which order, how fast) is `bot_logging_server.retention`;
 this module only answers its questions, each a short statement: a page of ids to delete,

@@ -1,6 +1,6 @@
 """The ``sessions`` table: sessions started, found, stopped and listed.
 
-Written once for every backend (see `storage.base.Dialect`). A session belongs to one owner
+Written once for every backend (see `storage.dialect.Dialect`). A session belongs to one owner
 and is unique by (source, key, owner). Sessions are also created by their first event, in the
 events' own transaction (`storage.events`); this module starts them explicitly (a server-
 minted key) and reads and stops them. Every listing is scoped to one owner.
@@ -23,8 +23,8 @@ from bot_logging_server.storage.base import (
     StorageError,
     Table,
     join_filters,
-    multi_row_insert,
 )
+from bot_logging_server.storage.dialect import multi_row_insert
 
 __all__ = [
     "SESSION_SORTS",

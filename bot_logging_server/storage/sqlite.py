@@ -1,5 +1,5 @@
-"""Embedded SQLite through aiosqlite (the default, needing nothing installed): its SQL dialect,
-its connections, and what its faults mean.
+"""Embedded SQLite through aiosqlite (the default, needing nothing installed): its
+connections (its SQL is `storage.sqlite_dialect`, what its faults mean `storage.sqlite_errors`).
 
 Three connections are opened at start-up, in WAL mode with ``synchronous=FULL`` (a commit is
 on disk before the server answers 200), each with its own thread (aiosqlite), so nothing
@@ -20,7 +20,8 @@ Past the deadline the caller gets `StorageUnavailable` at once; the statement is
 stopped (a write's transaction rolled back first).
 
 Faults are named as SQLite names them (disk full, read-only, I/O error, locked), and those a
-retry may fix are `StorageUnavailable` (503). Times are stored as text
+retry may fix are `StorageUnavailable` (503); a disk I/O error adds what the operating system
+says about the file. Times are stored as text
 ``YYYY-MM-DD HH:MM:SS.ffffff`` (UTC), which sorts.
 """
 
@@ -32,34 +33,32 @@ import fcntl
 import functools
 import logging
 import os
-import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import datetime
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any, TypeVar
 
 import aiosqlite
 
 from bot_logging_server.storage.base import (
     Database,
-    Dialect,
-    DuplicateKey,
     Executed,
     Keep,
     StorageError,
     StorageUnavailable,
     Then,
     Transaction,
-    time_text,
     utc_now,
 )
+from bot_logging_server.storage.dialect import time_text
 from bot_logging_server.storage.migrations import (
     REQUIRED_COLUMNS,
     SCHEMA_VERSION_TABLE,
     check_columns,
     for_backend,
 )
+from bot_logging_server.storage.sqlite_dialect import SQLiteDialect, fold
+from bot_logging_server.storage.sqlite_errors import translate
 
 __all__ = ["MIGRATIONS", "SQLiteDatabase", "SQLiteDialect"]
 
@@ -71,26 +70,6 @@ MIGRATIONS = for_backend("sqlite")
 #: VALUES tuples runs about twice as fast per row as ``executemany`` of a one-row INSERT.
 _CHUNK_ROWS = 64
 _BUSY_TIMEOUT_MS = 10_000
-# Bucket -> (characters of "YYYY-MM-DD HH:MM:SS" kept, what completes the start time).
-_BUCKET_PREFIX = {"minute": (16, ":00"), "hour": (13, ":00:00"), "day": (10, " 00:00:00")}
-_UNIQUE_FAILED = {"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"}
-# SQLite's primary result codes (the prefix of its extended error names) after which a retry
-# may work, and how a log line names them.
-_RETRYABLE = {
-    "SQLITE_FULL": "disk full",
-    "SQLITE_READONLY": "the database is read-only",
-    "SQLITE_IOERR": "disk I/O error",
-    "SQLITE_CANTOPEN": "cannot open the database file",
-    "SQLITE_BUSY": "the database is locked by another process",
-    "SQLITE_LOCKED": "the database is locked",
-    "SQLITE_PERM": "permission denied",
-    "SQLITE_PROTOCOL": "file locking failed",
-    "SQLITE_INTERRUPT": "the statement was interrupted",
-}
-_BROKEN = {
-    "SQLITE_CORRUPT": "the database file is corrupt",
-    "SQLITE_NOTADB": "the file is not a SQLite database",
-}
 # How much lower the reader thread's CPU priority is than the rest of the process.
 _READER_NICENESS = 10
 # How long the cause of a disk I/O error is looked for (it is only a better message).
@@ -101,52 +80,11 @@ _SETTLING: set[asyncio.Task[None]] = set()
 _T = TypeVar("_T")
 
 
-class SQLiteDialect(Dialect):
-    """SQLite SQL: ``?`` placeholders, times as sortable text, a registered case fold."""
-
-    name = "sqlite"
-
-    def decode_time(self, value: Any) -> datetime:
-        """Stored text back to a datetime."""
-        return datetime.fromisoformat(value)
-
-    def pinned_index(self, index: str) -> str:
-        """``INDEXED BY index``: without statistics for every index (``ANALYZE``), SQLite
-        may read a user's rows through another index of theirs and sort them all."""
-        return f"INDEXED BY {index}"
-
-    def contains(self, column: str, text: str) -> tuple[str, object]:
-        """``instr`` on Python's casefold (registered as ``blst_fold`` on the read connection):
-        SQLite's own LIKE and lower() fold ASCII only, and q must fold every script."""
-        return f"instr(blst_fold({column}), ?) > 0", text.casefold()
-
-    def starts_with(self, column: str, text: str) -> tuple[str, object]:
-        """The casefolded `column` starts with the casefolded `text` (as `contains`)."""
-        return f"instr(blst_fold({column}), ?) = 1", text.casefold()
-
-    def bucket(self, column: str, width: str) -> tuple[str, Callable[[Any], datetime]]:
-        """A prefix of the stored time text (it sorts and cuts cleanly)."""
-        chars, suffix = _BUCKET_PREFIX[width]
-        return f"substr({column}, 1, {chars})", lambda value: datetime.fromisoformat(value + suffix)
-
-    def on_conflict(self, keys: Sequence[str]) -> str:
-        """``ON CONFLICT (keys) DO UPDATE SET``."""
-        return f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET"
-
-    def new_value(self, column: str) -> str:
-        """``excluded.column``."""
-        return f"excluded.{column}"
-
-
 @functools.lru_cache(maxsize=64)
 def _insert(table: str, columns: tuple[str, ...], rows: int) -> str:
     """``INSERT INTO table (columns) VALUES (?, ...)``, with `rows` VALUES tuples."""
     values = "(" + ", ".join(["?"] * len(columns)) + ")"
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([values] * rows)
-
-
-def _fold(text: str | None) -> str | None:
-    return None if text is None else text.casefold()
 
 
 def _lower_this_thread() -> int:
@@ -162,27 +100,6 @@ def _lower_this_thread() -> int:
     except OSError:
         return 0
     return 1
-
-
-def _translate(exc: BaseException, cause: str = "") -> StorageError:
-    """Map a sqlite3 or value error to ours, naming the fault (never SQL text).
-
-    `cause` adds what the operating system says (see `SQLiteDatabase._diagnose`).
-    """
-    if isinstance(exc, sqlite3.Error):
-        name = getattr(exc, "sqlite_errorname", None) or ""
-        primary = "_".join(name.split("_")[:2])
-        if isinstance(exc, sqlite3.IntegrityError) and name in _UNIQUE_FAILED:
-            return DuplicateKey(f"duplicate key ({name})")
-        named = f" ({name})" if name else ""
-        if primary in _RETRYABLE:
-            return StorageUnavailable(f"{_RETRYABLE[primary]}{named}{cause}")
-        if primary in _BROKEN:
-            return StorageError(f"database error: {_BROKEN[primary]}{named}")
-        if not name and "locked" in str(exc).lower():
-            return StorageUnavailable("the database is locked")
-        return StorageError(f"database error: {type(exc).__name__}{named}")
-    return StorageError(f"database error: {type(exc).__name__}")
 
 
 class _Slot:
@@ -300,7 +217,7 @@ class SQLiteDatabase(Database):
             await self._migrate()
             for slot in (self._reader, self._lookups):
                 slot.conn = await self._connect()
-                await slot.conn.create_function("blst_fold", 1, _fold, deterministic=True)
+                await slot.conn.create_function("blst_fold", 1, fold, deterministic=True)
             # A function SQLite calls runs in the connection's own thread: the reader's.
             reader = self._reader.conn
             await reader.create_function("blst_lower_priority", 0, _lower_this_thread)
@@ -485,7 +402,7 @@ class SQLiteDatabase(Database):
         if name.startswith("SQLITE_IOERR"):
             with contextlib.suppress(Exception):
                 cause = await asyncio.wait_for(asyncio.to_thread(self._diagnose), _DIAGNOSE_SECONDS)
-        return _translate(exc, cause)
+        return translate(exc, cause)
 
     def _diagnose(self) -> str:
         """Why the file cannot be written, as the operating system says it (read-only file

@@ -1,6 +1,6 @@
 """The ``users`` table: create, look up, list, disable, rotate and remove users.
 
-Written once for every backend (see `storage.base.Dialect`). Creating and managing users with
+Written once for every backend (see `storage.dialect.Dialect`). Creating and managing users with
 tokens, and dropping this process's auth cache after a change, is `bot_logging_server.accounts`;
 this module only stores what it is given.
 """
