@@ -273,8 +273,11 @@ async def test_a_write_cancelled_while_waiting_for_the_lock_leaves_no_transactio
     import asyncio
     import sqlite3
 
-    other = sqlite3.connect(DatabaseURL.parse(database_url).path, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    path = DatabaseURL.parse(database_url).path
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    # Another process takes the write lock: waited for off the event loop, so that a write
+    # of the server's own in progress (it needs the loop to commit) can end first.
+    await asyncio.to_thread(other.execute, "BEGIN IMMEDIATE")
     try:
         waiting = asyncio.create_task(storage.set_disabled(user.name, True))
         await asyncio.sleep(0.3)  # BEGIN IMMEDIATE is now waiting in aiosqlite's thread
