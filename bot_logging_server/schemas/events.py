@@ -28,7 +28,6 @@ The native API's wire (its body and query strings) is in
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from datetime import datetime, timedelta
@@ -128,22 +127,26 @@ def parse_event_time(value: object) -> EventTime:
     return EventTime(raw[:_RAW_TIME_CHARS], at)
 
 
-def _name(value: Any, field: str, required: bool) -> str | None:
+def _name(value: Any, where: str, field: str, required: bool) -> str | None:
+    """A name (`where`.`field` in an error): a string of at most `MAX_NAME_CHARS`."""
     if value is None and not required:
         return None
-    if not isinstance(value, str):
-        raise ValidationFailed(f"{field}: must be a string")
+    if type(value) is not str and not isinstance(value, str):
+        raise ValidationFailed(f"{where}{field}: must be a string")
     if len(value) > MAX_NAME_CHARS:
-        raise ValidationFailed(f"{field}: longer than {MAX_NAME_CHARS} characters")
-    return clean_text(value)
+        raise ValidationFailed(f"{where}{field}: longer than {MAX_NAME_CHARS} characters")
+    return value if value.isascii() else clean_text(value)
 
 
-def _cut(value: Any, field: str, chars: int) -> str | None:
+def _cut(value: Any, where: str, field: str, chars: int) -> str | None:
+    """A string cut to `chars` (`where`.`field` in an error), or None."""
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise ValidationFailed(f"{field}: must be a string")
-    return clean_text(value[:chars])
+    if type(value) is not str and not isinstance(value, str):
+        raise ValidationFailed(f"{where}{field}: must be a string")
+    if len(value) > chars:
+        value = value[:chars]
+    return value if value.isascii() else clean_text(value)
 
 
 def _data(value: Any, field: str) -> Any:
@@ -207,22 +210,25 @@ def check_event(event: Event, where: str = "event") -> Event:
         not isinstance(event.data_raw, str) or len(event.data_raw) > MAX_DATA_CHARS
     ):
         raise ValidationFailed(f"{where}.data_raw: must be a string of at most {MAX_DATA_CHARS}")
-    client = EventTime(None, event.client_at)
+    client_time, client_at = None, event.client_at
     if event.client_time is not None:
         parsed = parse_event_time(event.client_time)
-        client = EventTime(parsed.raw, event.client_at or parsed.at)
-    return dataclasses.replace(
-        event,
-        name=_name(event.name, f"{where}.name", True),
-        category=_name(event.category, f"{where}.category", False),
-        session=session,
-        page=_cut(event.page, f"{where}.page", MAX_PAGE_CHARS),
-        data=_data(event.data, f"{where}.data"),
-        data_raw=None if event.data_raw is None else clean_text(event.data_raw),
-        client_time=client.raw,
-        client_at=client.at,
-        ip=_cut(event.ip, f"{where}.ip", _IP_CHARS),
-        user_agent=_cut(event.user_agent, f"{where}.user_agent", _AGENT_CHARS),
+        client_time, client_at = parsed.raw, client_at or parsed.at
+    data_raw = event.data_raw
+    # Built field by field (not `dataclasses.replace`): this runs for every event stored.
+    return Event(
+        event.source,
+        _name(event.name, where, ".name", True),  # type: ignore[arg-type]
+        session,
+        _name(event.category, where, ".category", False),
+        _cut(event.page, where, ".page", MAX_PAGE_CHARS),
+        _data(event.data, f"{where}.data"),
+        None if data_raw is None else clean_text(data_raw),
+        client_time,
+        client_at,
+        sequence,
+        _cut(event.ip, where, ".ip", _IP_CHARS),
+        _cut(event.user_agent, where, ".user_agent", _AGENT_CHARS),
     )
 
 
@@ -256,6 +262,6 @@ def check_session(
         clean_text(key),
         _data(attributes, "attributes"),
         parse_event_time(client_time),
-        _cut(ip, "ip", _IP_CHARS),
-        _cut(user_agent, "user_agent", _AGENT_CHARS),
+        _cut(ip, "", "ip", _IP_CHARS),
+        _cut(user_agent, "", "user_agent", _AGENT_CHARS),
     )

@@ -130,10 +130,18 @@ class EventTable(Table):
     # -- writing events -----------------------------------------------------------------
 
     def _pending(
-        self, user_id: int, event: Event, received_at: datetime, key_id: int | None
+        self,
+        user_id: int,
+        event: Event,
+        received_at: datetime,
+        key_id: int | None,
+        received: object = None,
     ) -> _Pending:
+        """`event` as a row waiting for its group; `received` is `received_at` encoded, when
+        the caller has it already (one encoding for a whole request)."""
         encode = self.db.dialect.encode_time
-        received = encode(received_at)
+        if received is None:
+            received = encode(received_at)
         skew: int | None = None  # a client time that did not parse
         if event.client_at is not None:
             skew = (event.client_at - received_at) // _ONE_MS
@@ -179,7 +187,8 @@ class EventTable(Table):
         idempotency key) the key is recorded in the same transaction, unless it is on record
         already: then ``claim.duplicate`` is set and none of these events is stored.
         """
-        pending = [self._pending(user_id, e, received_at, key_id) for e in events]
+        received = self.db.dialect.encode_time(received_at)
+        pending = [self._pending(user_id, e, received_at, key_id, received) for e in events]
         if claim is not None and pending:
             for p in pending:
                 p.claim = claim
