@@ -4,13 +4,11 @@ sessions, group commit, the invalid-time query, and that every read stays with i
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sqlite3
 import uuid
 from datetime import datetime, timedelta
 
-import pymysql
 import pytest
+from support import execute_sql
 
 from bot_logging_server import events as ev
 from bot_logging_server.config import DatabaseURL, build_config
@@ -44,25 +42,6 @@ async def session_count(storage, user_id: int) -> int:
 # -- the schema step ----------------------------------------------------------------------
 
 
-def _run_statements(url: DatabaseURL, statements: list[str]) -> None:
-    if url.scheme == "sqlite":
-        with contextlib.closing(sqlite3.connect(url.path)) as db:
-            for statement in statements:
-                db.execute(statement)
-            db.commit()
-        return
-    conn = pymysql.connect(host=url.host, port=url.port, user=url.user, password=url.password)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE IF NOT EXISTS `{url.name}` CHARACTER SET utf8mb4")
-            cur.execute(f"USE `{url.name}`")
-            for statement in statements:
-                cur.execute(statement)
-        conn.commit()
-    finally:
-        conn.close()
-
-
 async def test_a_database_at_the_previous_version_upgrades_in_place_and_keeps_its_logs(
     fresh_database_url,
 ):
@@ -78,7 +57,7 @@ async def test_a_database_at_the_previous_version_upgrades_in_place_and_keeps_it
         else "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
         "applied_at TEXT NOT NULL)"
     )
-    _run_statements(
+    execute_sql(
         url,
         [
             version_table,

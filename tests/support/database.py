@@ -81,19 +81,19 @@ def _counts(database_url: str, select: str, user_id: int) -> dict[str, int]:
 
 
 def execute_sql(url: DatabaseURL, statements: Sequence[str]) -> None:
-    """Run `statements` in order on the database at `url`, on a connection of its own, and
-    commit."""
+    """Run `statements` in order on the database at `url` (created when missing), on a
+    connection of its own, and commit."""
     if url.scheme == "sqlite":
         with contextlib.closing(sqlite3.connect(url.path)) as db:
             for statement in statements:
                 db.execute(statement)
             db.commit()
         return
-    conn = pymysql.connect(
-        host=url.host, port=url.port, user=url.user, password=url.password, database=url.name
-    )
+    conn = pymysql.connect(host=url.host, port=url.port, user=url.user, password=url.password)
     try:
         with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE IF NOT EXISTS `{url.name}` CHARACTER SET utf8mb4")
+            cur.execute(f"USE `{url.name}`")
             for statement in statements:
                 cur.execute(statement)
         conn.commit()
