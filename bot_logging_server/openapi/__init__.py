@@ -356,7 +356,7 @@ def build_spec(version: str, create_user: bool = True) -> dict[str, Any]:
         },
     )
     add_event_paths(spec)
-    add_alert_paths(spec, error("An error."))
+    add_alert_paths(spec)
     spec.path(
         path="/openapi.json",
         operations={

@@ -11,6 +11,7 @@ from typing import Any
 from apispec import APISpec
 from marshmallow import EXCLUDE, Schema, fields
 
+from bot_logging_server.openapi.operations import JSON, READ_SECURITY, error
 from bot_logging_server.schemas.alerts import ALERT_CHANNELS, AlertRuleSchema
 
 __all__ = [
@@ -21,8 +22,6 @@ __all__ = [
     "add_alert_paths",
 ]
 
-_JSON = "application/json"
-_SECURITY = [{"user": [], "token": []}, {"user": [], "bearer": []}]
 _STATUSES = ("sent", "retrying", "failed")
 
 
@@ -82,18 +81,14 @@ class AlertDeletedSchema(_Open):
 
 
 def _answer(description: str, schema: type[Schema]) -> dict[str, Any]:
-    return {"description": description, "content": {_JSON: {"schema": schema}}}
+    return {"description": description, "content": {JSON: {"schema": schema}}}
 
 
-def add_alert_paths(spec: APISpec, error: dict[str, Any]) -> None:
-    """Describe ``/api/alerts`` in `spec`; `error` is the document's error answer."""
-
-    def failing(description: str) -> dict[str, Any]:
-        return {**error, "description": description}
-
+def add_alert_paths(spec: APISpec) -> None:
+    """Describe ``/api/alerts`` in `spec`."""
     common = {
-        "403": failing("Unknown user, wrong, missing or malformed token, or disabled user."),
-        "503": failing("The database is unavailable; retry after Retry-After."),
+        "403": error("Unknown user, wrong, missing or malformed token, or disabled user."),
+        "503": error("The database is unavailable; retry after Retry-After."),
     }
     for schema in (AlertSchema,):
         spec.components.schema(schema.__name__.removesuffix("Schema"), schema=schema)
@@ -103,20 +98,20 @@ def add_alert_paths(spec: APISpec, error: dict[str, Any]) -> None:
             "get": {
                 "summary": "The user's alert rules, each with its delivery state.",
                 "tags": ["alerts"],
-                "security": _SECURITY,
+                "security": READ_SECURITY,
                 "responses": {"200": _answer("The rules.", AlertListSchema), **common},
             },
             "post": {
                 "summary": "Make an alert rule (Telegram or a signed webhook).",
                 "tags": ["alerts"],
-                "security": _SECURITY,
-                "requestBody": {"required": True, "content": {_JSON: {"schema": AlertRuleSchema}}},
+                "security": READ_SECURITY,
+                "requestBody": {"required": True, "content": {JSON: {"schema": AlertRuleSchema}}},
                 "responses": {
                     "201": _answer(
                         "Made; a webhook's secret is shown this once.", AlertCreatedSchema
                     ),
-                    "400": failing("Invalid rule, or Telegram for a user without tel_id."),
-                    "409": failing("The user has as many rules as allowed (100)."),
+                    "400": error("Invalid rule, or Telegram for a user without tel_id."),
+                    "409": error("The user has as many rules as allowed (100)."),
                     **common,
                 },
             },
@@ -128,7 +123,7 @@ def add_alert_paths(spec: APISpec, error: dict[str, Any]) -> None:
             "delete": {
                 "summary": "Remove an alert rule and its messages not sent yet.",
                 "tags": ["alerts"],
-                "security": _SECURITY,
+                "security": READ_SECURITY,
                 "parameters": [
                     {
                         "in": "path",
@@ -139,7 +134,7 @@ def add_alert_paths(spec: APISpec, error: dict[str, Any]) -> None:
                 ],
                 "responses": {
                     "200": _answer("Removed.", AlertDeletedSchema),
-                    "404": failing("The user has no such rule."),
+                    "404": error("The user has no such rule."),
                     **common,
                 },
             }

@@ -29,7 +29,7 @@ def add_event_paths(spec: APISpec) -> None:
     """Describe the native usage-events API in `spec`: ``/api/events`` (write, read),
     sessions, stats."""
     post = {
-        "summary": "Store a batch of up to 1000 usage events (one transaction).",
+        "summary": f"Store a batch of up to {events_api.MAX_BATCH} usage events (one transaction).",
         "description": "With an ingest key (header X-Ingest-Key or ?key=), or a user's "
         "token as the read endpoints take it. Browsers may post from any origin (CORS).",
         "tags": ["events"],
@@ -46,7 +46,7 @@ def add_event_paths(spec: APISpec) -> None:
             },
             "400": error("The batch can never be stored as sent (detail says why)."),
             "403": error("Unknown or disabled key, or wrong user/token pair."),
-            "413": error("Body over the limit, or more than 1000 events."),
+            "413": error(f"Body over the limit, or more than {events_api.MAX_BATCH} events."),
             "422": error("The Idempotency-Key was used for another request."),
             "429": error("Over the rate limit; retry after Retry-After."),
             "503": error("The database is unavailable; retry after Retry-After."),

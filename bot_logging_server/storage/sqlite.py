@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import functools
 import logging
 import os
 import sys
@@ -50,7 +49,7 @@ from bot_logging_server.storage.base import (
     Transaction,
     utc_now,
 )
-from bot_logging_server.storage.dialect import time_text
+from bot_logging_server.storage.dialect import multi_row_insert, time_text
 from bot_logging_server.storage.migrations import (
     REQUIRED_COLUMNS,
     SCHEMA_VERSION_TABLE,
@@ -78,13 +77,6 @@ _DIAGNOSE_SECONDS = 0.5
 _SETTLING: set[asyncio.Task[None]] = set()
 
 _T = TypeVar("_T")
-
-
-@functools.lru_cache(maxsize=64)
-def _insert(table: str, columns: tuple[str, ...], rows: int) -> str:
-    """``INSERT INTO table (columns) VALUES (?, ...)``, with `rows` VALUES tuples."""
-    values = "(" + ", ".join(["?"] * len(columns)) + ")"
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([values] * rows)
 
 
 def _lower_this_thread() -> int:
@@ -382,7 +374,10 @@ class SQLiteDatabase(Database):
         """One transaction of 64-row prepared INSERTs, the remainder by ``executemany``;
         `keep` runs first in it, `then` last."""
         columns = tuple(columns)
-        chunk, one = _insert(table, columns, _CHUNK_ROWS), _insert(table, columns, 1)
+        chunk, one = (
+            multi_row_insert(table, columns, _CHUNK_ROWS),
+            multi_row_insert(table, columns, 1),
+        )
         async with self._transaction(self._timeout) as tx:
             if keep is not None:
                 rows = await keep(tx, rows)
