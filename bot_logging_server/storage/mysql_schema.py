@@ -10,9 +10,10 @@ nodes can migrate at the same moment. DDL is replicated in total order (TOI), ea
 statement running whole on every node, one after the other; so a step's statement that
 finds its work already done (`ALREADY_APPLIED`: table, column or index already there, index
 already dropped) is skipped, and the step's ``schema_version`` row is written unless it is
-there, again after a certification conflict with the same row written through another node.
-A statement of this node's pass can also be aborted by a statement replicated from another
-node (MySQL errors 1213, 1317): the pass is then run again from the recorded version.
+there. A statement of this node's pass can also be aborted by one replicated from another
+node, and its ``schema_version`` row can fail certification against the same row written
+through another node (MySQL errors 1213, 1317): the pass is then run again from the
+recorded version.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ ALREADY_APPLIED = frozenset({1050, 1060, 1061, 1091})
 #: deadlock / certification conflict, query interrupted. The pass is run again.
 RETRY_PASS = frozenset({1213, 1317})
 _PASSES = 5
-_DEADLOCK = 1213
 _LOCK = "bot_logging_server.migrate"
 log = logging.getLogger(__name__)
 
@@ -150,20 +150,15 @@ async def _columns(cur: aiomysql.Cursor) -> dict[str, set[str]]:
 
 
 async def _record(conn: aiomysql.Connection, cur: aiomysql.Cursor, version: int, name: str) -> None:
-    """Write a step's ``schema_version`` row once, whoever else writes it at the same time."""
-    for attempt in range(3):
-        try:
-            await cur.execute(
-                # Not INSERT IGNORE: its duplicate would be a warning the driver raises.
-                "INSERT INTO schema_version (version, name, applied_at) "
-                "VALUES (%s, %s, UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE version = version",
-                (version, name),
-            )
-            await conn.commit()
-        except pymysql.err.MySQLError as exc:
-            # The same row committed through another node: rolled back; now it is there.
-            if _code(exc) != _DEADLOCK or attempt == 2:
-                raise
-            await conn.rollback()
-        else:
-            return
+    """Write a step's ``schema_version`` row unless it is there, and commit.
+
+    The same row committed through another node at the same moment fails certification
+    (1213): the pass is then run again (`RETRY_PASS`) and finds the step recorded.
+    """
+    await cur.execute(
+        # Not INSERT IGNORE: its duplicate would be a warning the driver raises.
+        "INSERT INTO schema_version (version, name, applied_at) "
+        "VALUES (%s, %s, UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE version = version",
+        (version, name),
+    )
+    await conn.commit()
