@@ -15,8 +15,9 @@
   ``support.browser_fixtures`` (``pytest_plugins = ["support.browser_fixtures"]``).
 * `support.tracker`: helpers of the usage tracker's browser tests (`EventUser`, `wait_until`,
   `centre`); their fixtures are in ``support.browser_fixtures`` too.
-* `support.galera`: a real 3-node Galera cluster; its fixtures are the plugin
-  ``support.galera_fixtures`` (``galera_reaper.py`` is a script it runs).
+* `support.galera`: a real 3-node Galera cluster (`GaleraCluster`); one node's files, command
+  line and process are `support.galera_node` (re-exported by `support.galera`); its fixtures
+  are the plugin ``support.galera_fixtures`` (``galera_reaper.py`` is a script it runs).
 
 Test modules import from here (``from support import post_logs``), never from each other.
 """

@@ -14,126 +14,65 @@ process the cluster started (by process group id) and checks that none is left.
 
 If the test process itself dies (``kill -9``, a CI timeout), a small reaper process that
 watches it (`galera_reaper`) kills the nodes and removes the directory. The pytest fixtures
-are in `support.galera_fixtures`.
+are in `support.galera_fixtures`; a single node (its files, command line, process and
+status) is `support.galera_node`, whose names are re-exported here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pymysql
 
+from support.galera_node import (
+    FAILURE_DETECTION,
+    INSTALL_DB,
+    MARIADBD,
+    PROVIDER,
+    SYNCED,
+    GaleraError,
+    GaleraNode,
+    NodeStatus,
+    accepts,
+    chown_tree,
+    install_seed,
+    missing_prerequisites,
+    node_command,
+    recover_position,
+    signal_group,
+    start_process,
+)
 from support.process import free_ports
 
-MARIADBD = "/usr/sbin/mariadbd"
-INSTALL_DB = "mariadb-install-db"
-PROVIDER = "/usr/lib/galera/libgalera_smm.so"
-#: wsrep_local_state of a node that serves reads and writes.
-SYNCED = 4
-#: Galera failure detection for tests: a silent peer is suspected after 2 s (default 5 s) and
-#: declared dead after 4 s (default 15 s); keepalives every 0.5 s (under a third of the
-#: suspect timeout) so a live but idle peer is never suspected.
-FAILURE_DETECTION = {
-    "evs.keepalive_period": "PT0.5S",
-    "evs.inactive_check_period": "PT0.5S",
-    "evs.suspect_timeout": "PT2S",
-    "evs.inactive_timeout": "PT4S",
-    "evs.install_timeout": "PT4S",
-}
+__all__ = [
+    "FAILURE_DETECTION",
+    "INSTALL_DB",
+    "MARIADBD",
+    "PROVIDER",
+    "REAPER",
+    "START_TIMEOUT",
+    "STOP_TIMEOUT",
+    "SYNCED",
+    "GaleraCluster",
+    "GaleraError",
+    "GaleraNode",
+    "NodeStatus",
+    "missing_prerequisites",
+]
+
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 15.0
 REAPER = Path(__file__).with_name("galera_reaper.py")
-
-
-class GaleraError(RuntimeError):
-    """The cluster did not reach the expected state in time; the message has the node logs."""
-
-
-def _accepts(path: Path) -> bool:
-    """Whether a Unix socket at `path` accepts connections."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(1)
-        try:
-            sock.connect(str(path))
-        except OSError:
-            return False
-    return True
-
-
-def missing_prerequisites() -> list[str]:
-    """What this machine lacks to run the cluster (empty when everything is there)."""
-    missing = [path for path in (MARIADBD, PROVIDER) if not os.path.exists(path)]
-    missing += [tool for tool in (INSTALL_DB, "rsync") if shutil.which(tool) is None]
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam("mysql")
-        except KeyError:
-            missing.append("the user mysql (needed to run mariadbd as root)")
-    return missing
-
-
-@dataclass
-class GaleraNode:
-    """One node: its ports, files and process. `host`/`port` is where clients connect."""
-
-    index: int
-    directory: Path
-    port: int
-    group_port: int
-    ist_port: int
-    sst_port: int
-    host: str = "127.0.0.1"
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-
-    @property
-    def datadir(self) -> Path:
-        """The node's datadir."""
-        return self.directory / "data"
-
-    @property
-    def log_path(self) -> Path:
-        """The node's error log (every start appends to it)."""
-        return self.directory / "error.log"
-
-    @property
-    def running(self) -> bool:
-        """Whether the node's process is alive."""
-        return self.process is not None and self.process.poll() is None
-
-    def log(self) -> str:
-        """The whole error log of the node ('' before its first start)."""
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-
-@dataclass
-class NodeStatus:
-    """What a node says about itself (``SHOW GLOBAL STATUS LIKE 'wsrep_%'``)."""
-
-    ready: bool
-    local_state: int
-    cluster_status: str
-    cluster_size: int
-
-    @property
-    def synced(self) -> bool:
-        """Ready, Synced and in the primary component."""
-        return self.ready and self.local_state == SYNCED and self.cluster_status == "Primary"
 
 
 class GaleraCluster:
@@ -358,25 +297,12 @@ class GaleraCluster:
             directory.mkdir()
             self.nodes.append(GaleraNode(i + 1, directory, *ports[4 * i : 4 * i + 4]))
         seed = self.base / "seed"
-        self._chown(self.base)
-        install = [
-            INSTALL_DB,
-            "--no-defaults",
-            f"--datadir={seed}",
-            "--auth-root-authentication-method=normal",
-            "--skip-test-db",
-            "--innodb-log-file-size=16M",
-        ]
-        if self._run_as:
-            install.append(f"--user={self._run_as}")
-        done = subprocess.run(install, capture_output=True, timeout=60, check=False)
-        if done.returncode != 0:
-            output = (done.stdout + done.stderr).decode(errors="replace")[-3000:]
-            raise GaleraError(f"mariadb-install-db failed ({done.returncode}):\n{output}")
+        chown_tree(self.base, self._run_as)
+        install_seed(seed, self._run_as)
         for node in self.nodes:
             shutil.copytree(seed, node.datadir, symlinks=True)
         shutil.rmtree(seed)
-        self._chown(self.base)
+        chown_tree(self.base, self._run_as)
 
     def _create_tcp_user(self, node: GaleraNode, deadline: float) -> None:
         """Create `self.user`@127.0.0.1 (no password) through the bootstrap node's socket.
@@ -387,7 +313,7 @@ class GaleraCluster:
         while time.monotonic() < deadline:
             if not node.running:
                 raise GaleraError(f"node {node.index} exited while starting\n{self.logs()}")
-            if not _accepts(node.directory / "mysqld.sock"):
+            if not accepts(node.directory / "mysqld.sock"):
                 # Probed first: pymysql leaks its socket when a Unix-socket connect fails.
                 time.sleep(0.1)
                 continue
@@ -416,102 +342,23 @@ class GaleraCluster:
                 return
         raise GaleraError(f"node {node.index} socket never answered ({last})\n{self.logs()}")
 
-    def _chown(self, top: Path) -> None:
-        if not self._run_as:
-            return
-        entry = pwd.getpwnam(self._run_as)
-        for directory, _dirs, files in os.walk(top):
-            os.chown(directory, entry.pw_uid, entry.pw_gid)
-            for name in files:
-                os.chown(os.path.join(directory, name), entry.pw_uid, entry.pw_gid)
-
     def _command(self, node: GaleraNode, bootstrap: bool) -> list[str]:
-        peers = ",".join(f"127.0.0.1:{n.group_port}" for n in self.nodes)
-        provider_options = {
-            "gmcast.listen_addr": f"tcp://127.0.0.1:{node.group_port}",
-            "ist.recv_addr": f"127.0.0.1:{node.ist_port}",
-            "gcache.size": "64M",
-            **FAILURE_DETECTION,
-        }
-        command = [
-            MARIADBD,
-            "--no-defaults",
-            f"--datadir={node.datadir}",
-            f"--socket={node.directory / 'mysqld.sock'}",
-            f"--pid-file={node.directory / 'mysqld.pid'}",
-            f"--log-error={node.log_path}",
-            "--bind-address=127.0.0.1",
-            f"--port={node.port}",
-            "--skip-name-resolve",
-            "--innodb-buffer-pool-size=64M",
-            "--innodb-log-file-size=16M",
-            "--max-connections=300",
-            "--wsrep-on=ON",
-            f"--wsrep-provider={PROVIDER}",
-            "--binlog-format=ROW",
-            "--default-storage-engine=InnoDB",
-            "--innodb-autoinc-lock-mode=2",
-            f"--wsrep-cluster-name={self.name}",
-            f"--wsrep-cluster-address=gcomm://{peers}",
-            f"--wsrep-node-name=node{node.index}",
-            f"--wsrep-node-address=127.0.0.1:{node.group_port}",
-            f"--wsrep-node-incoming-address=127.0.0.1:{node.port}",
-            "--wsrep-provider-options=" + ";".join(f"{k}={v}" for k, v in provider_options.items()),
-            "--wsrep-sst-method=rsync",
-            f"--wsrep-sst-receive-address=127.0.0.1:{node.sst_port}",
-        ]
-        if self._run_as:
-            command.insert(2, f"--user={self._run_as}")
-        if bootstrap:
-            command.append("--wsrep-new-cluster")
-        return command
+        return node_command(node, self.nodes, self.name, self._run_as, bootstrap)
 
     def _recover_position(self, node: GaleraNode, timeout: float) -> str | None:
         """``uuid:seqno`` the node's InnoDB last committed, or None (unknown: SST needed)."""
-        log = node.directory / "recover.log"
-        log.unlink(missing_ok=True)
-        command = [arg for arg in self._command(node, bootstrap=False) if "--log-error" not in arg]
-        command += [f"--log-error={log}", "--wsrep-recover"]
-        try:
-            subprocess.run(
-                command,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=timeout,
-                check=False,
-                start_new_session=True,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise GaleraError(f"node {node.index}: --wsrep-recover took over {timeout} s") from exc
-        text = log.read_text(errors="replace") if log.exists() else ""
-        with node.log_path.open("a") as out:
-            out.write(text)
-        found = re.findall(r"WSREP: Recovered position: (\S+:-?\d+)", text)
-        if not found or found[-1].endswith(":-1"):
-            return None
-        return found[-1]
+        return recover_position(node, self._command(node, bootstrap=False), timeout)
 
     def _spawn(self, node: GaleraNode, bootstrap: bool, start_position: str | None = None) -> None:
-        # A session of its own: the process group holds mariadbd and its SST helpers
-        # (wsrep_sst_rsync, rsync), so one killpg ends all of them.
         command = self._command(node, bootstrap)
         if start_position:
             command.append(f"--wsrep-start-position={start_position}")
-        node.process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        self._tell_reaper(str(node.process.pid))
+        process = start_process(node, command)
+        self._tell_reaper(str(process.pid))
 
     @staticmethod
     def _signal(node: GaleraNode, signum: int) -> None:
-        if node.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(node.process.pid, signum)
+        signal_group(node, signum)
 
     def _reap(self, node: GaleraNode, deadline: float) -> None:
         """Wait for the node's process until `deadline`, SIGKILL it after; always reaped."""
