@@ -9,6 +9,12 @@
   read directly; `execute_sql` changes the database behind the server's back.
 * `support.load`: `Load`, clients posting batches, and the check of what was stored.
 * `support.events`: ingest keys and stored events of the event wire interfaces.
+* `support.events_api`: requests to the native usage-events API (`post_events`, `read_json`,
+  `assert_events_added`).
+* `support.read_api`: `SEED`, the records the read API's filter and stats tests read, and
+  `send_seed`.
+* `support.api_fixtures`: the plugin of the `key` and `seeded` fixtures of those tests
+  (``pytest_plugins = ["support.api_fixtures"]``).
 * `support.faults`: `TCPProxy`, a database outage on demand (`ThreadedProxy` without a loop).
 * `support.receiver`: `Receiver`, a fake Telegram Bot API or webhook receiving alerts.
 * `support.browser`: helpers of the viewer tests in Chromium; their fixtures are the plugin
@@ -39,6 +45,7 @@ from support.client import (
 )
 from support.database import add_user, events_per_name, execute_sql, rows_per_batch
 from support.events import count_rows, key_name, new_key, no_leak, stored_events
+from support.events_api import EVENTS_ADDED, assert_events_added, post_events, read_json
 from support.faults import TCPProxy, ThreadedProxy
 from support.load import Load, batch_body
 from support.process import (
@@ -54,12 +61,15 @@ from support.process import (
     parse_reply,
     run_app,
 )
+from support.read_api import SEED, send_seed
 from support.receiver import Received, Receiver
 
 __all__ = [
     "CLIENT_PATH",
+    "EVENTS_ADDED",
     "HTTP_SERVERS",
     "ROOT",
+    "SEED",
     "Account",
     "AppProcess",
     "Load",
@@ -72,6 +82,7 @@ __all__ = [
     "add_user",
     "assert_added",
     "assert_error",
+    "assert_events_added",
     "batch_body",
     "client_body",
     "client_headers",
@@ -90,10 +101,13 @@ __all__ = [
     "new_key",
     "no_leak",
     "parse_reply",
+    "post_events",
     "post_logs",
     "read_headers",
+    "read_json",
     "recent_logs",
     "rows_per_batch",
     "run_app",
+    "send_seed",
     "stored_events",
 ]
