@@ -13,6 +13,8 @@
   ``uvicorn``): the reliability tests run a real server process on each.
 * `app` is entered with ``app.test_app()`` so before/after-serving (storage open/close) run;
   `client` is its test client; `make_user` creates a fresh user and returns its token.
+* `receiver` is a `support.Receiver` (a fake Telegram Bot API and webhook) for the alert
+  tests; `attach` puts a logging `Handler` on a fresh logger for the handler's tests.
 * The `SOAK` variants (a scenario repeated on another backend or server) run only with
   ``--soak`` (or alone with ``--soak-only``).
 * A test that hangs fails: pytest-timeout (``timeout`` in pyproject.toml) fails it with
@@ -23,6 +25,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import uuid
@@ -33,10 +36,11 @@ from urllib.parse import urlsplit
 import pymysql
 import pytest
 import pytest_timeout
-from support import HTTP_SERVERS, Account, new_account
+from support import HTTP_SERVERS, Account, Receiver, new_account
 
 from bot_logging_server import create_app, tokens
 from bot_logging_server.config import Config, DatabaseURL, build_config
+from bot_logging_server.handler import Handler
 from bot_logging_server.storage import Storage, get_storage
 
 pytest_plugins = ["support.galera_fixtures"]
@@ -103,10 +107,13 @@ SOAK = frozenset(
         "exits_0[mysql-hypercorn]",
         "test_shutdown.py::test_kill_9_mid_load_leaves_no_partial_batch[sqlite-hypercorn]",
         "test_shutdown.py::test_kill_9_mid_load_leaves_no_partial_batch[mysql-uvicorn]",
-        "test_alerts.py::test_a_storm_of_10000_records_is_one_message_per_rule_per_window[sqlite]",
-        "test_alerts.py::test_a_pending_alert_is_sent_by_the_next_server_after_a_restart[mysql]",
-        "test_alerts.py::test_two_servers_on_one_database_send_each_alert_once[sqlite]",
-        "test_alerts.py::test_two_workers_send_each_alert_once[sqlite]",
+        "test_alert_delivery.py::test_a_storm_of_10000_records_is_one_message_per_rule_per_"
+        "window[sqlite]",
+        "test_alert_retries_and_restarts.py::test_a_pending_alert_is_sent_by_the_next_server_"
+        "after_a_restart[mysql]",
+        "test_alert_retries_and_restarts.py::test_two_servers_on_one_database_send_each_alert_"
+        "once[sqlite]",
+        "test_alert_retries_and_restarts.py::test_two_workers_send_each_alert_once[sqlite]",
         "test_streams.py::test_an_export_longer_than_the_read_timeout_arrives_whole[sqlite]",
         "test_streams.py::test_a_client_that_stops_reading_gets_a_visibly_cut_export[uvicorn]",
         "test_streams.py::test_a_tail_outlives_the_read_timeout_with_keep_alive_comments[uvicorn]",
@@ -122,7 +129,8 @@ SOAK = frozenset(
         "test_worker_processes.py::test_worker_environments_hold_no_secret[environment-uvicorn]",
         "test_worker_processes.py::test_worker_environments_hold_no_secret[flag-hypercorn]",
         "test_abuse.py::test_a_client_looping_slow_to_parse_bodies_does_not_stall_the_others",
-        "test_alerts.py::test_two_servers_on_one_database_send_each_alert_once[mysql]",
+        "test_alert_retries_and_restarts.py::test_two_servers_on_one_database_send_each_alert_"
+        "once[mysql]",
         "test_shutdown.py::test_kill_9_mid_load_leaves_no_partial_batch[sqlite-uvicorn]",
         "test_process.py::test_app_py_on_mysql_with_the_originals_four_flags",
     }
@@ -391,3 +399,33 @@ async def mysql_proxy(mysql_server: DatabaseURL) -> AsyncIterator[Any]:
         yield proxy
     finally:
         await proxy.close()
+
+
+# -- alerts and the logging handler -------------------------------------------------------
+
+
+@pytest.fixture
+def receiver():
+    """A fake Telegram Bot API and webhook receiver answering 200."""
+    with Receiver() as fake:
+        yield fake
+
+
+@pytest.fixture
+def attach() -> Iterator[Callable[..., tuple[Handler, logging.Logger]]]:
+    """``handler, log = attach(url, user, token, **settings)`` on a fresh logger; closed after."""
+    made: list[tuple[Handler, logging.Logger]] = []
+
+    def make(url: str, user: str, token: str, **settings: Any) -> tuple[Handler, logging.Logger]:
+        handler = Handler(url, user, token, **settings)
+        log = logging.getLogger(f"handler_test.{uuid.uuid4().hex[:8]}")
+        log.propagate = False
+        log.setLevel(logging.DEBUG)
+        log.addHandler(handler)
+        made.append((handler, log))
+        return handler, log
+
+    yield make
+    for handler, log in made:
+        log.removeHandler(handler)
+        handler.close()

@@ -17,6 +17,9 @@
   (``pytest_plugins = ["support.api_fixtures"]``).
 * `support.faults`: `TCPProxy`, a database outage on demand (`ThreadedProxy` without a loop).
 * `support.receiver`: `Receiver`, a fake Telegram Bot API or webhook receiving alerts.
+* `support.alerts`: helpers of the alert tests (`tel_user`, `add_alert`, `post`, ...).
+* `support.handler`: helpers of the logging handler's tests (`FakeServer`, `run_and_exit`,
+  `wait_for`).
 * `support.browser`: helpers of the viewer tests in Chromium; their fixtures are the plugin
   ``support.browser_fixtures`` (``pytest_plugins = ["support.browser_fixtures"]``).
 * `support.tracker`: helpers of the usage tracker's browser tests (`EventUser`, `wait_until`,
@@ -28,6 +31,17 @@
 Test modules import from here (``from support import post_logs``), never from each other.
 """
 
+from support.alerts import (
+    BOT_TOKEN,
+    TEL_ID,
+    add_alert,
+    alert_settings,
+    list_alerts,
+    post,
+    quiet_for,
+    record,
+    tel_user,
+)
 from support.client import (
     CLIENT_PATH,
     Account,
@@ -47,6 +61,7 @@ from support.database import add_user, events_per_name, execute_sql, rows_per_ba
 from support.events import count_rows, key_name, new_key, no_leak, stored_events
 from support.events_api import EVENTS_ADDED, assert_events_added, post_events, read_json
 from support.faults import TCPProxy, ThreadedProxy
+from support.handler import TOKEN, FakeServer, Seen, run_and_exit, wait_for
 from support.load import Load, batch_body
 from support.process import (
     HTTP_SERVERS,
@@ -65,21 +80,28 @@ from support.read_api import SEED, send_seed
 from support.receiver import Received, Receiver
 
 __all__ = [
+    "BOT_TOKEN",
     "CLIENT_PATH",
     "EVENTS_ADDED",
     "HTTP_SERVERS",
     "ROOT",
     "SEED",
+    "TEL_ID",
+    "TOKEN",
     "Account",
     "AppProcess",
+    "FakeServer",
     "Load",
     "Received",
     "Receiver",
     "Reply",
+    "Seen",
     "ServerProcess",
     "TCPProxy",
     "ThreadedProxy",
+    "add_alert",
     "add_user",
+    "alert_settings",
     "assert_added",
     "assert_error",
     "assert_events_added",
@@ -96,18 +118,25 @@ __all__ = [
     "half_sent_request",
     "http",
     "key_name",
+    "list_alerts",
     "log_rows",
     "new_account",
     "new_key",
     "no_leak",
     "parse_reply",
+    "post",
     "post_events",
     "post_logs",
+    "quiet_for",
     "read_headers",
     "read_json",
     "recent_logs",
+    "record",
     "rows_per_batch",
+    "run_and_exit",
     "run_app",
     "send_seed",
     "stored_events",
+    "tel_user",
+    "wait_for",
 ]
