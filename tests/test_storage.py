@@ -387,9 +387,9 @@ def _counting_inserts(monkeypatch) -> list[bytes]:
 async def test_a_mysql_group_over_the_statement_size_is_split_and_stored_whole(
     storage, user, monkeypatch
 ):
-    from bot_logging_server.storage import mysql
+    from bot_logging_server.storage import mysql_transaction
 
-    monkeypatch.setattr(mysql, "_STATEMENT_BYTES", 4000)
+    monkeypatch.setattr(mysql_transaction, "_STATEMENT_BYTES", 4000)
     inserts = _counting_inserts(monkeypatch)
     rows = [_row(msg=f"message {i} " + "x" * 100) for i in range(100)]
     await storage.insert_logs(user.id, rows, datetime(2026, 1, 1))
@@ -403,9 +403,9 @@ async def test_a_mysql_group_over_the_statement_size_is_split_and_stored_whole(
 async def test_a_failing_statement_of_a_split_mysql_group_stores_none_of_the_group(
     storage, user, monkeypatch
 ):
-    from bot_logging_server.storage import mysql
+    from bot_logging_server.storage import mysql_transaction
 
-    monkeypatch.setattr(mysql, "_STATEMENT_BYTES", 4000)
+    monkeypatch.setattr(mysql_transaction, "_STATEMENT_BYTES", 4000)
     inserts = _counting_inserts(monkeypatch)
     # The last row breaks the column's size (strict SQL mode), in the group's last statement.
     rows = [_row(msg=f"message {i} " + "x" * 100) for i in range(100)]
@@ -414,6 +414,53 @@ async def test_a_failing_statement_of_a_split_mysql_group_stores_none_of_the_gro
         await storage.insert_logs(user.id, rows, datetime(2026, 1, 1))
     assert len(inserts) > 2  # the first statements went through before the failure
     assert await storage.count_logs(user.id) == 0  # the row count did not change
+
+
+@pytest.mark.parametrize("database_url", ["mysql"], indirect=True)
+async def test_a_mysql_group_commit_takes_two_round_trips(storage, user, monkeypatch):
+    """The owners' check is one query; the INSERT, both counters' upserts and the COMMIT go
+    together in a second (each aiomysql ``execute`` is one round trip)."""
+    import aiomysql
+
+    sent: list[bytes] = []
+    execute = aiomysql.Cursor.execute
+
+    async def recording(self, query, args=None):
+        text = query if isinstance(query, bytes) else query.encode()
+        if b"user_logs" in text or text.startswith(b"SELECT id FROM users"):
+            sent.append(text)  # not the background jobs' statements
+        return await execute(self, query, args)
+
+    monkeypatch.setattr(aiomysql.Cursor, "execute", recording)
+    await storage.insert_logs(user.id, [_row(msg=f"m{i}") for i in range(30)], datetime.now())
+    assert len(sent) == 2, sent
+    assert sent[0].startswith(b"SELECT id FROM users")
+    statements = sent[1].split(b";")
+    assert statements[0].startswith(b"INSERT INTO user_logs")
+    assert [s.split(b" (")[0] for s in statements[1:3]] == [
+        b"INSERT INTO log_counts",
+        b"INSERT INTO log_counts_hour",
+    ]
+    assert statements[-1] == b"COMMIT"
+    assert await storage.count_logs(user.id) == 30
+
+
+@pytest.mark.parametrize("database_url", ["mysql"], indirect=True)
+async def test_a_mysql_statement_sent_with_others_that_fails_rolls_back_the_whole_transaction(
+    storage, user
+):
+    """Deferred statements go with the COMMIT; the second of three breaks a column (strict
+    SQL mode), so the third and the COMMIT never run and the first is rolled back."""
+    counter = ("user_id", "minute", "level", "writer", "n")
+    with pytest.raises(StorageError):
+        async with storage.db.transaction() as tx:
+            await tx.insert_rows("log_counts", counter, [(user.id, "2026-01-01", 20, 1, 5)])
+            await tx.defer("UPDATE users SET tel_id = ? WHERE id = ?", ("not a number", user.id))
+            await tx.defer("UPDATE users SET disabled = 1 WHERE id = ?", (user.id,))
+    found = await storage.db.fetch("SELECT COUNT(*) FROM log_counts WHERE user_id = ?", (user.id,))
+    assert int(found[0][0]) == 0
+    found = await storage.db.fetch("SELECT disabled FROM users WHERE id = ?", (user.id,))
+    assert int(found[0][0]) == 0
 
 
 @pytest.mark.parametrize("database_url", ["mysql"], indirect=True)

@@ -249,11 +249,20 @@ class Transaction(abc.ABC):
     async def fetch(self, sql: str, args: Sequence = ()) -> list[Sequence]:
         """Run one query and return every row."""
 
+    async def defer(self, sql: str, args: Sequence = ()) -> None:
+        """Run a statement whose answer nobody reads (an INSERT, an upsert).
+
+        A backend may keep it and send it with the transaction's next statement or its
+        commit, in one round trip (MySQL); it still runs in order, and its error, if any,
+        is raised by that later call, inside the transaction. Here: run at once.
+        """
+        await self.execute(sql, args)
+
     async def insert_rows(
         self, table: str, columns: Sequence[str], rows: Sequence[Sequence]
     ) -> None:
         """Insert `rows` (values in `columns` order) with multi-row INSERTs in this
-        transaction.
+        transaction (deferred, as `defer`).
 
         A statement holds at most `ROWS_PER_INSERT` rows and about `CHARS_PER_INSERT`
         characters of text, so that no statement passes the server's packet limit.
@@ -264,12 +273,10 @@ class Transaction(abc.ABC):
             chunk.append(row)
             size += sum(len(value) for value in row if isinstance(value, str))
             if len(chunk) >= ROWS_PER_INSERT or size >= CHARS_PER_INSERT:
-                await self.execute(
-                    multi_row_insert(table, tuple(columns), len(chunk)), _flat(chunk)
-                )
+                await self.defer(multi_row_insert(table, tuple(columns), len(chunk)), _flat(chunk))
                 chunk, size = [], 0
         if chunk:
-            await self.execute(multi_row_insert(table, tuple(columns), len(chunk)), _flat(chunk))
+            await self.defer(multi_row_insert(table, tuple(columns), len(chunk)), _flat(chunk))
 
 
 #: Rows per statement of `Transaction.insert_rows`: 64 rows of 16 columns is about a

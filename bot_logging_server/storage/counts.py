@@ -100,7 +100,7 @@ async def _upsert(tx: Transaction, dialect: Dialect, width: str, counts: Counter
     writer = writer_id()
     for start in range(0, len(keys), _PER_STATEMENT):
         part = keys[start : start + _PER_STATEMENT]
-        await tx.execute(
+        await tx.defer(
             dialect.upsert(table, columns, columns[:4], rows=len(part), add=("n",)),
             [value for key in part for value in (*key, writer, counts[key])],
         )

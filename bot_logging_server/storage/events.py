@@ -257,7 +257,7 @@ class EventTable(Table):
             for key in part:
                 args += [*key, *first[key].session_start, counts[key]]
                 args += [last[key].last_at, last[key].name]
-            await tx.execute(
+            await tx.defer(  # sent with the read-back below
                 self.db.dialect.upsert(
                     "sessions",
                     _SESSION_UPSERT,

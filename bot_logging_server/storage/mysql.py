@@ -10,6 +10,11 @@ retry may work) or `StorageError`. Waiting for a pooled connection and the work 
 each bounded by ``db_timeout``; a connection that saw any error is closed, never reused, so
 the pool heals by itself once the database is back.
 
+A write transaction sends the statements whose answers it does not read (INSERTs, upserts)
+together with its next statement or its COMMIT, in one round trip
+(`storage.mysql_transaction`): a group commit is two round trips, the owners' check and the
+rest.
+
 Reads cannot starve ingest: the read API's queries (`MySQLDatabase.fetch`) run on the read
 pool (``pool_size``), while token checks, transactions and group commits run on a small write
 pool (``write_pool_size``) that reads never take. A read pool session carries a statement time
@@ -37,15 +42,14 @@ import contextlib
 import functools
 import hashlib
 import re
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
 
 import aiomysql
+from pymysql.constants import CLIENT
 
 from bot_logging_server.config import DatabaseURL
 from bot_logging_server.storage.base import (
     Database,
-    Executed,
     Keep,
     StorageError,
     StorageUnavailable,
@@ -57,6 +61,7 @@ from bot_logging_server.storage.hosts import NodeHealth
 from bot_logging_server.storage.mysql_dialect import MySQLDialect, format_style
 from bot_logging_server.storage.mysql_errors import node_trouble, translate
 from bot_logging_server.storage.mysql_schema import MIGRATIONS, ensure_database, migrate
+from bot_logging_server.storage.mysql_transaction import MySQLTransaction
 
 __all__ = ["MIGRATIONS", "MySQLDatabase", "MySQLDialect"]
 
@@ -75,70 +80,6 @@ _GROUP_WRITERS = 2
 def _release_if_acquired(pool: aiomysql.Pool, task: asyncio.Future) -> None:
     if not task.cancelled() and task.exception() is None:
         pool.release(task.result())
-
-
-#: Bytes per statement of `MySQLDatabase.insert_many` (aiomysql's own ``executemany``
-#: limit); a larger group is written in several statements of the same transaction.
-_STATEMENT_BYTES = 1_024_000
-
-
-def _insert_statements(
-    table: str, columns: tuple[str, ...], rows: Sequence[tuple], escape: Callable[[Any], str]
-) -> Iterator[bytes]:
-    """Multi-row ``INSERT`` statements holding `rows`, each distinct value escaped once.
-
-    The rows of a batch repeat most of their values (user, pid, process names, levels,
-    times); profiling a 1000-record batch showed the driver's per-value escaping as the
-    largest cost. The escaping is the driver's own (`escape`, which knows the session's
-    ``NO_BACKSLASH_ESCAPES``), remembered per column for the call. Equal values of
-    different types (``1``, ``True``, ``1.0``) are the same number in SQL.
-    """
-    prefix = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ".encode()
-    memos: list[dict[Any, str]] = [{} for _ in columns]
-    parts: list[bytes] = []
-    size = len(prefix)
-    for row in rows:
-        literals = []
-        for memo, value in zip(memos, row, strict=True):
-            literal = memo.get(value)
-            if literal is None:
-                literal = memo[value] = escape(value)
-            literals.append(literal)
-        part = ("(" + ",".join(literals) + ")").encode("utf-8", "surrogateescape")
-        if parts and size + len(part) + 1 > _STATEMENT_BYTES:
-            yield prefix + b",".join(parts)
-            parts, size = [], len(prefix)
-        parts.append(part)
-        size += len(part) + 1
-    if parts:
-        yield prefix + b",".join(parts)
-
-
-class _MySQLTransaction(Transaction):
-    """Statements on the cursor of a `MySQLDatabase.transaction`."""
-
-    def __init__(self, cur: aiomysql.Cursor) -> None:
-        self._cur = cur
-
-    async def execute(self, sql: str, args: Sequence = ()) -> Executed:
-        """Run one statement."""
-        await self._cur.execute(format_style(sql), tuple(args))
-        return Executed(self._cur.rowcount, self._cur.lastrowid or None)
-
-    async def fetch(self, sql: str, args: Sequence = ()) -> list[Sequence]:
-        """Run one query and return every row."""
-        await self._cur.execute(format_style(sql), tuple(args))
-        return list(await self._cur.fetchall())
-
-    async def insert_rows(
-        self, table: str, columns: Sequence[str], rows: Sequence[Sequence]
-    ) -> None:
-        """Insert `rows` as `MySQLDatabase.insert_many` does: each distinct value of a
-        column escaped once, statements of at most about a megabyte."""
-        rows = [tuple(row) for row in rows]
-        escape = self._cur.connection.escape
-        for statement in _insert_statements(table, tuple(columns), rows, escape):
-            await self._cur.execute(statement)
 
 
 class MySQLDatabase(Database):
@@ -216,12 +157,15 @@ class MySQLDatabase(Database):
         return [pool for pool in (self._read_pool, self._write_pool) if pool is not None]
 
     async def _create_pool(self, size: int, read_limit: bool) -> aiomysql.Pool:
+        """A pool; the write pool's connections (not `read_limit`) take several statements
+        per query, which `MySQLTransaction` sends together."""
         return await aiomysql.create_pool(
             minsize=1,
             maxsize=size,
             db=self._url.name,
             autocommit=False,
             pool_recycle=3600,
+            **({} if read_limit else {"client_flag": CLIENT.MULTI_STATEMENTS}),
             **self._connect_args(read_limit),
         )
 
@@ -374,8 +318,9 @@ class MySQLDatabase(Database):
         """A transaction on the write pool; on any error the connection is dropped."""
         try:
             async with self._connection(self._write_pool) as conn, conn.cursor() as cur:
-                yield _MySQLTransaction(cur)
-                await conn.commit()
+                tx = MySQLTransaction(cur)
+                yield tx
+                await tx.commit()
         except BaseException as exc:
             self.note_write(exc)
             raise
@@ -395,13 +340,13 @@ class MySQLDatabase(Database):
         """
         try:
             async with self._connection(self._write_pool) as conn, conn.cursor() as cur:
+                tx = MySQLTransaction(cur)
                 if keep is not None:
-                    rows = await keep(_MySQLTransaction(cur), rows)
-                for statement in _insert_statements(table, tuple(columns), rows, conn.escape):
-                    await cur.execute(statement)
+                    rows = await keep(tx, rows)
+                await tx.insert_rows(table, columns, rows)
                 if then is not None:
-                    await then(_MySQLTransaction(cur), rows)
-                await conn.commit()
+                    await then(tx, rows)
+                await tx.commit()
         except BaseException as exc:
             self.note_write(exc)
             raise
