@@ -77,10 +77,17 @@ def error_body(status: int, detail: str | None = None) -> dict[str, object]:
 def json_response(
     body: object, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
-    """A `Response` with `body` serialised by orjson and ``Content-Type: application/json``."""
-    return Response(
+    """A `Response` with `body` serialised by orjson and ``Content-Type: application/json``.
+
+    Its body is in memory, so sending it needs no timer of its own: a client that stops
+    reading is cut by `bot_logging_server.http_guard.HTTPGuard` after ``--read-timeout``,
+    and Quart's ``RESPONSE_TIMEOUT`` would cost a task per response.
+    """
+    response = Response(
         orjson.dumps(body), status=status, headers=headers, content_type="application/json"
     )
+    response.timeout = None
+    return response
 
 
 class APIError(Exception):
