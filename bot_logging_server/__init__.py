@@ -57,6 +57,7 @@ def create_app(config: Config) -> Quart:
         admission,
         alerts,
         auth,
+        ingest_lane,
         metrics,
         observe,
         offload,
@@ -96,6 +97,7 @@ def create_app(config: Config) -> Quart:
     offload.init_app(app)
     register_error_handlers(app)
     register_blueprints(app, config)
+    ingest_lane.init_app(app)  # the usual /send_logs below Quart; first, so inside the rest
     admission.init_app(app, config)  # caps requests and body bytes before the user is known
     metrics.init_app(app, config)  # --metrics-port
     observe.init_app(app, config)  # times every request (the admission's 503s too)

@@ -37,7 +37,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from quart import current_app, has_request_context, request
 
@@ -134,12 +134,7 @@ class Authenticator:
         digest = hashlib.sha256(token.encode()).digest()
         key = (username, digest)
         entry = self._cache.get(key)
-        if (
-            entry is not None
-            and time.monotonic() - entry.checked_at < self._ttl
-            # A user changed in this process since: re-read at once.
-            and entry.changes == accounts.changes()
-        ):
+        if self._fresh(entry):
             note(user=entry.user.username)  # the access log's user
             return entry.user
         source = _client_address()
@@ -159,6 +154,30 @@ class Authenticator:
             raise Forbidden()
         note(user=user.username)  # the access log's user
         return user
+
+    def _fresh(self, entry: _Verified | None) -> TypeGuard[_Verified]:
+        """Whether `entry` may be trusted without reading the user's row again."""
+        return (
+            entry is not None
+            and time.monotonic() - entry.checked_at < self._ttl
+            # A user changed in this process since: re-read at once.
+            and entry.changes == accounts.changes()
+        )
+
+    def knows_token(self, token: str) -> bool:
+        """Whether `token` (as `normal_token` gives it) was verified in this process, for
+        any user: the requests `screen` always lets through. No database, no hash."""
+        return hashlib.sha256(token.encode()).digest() in self._good_tokens
+
+    def verified(self, username: str, token: str | None) -> User | None:
+        """The user `authenticate` would answer at once: a pair verified within the cache
+        time; else None (then only `authenticate` can tell). No database, no hash, no
+        failure counted."""
+        shaped = normal_token(token)
+        if shaped is None:
+            return None
+        entry = self._cache.get((username, hashlib.sha256(shaped.encode()).digest()))
+        return entry.user if self._fresh(entry) else None
 
     async def screen(self, token: str | None) -> None:
         """Raise `TooManyRequests` when the current request's address is locked out, unless

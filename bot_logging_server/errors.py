@@ -31,6 +31,7 @@ __all__ = [
     "faults",
     "json_response",
     "register_error_handlers",
+    "storage_error_response",
 ]
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,19 @@ class TooManyRequests(APIError):
         super().__init__(detail, headers={"Retry-After": str(max(1, int(retry_after)))})
 
 
+def storage_error_response(error: StorageError) -> Response:
+    """The answer to a storage failure (logged, at most once per interval per fault): 503
+    when the database is away (the client retries), 403 when the user was removed or
+    disabled between the token check and the write (nothing was stored), else 500."""
+    if isinstance(error, StorageUnavailable):
+        faults.log(logging.WARNING, str(error), "database unavailable: %s", error)
+        return ServiceUnavailable().response()
+    if isinstance(error, UserNotActive):
+        return Forbidden().response()
+    faults.log(logging.ERROR, str(error), "storage error: %s", error, exc_info=error)
+    return json_response(error_body(500), 500)
+
+
 def register_error_handlers(app: Quart) -> None:
     """Render every error `app` can raise in the contract's JSON shape."""
 
@@ -179,20 +193,9 @@ def register_error_handlers(app: Quart) -> None:
             headers["Allow"] = ", ".join(error.valid_methods)
         return json_response(error_body(status), status, headers)
 
-    @app.errorhandler(StorageUnavailable)
-    async def _unavailable(error: StorageUnavailable) -> Response:
-        faults.log(logging.WARNING, str(error), "database unavailable: %s", error)
-        return ServiceUnavailable().response()
-
-    @app.errorhandler(UserNotActive)
-    async def _user_gone(error: UserNotActive) -> Response:
-        # Removed or disabled between the token check and the write: nothing was stored.
-        return Forbidden().response()
-
     @app.errorhandler(StorageError)
     async def _storage_error(error: StorageError) -> Response:
-        faults.log(logging.ERROR, str(error), "storage error: %s", error, exc_info=error)
-        return json_response(error_body(500), 500)
+        return storage_error_response(error)
 
     @app.errorhandler(Exception)
     async def _unexpected(error: Exception) -> Response:

@@ -66,14 +66,17 @@ _CURRENT: contextvars.ContextVar[RequestNote | None] = contextvars.ContextVar(
 )
 
 
-def note(*, user: str | None = None, records: int | None = None) -> None:
-    """Record the authenticated `user` or the `records` stored, for the current request.
+def note(*, user: str | None = None, records: int | None = None, route: str | None = None) -> None:
+    """Record the authenticated `user` or the `records` stored, for the current request;
+    and its `route` (the rule it matched) when Quart does not route it.
 
     Outside an observed request (a test calling a function directly, the CLI) it does nothing.
     """
     current = _CURRENT.get()
     if current is None:
         return
+    if route is not None:
+        current.route = _route_label(route)
     if user is not None:
         current.user = user
     if records is not None:

@@ -14,6 +14,10 @@ to answer a malformed small body 400 as the order of checks says, and a larger o
 without reading the rest; a body over `bot_logging_server.offload.OFFLOAD_BYTES` is parsed
 (and validated) in the helper process, never on the event loop.
 
+The usual request (a JSON batch from a token verified lately, that passes every check) is
+served below Quart, by `bot_logging_server.ingest_lane`, with the same functions and the
+same answer; everything else, every refusal included, is answered here.
+
 Python's ``logging.handlers.HTTPHandler`` pointed at ``/send_logs`` (``method="POST"``,
 ``credentials=(user, token)``) works too: a form-encoded body with basic auth is one record
 of that handler, read by `send_form_record` (`bot_logging_server.schemas.form_record`).
