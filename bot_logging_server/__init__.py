@@ -57,7 +57,7 @@ def create_app(config: Config) -> Quart:
         admission,
         alerts,
         auth,
-        ingest_lane,
+        lanes,
         metrics,
         observe,
         offload,
@@ -70,6 +70,7 @@ def create_app(config: Config) -> Quart:
     from bot_logging_server.blueprints import register_blueprints
     from bot_logging_server.config import APP_CONFIG_KEY
     from bot_logging_server.errors import register_error_handlers
+    from bot_logging_server.lanes.send_logs import SendLogsLane
 
     app = Quart(__name__, static_folder=None)
     app.config[APP_CONFIG_KEY] = config
@@ -97,7 +98,8 @@ def create_app(config: Config) -> Quart:
     offload.init_app(app)
     register_error_handlers(app)
     register_blueprints(app, config)
-    ingest_lane.init_app(app)  # the usual /send_logs below Quart; first, so inside the rest
+    # The usual write requests, served below Quart; installed first, so inside the rest.
+    lanes.install(app, [SendLogsLane(config)], config.body_timeout)
     admission.init_app(app, config)  # caps requests and body bytes before the user is known
     metrics.init_app(app, config)  # --metrics-port
     observe.init_app(app, config)  # times every request (the admission's 503s too)

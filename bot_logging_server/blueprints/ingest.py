@@ -15,7 +15,7 @@ without reading the rest; a body over `bot_logging_server.offload.OFFLOAD_BYTES`
 (and validated) in the helper process, never on the event loop.
 
 The usual request (a JSON batch from a token verified lately, that passes every check) is
-served below Quart, by `bot_logging_server.ingest_lane`, with the same functions and the
+served below Quart, by `bot_logging_server.lanes.send_logs`, with the same functions and the
 same answer; everything else, every refusal included, is answered here.
 
 Python's ``logging.handlers.HTTPHandler`` pointed at ``/send_logs`` (``method="POST"``,

@@ -1,6 +1,6 @@
-"""The ingest lane (``bot_logging_server.ingest_lane``): the usual ``POST /send_logs`` is
-served below Quart, and answers exactly as the handler does; everything else is the
-handler's."""
+"""The ``/send_logs`` lane (``bot_logging_server.lanes.send_logs``): the usual
+``POST /send_logs`` is served below Quart, and answers exactly as the handler does;
+everything else is the handler's."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import orjson
 import pytest
 from support import client_body, client_headers, client_record, new_account, recent_logs
 
-from bot_logging_server.ingest_lane import get_lane
+from bot_logging_server.lanes import get_lanes
 from bot_logging_server.storage import get_storage
 
 _LIMITS = {"max_records": 5, "max_msg_chars": 50}
@@ -120,13 +120,14 @@ async def test_every_answer_and_every_stored_row_is_the_handlers(make_app):
     async with make_app(**_LIMITS) as app:
         storage = get_storage(app.app)
         client = app.test_client()
-        lane = get_lane(app.app)
+        lane = get_lanes(app.app)
         for case in _cases("x", "0" * 32):
             answers, stored = [], []
             for enabled in (True, False):
                 lane.enabled = enabled
                 account = await new_account(storage)
-                warm = await _post(client, account.token, client_body(account.name, 1))
+                warm_body = _at_fixed_times(client_body(account.name, 1))
+                warm = await _post(client, account.token, warm_body)
                 assert warm.status_code == 200
                 body, headers, token = _cases(account.name, account.token)[case]
                 body = _at_fixed_times(body)
@@ -141,7 +142,7 @@ async def test_every_answer_and_every_stored_row_is_the_handlers(make_app):
 async def test_the_rate_limit_counts_a_lane_request_once_and_refuses_as_the_handler(make_app):
     for enabled in (True, False):
         async with make_app(rate_limit_requests=2) as app:
-            get_lane(app.app).enabled = enabled
+            get_lanes(app.app).enabled = enabled
             account = await new_account(get_storage(app.app))
             client = app.test_client()
             statuses = []
@@ -240,16 +241,16 @@ async def test_a_body_past_the_offload_size_is_given_whole_to_the_handler(make_a
 
 async def test_a_token_never_verified_here_goes_to_the_handler_unread(make_app, monkeypatch):
     """The handler screens such a request (a locked-out address: 429) before its body."""
-    from bot_logging_server import ingest_lane
+    from bot_logging_server import lanes
 
     read = []
-    original = ingest_lane._read_body
+    original = lanes._read_body
 
     async def reading(*args: Any) -> Any:
         read.append(args)
         return await original(*args)
 
-    monkeypatch.setattr(ingest_lane, "_read_body", reading)
+    monkeypatch.setattr(lanes, "_read_body", reading)
     async with make_app() as app:
         account = await new_account(get_storage(app.app))
         client = app.test_client()
