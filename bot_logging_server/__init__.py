@@ -70,6 +70,7 @@ def create_app(config: Config) -> Quart:
     from bot_logging_server.blueprints import register_blueprints
     from bot_logging_server.config import APP_CONFIG_KEY
     from bot_logging_server.errors import register_error_handlers
+    from bot_logging_server.lanes.events import EVENT_LANES
     from bot_logging_server.lanes.send_logs import SendLogsLane
 
     app = Quart(__name__, static_folder=None)
@@ -99,7 +100,8 @@ def create_app(config: Config) -> Quart:
     register_error_handlers(app)
     register_blueprints(app, config)
     # The usual write requests, served below Quart; installed first, so inside the rest.
-    lanes.install(app, [SendLogsLane(config)], config.body_timeout)
+    writes = [SendLogsLane(config), *(lane(config.max_body_bytes) for lane in EVENT_LANES)]
+    lanes.install(app, writes, config.body_timeout)
     admission.init_app(app, config)  # caps requests and body bytes before the user is known
     metrics.init_app(app, config)  # --metrics-port
     observe.init_app(app, config)  # times every request (the admission's 503s too)

@@ -37,7 +37,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import Any
 
 from quart import current_app, has_request_context, request
 
@@ -134,7 +134,7 @@ class Authenticator:
         digest = hashlib.sha256(token.encode()).digest()
         key = (username, digest)
         entry = self._cache.get(key)
-        if self._fresh(entry):
+        if entry is not None and self._fresh(entry):
             note(user=entry.user.username)  # the access log's user
             return entry.user
         source = _client_address()
@@ -155,11 +155,10 @@ class Authenticator:
         note(user=user.username)  # the access log's user
         return user
 
-    def _fresh(self, entry: _Verified | None) -> TypeGuard[_Verified]:
-        """Whether `entry` may be trusted without reading the user's row again."""
+    def _fresh(self, entry: _Verified | _VerifiedKey) -> bool:
+        """Whether `entry` may be trusted without reading its row again."""
         return (
-            entry is not None
-            and time.monotonic() - entry.checked_at < self._ttl
+            time.monotonic() - entry.checked_at < self._ttl
             # A user changed in this process since: re-read at once.
             and entry.changes == accounts.changes()
         )
@@ -177,7 +176,7 @@ class Authenticator:
         if shaped is None:
             return None
         entry = self._cache.get((username, hashlib.sha256(shaped.encode()).digest()))
-        return entry.user if self._fresh(entry) else None
+        return entry.user if entry is not None and self._fresh(entry) else None
 
     async def screen(self, token: str | None) -> None:
         """Raise `TooManyRequests` when the current request's address is locked out, unless
@@ -274,11 +273,7 @@ class Authenticator:
             return None
         digest = hashlib.sha256(b"key:" + key.encode()).digest()
         entry = self._keys.get(digest)
-        if (
-            entry is not None
-            and time.monotonic() - entry.checked_at < self._ttl
-            and entry.changes == accounts.changes()
-        ):
+        if entry is not None and self._fresh(entry):
             return entry.key
         task = self._pending_keys.get(digest)
         if task is None:
@@ -286,6 +281,18 @@ class Authenticator:
             self._pending_keys[digest] = task
             task.add_done_callback(lambda _t: self._pending_keys.pop(digest, None))
         return await asyncio.shield(task)
+
+    def verified_key(self, key: str | None) -> IngestKey | None:
+        """The active ingest key `authenticate_key` would answer at once: one verified within
+        the cache time; else None (then only `find_key` can tell). No database, no hash."""
+        if key is None:
+            return None
+        key = key.strip().lower()
+        if not is_token_shaped(key):
+            return None
+        entry = self._keys.get(hashlib.sha256(b"key:" + key.encode()).digest())
+        fresh = entry is not None and self._fresh(entry)
+        return entry.key if fresh and entry.key.active else None
 
     async def authenticate_key(self, key: str | None) -> IngestKey:
         """The active ingest key `key` (neither it nor its owner disabled); raise

@@ -83,8 +83,10 @@ __all__ = [
     "StoredEvent",
     "ValidationFailed",
     "check_events",
+    "client_of",
     "get_session",
     "mint_session_key",
+    "owner_ids",
     "parse_event_time",
     "record_event",
     "record_events",
@@ -106,7 +108,7 @@ class RecordedEvent:
     session_created: bool
 
 
-def _ids(owner: Owner) -> tuple[int, int | None]:
+def owner_ids(owner: Owner) -> tuple[int, int | None]:
     """(owner's user id, ingest key id or None)."""
     if isinstance(owner, User):
         return owner.id, None
@@ -157,7 +159,7 @@ async def record_events(
             nothing is stored.
         StorageError: the transaction failed; nothing of this call is stored.
     """
-    user_id, key_id = _ids(owner)
+    user_id, key_id = owner_ids(owner)
     checked = check_events(owner, events)
     store = storage or get_storage()
     return await store.insert_events(user_id, checked, received_at or utc_now(), key_id, claim)
@@ -175,7 +177,7 @@ async def record_event(
     Same rules and errors (the field is named ``events[0].field``); a little slower in a
     busy group than a batch, so interfaces that need no id use `record_events`.
     """
-    user_id, key_id = _ids(owner)
+    user_id, key_id = owner_ids(owner)
     (checked,) = check_events(owner, [event])
     store = storage or get_storage()
     event_id, created = await store.insert_event(user_id, checked, received_at or utc_now(), key_id)
@@ -216,7 +218,7 @@ async def start_session(
     Raises `ValidationFailed` (naming ``source``, ``key`` or ``attributes``) for a bad
     value, and `SessionExists` for a key the owner has already.
     """
-    user_id, key_id = _ids(owner)
+    user_id, key_id = owner_ids(owner)
     start = check_session(
         source, key or mint_session_key(), attributes, client_time, ip, user_agent
     )
@@ -259,7 +261,7 @@ async def stop_session(
         stopped_at or utc_now(),
         client_time=parsed.raw,
         client_at=parsed.at,
-        user_id=None if owner is None else _ids(owner)[0],
+        user_id=None if owner is None else owner_ids(owner)[0],
     )
 
 
@@ -270,7 +272,7 @@ async def get_session(
     `stop_session`); None when there is none."""
     if not _key_shaped(key):
         return None
-    user_id = None if owner is None else _ids(owner)[0]
+    user_id = None if owner is None else owner_ids(owner)[0]
     return await (storage or get_storage()).find_session(source, key, user_id)
 
 
@@ -279,13 +281,21 @@ def _key_shaped(key: object) -> bool:
 
 
 def request_client() -> tuple[str | None, str | None]:
-    """The current request's client: (IP, user agent).
+    """The current request's client: (IP, user agent) (see `client_of`)."""
+    headers = request.headers
+    return client_of(headers.get("X-Real-IP"), request.remote_addr, headers.get("User-Agent"))
+
+
+def client_of(
+    real_ip: str | None, peer: str | None, agent: str | None
+) -> tuple[str | None, str | None]:
+    """A request's client: (IP, user agent), from its ``X-Real-IP`` and ``User-Agent``
+    headers (latin-1 text, as HTTP carries them; None when missing) and its peer's address.
 
     The IP is ``X-Real-IP`` when a proxy in front set it, else the peer's address; the user
     agent is the header's value (None when missing). Both as sent; `check_event` cuts them.
     """
-    ip = request.headers.get("X-Real-IP", "").strip() or request.remote_addr or None
-    agent = request.headers.get("User-Agent")
+    ip = (real_ip or "").strip() or peer or None
     if agent is not None:
         with contextlib.suppress(UnicodeError):
             agent = agent.encode("latin-1").decode("utf-8")

@@ -49,6 +49,7 @@ from bot_logging_server.events import (
     Event,
     EventQuery,
     Owner,
+    Recorded,
     StoredEvent,
     ValidationFailed,
     parse_event_time,
@@ -67,6 +68,8 @@ __all__ = [
     "bp",
     "category_events",
     "collector",
+    "collector_answer",
+    "eye_event",
     "invalid_time",
     "range_events",
     "session_events",
@@ -175,8 +178,9 @@ def _wire_detail(detail: str) -> str:
     return f"{_WIRE_NAMES.get(field, field)}: {rule}"
 
 
-def _event(body: Any, raw: bytes) -> Event:
-    """The Eye's body as an event of the common model; `EyeError` 400 when it cannot be."""
+def eye_event(body: Any, raw: bytes, client: tuple[str | None, str | None]) -> Event:
+    """The Eye's body (parsed from `raw`) sent by `client` (IP, user agent) as an event of
+    the common model; `EyeError` 400 when it cannot be."""
     if not isinstance(body, dict):
         raise _bad("body: must be a JSON object")
     session = body.get("session_id")
@@ -190,7 +194,7 @@ def _event(body: Any, raw: bytes) -> Event:
         raise _bad("name: this field is required")
     data = body.get("data")
     path = data.get("path") if isinstance(data, dict) else None
-    ip, agent = request_client()
+    ip, agent = client
     extra = any(key not in _FIELDS for key in body)
     return Event(
         "eye",
@@ -215,13 +219,18 @@ async def collector() -> Response:
         body = parse_json(raw)
     except APIError:
         raise _bad("JSON parse error: the body is not valid JSON") from None
-    event = _event(body, raw)
+    event = eye_event(body, raw, request_client())
     try:
         recorded = await record_events(owner, [event])
     except ValidationFailed as exc:
         raise _bad(_wire_detail(exc.detail)) from None
+    return json_response(collector_answer(event, recorded))
+
+
+def collector_answer(event: Event, recorded: Recorded) -> str:
+    """The collector's answer once `event` is stored: whether it opened its session."""
     verb = "added" if event.session in recorded.new_sessions else "updated"
-    return json_response(f"Session with session_id:{event.session} {verb}!")
+    return f"Session with session_id:{event.session} {verb}!"
 
 
 # The original was a Django view: its clients may post to /eye/collector/ as well.

@@ -56,7 +56,7 @@ from bot_logging_server.records import iso
 from bot_logging_server.schemas.values import BIGINT, clean_text
 from bot_logging_server.storage import utc_now
 
-__all__ = ["ACTIONS", "TrackError", "bp", "load_track", "track"]
+__all__ = ["ACTIONS", "TrackError", "bp", "load_track", "track", "track_event"]
 
 log = logging.getLogger(__name__)
 bp = Blueprint("track", __name__)
@@ -210,9 +210,10 @@ def _meta(text: str | None) -> Any:
         return text
 
 
-def _event(doc: dict[str, Any]) -> Event:
-    """The validated document as an event; ``server_context`` filled from the request."""
-    ip, agent = request_client()
+def track_event(doc: dict[str, Any], client: tuple[str | None, str | None]) -> Event:
+    """The validated document as an event; ``server_context`` filled from the request's
+    `client` (IP, user agent) and the server's clock."""
+    ip, agent = client
     server = {**doc["server_context"], "client_ip": ip, "user_agent": agent}
     server["received_at"] = iso(utc_now())
     data = {**doc, "meta": _meta(doc["meta"]), "server_context": server}
@@ -257,7 +258,7 @@ async def track() -> Response:
         body = parse_json(raw)
     except APIError:
         raise TrackError([_problem(["body"], "invalid JSON", "value_error.jsondecode")]) from None
-    event = _event(load_track(body))
+    event = track_event(load_track(body), request_client())
     try:
         await record_events(owner, [event])
     except ValidationFailed as exc:  # a common-model limit: a huge meta, or document
