@@ -10,7 +10,7 @@ from datetime import datetime
 
 import pymysql
 import pytest
-from support import recent_logs
+from support import new_account, recent_logs
 
 from bot_logging_server.config import DatabaseURL, build_config
 from bot_logging_server.storage import (
@@ -20,6 +20,7 @@ from bot_logging_server.storage import (
     StorageUnavailable,
     UserExists,
     UserNotFound,
+    get_storage,
     make_storage,
 )
 from bot_logging_server.storage.mysql import MIGRATIONS as MYSQL_MIGRATIONS
@@ -417,32 +418,56 @@ async def test_a_failing_statement_of_a_split_mysql_group_stores_none_of_the_gro
 
 
 @pytest.mark.parametrize("database_url", ["mysql"], indirect=True)
-async def test_a_mysql_group_commit_takes_two_round_trips(storage, user, monkeypatch):
-    """The owners' check is one query; the INSERT, both counters' upserts and the COMMIT go
-    together in a second (each aiomysql ``execute`` is one round trip)."""
+async def test_a_mysql_group_commit_takes_three_round_trips(storage, user, monkeypatch):
+    """The owners' check is one query; the INSERT and both counters' upserts go together in
+    a second; the COMMIT alone in a third (each aiomysql ``execute`` is one round trip)."""
     import aiomysql
 
-    sent: list[bytes] = []
+    sent: list[tuple[int, bytes]] = []
     execute = aiomysql.Cursor.execute
 
     async def recording(self, query, args=None):
-        text = query if isinstance(query, bytes) else query.encode()
-        if b"user_logs" in text or text.startswith(b"SELECT id FROM users"):
-            sent.append(text)  # not the background jobs' statements
+        sent.append((id(self), query if isinstance(query, bytes) else query.encode()))
         return await execute(self, query, args)
 
     monkeypatch.setattr(aiomysql.Cursor, "execute", recording)
     await storage.insert_logs(user.id, [_row(msg=f"m{i}") for i in range(30)], datetime.now())
-    assert len(sent) == 2, sent
-    assert sent[0].startswith(b"SELECT id FROM users")
-    statements = sent[1].split(b";")
+    (cursor,) = {c for c, text in sent if text.startswith(b"INSERT INTO user_logs")}
+    trips = [text for c, text in sent if c == cursor]  # not the background jobs'
+    assert len(trips) == 3, trips
+    assert trips[0].startswith(b"SELECT id FROM users")
+    statements = trips[1].split(b";")
     assert statements[0].startswith(b"INSERT INTO user_logs")
-    assert [s.split(b" (")[0] for s in statements[1:3]] == [
+    assert [s.split(b" (")[0] for s in statements[1:]] == [
         b"INSERT INTO log_counts",
         b"INSERT INTO log_counts_hour",
     ]
-    assert statements[-1] == b"COMMIT"
+    assert trips[2] == b"COMMIT"
     assert await storage.count_logs(user.id) == 30
+
+
+@pytest.mark.parametrize("database_url", ["mysql"], indirect=True)
+async def test_a_mysql_write_given_up_while_it_waits_for_a_lock_is_never_committed(
+    make_app, database_url
+):
+    """The client's timeout closes the connection with the rows sent but no COMMIT: once the
+    lock comes free the database rolls them back, so a 503 never hides a stored batch."""
+    url = DatabaseURL.parse(database_url)
+    async with make_app(db_timeout=0.3) as app:
+        storage = get_storage(app.app)
+        account = await new_account(storage)
+        other = pymysql.connect(host=url.host, port=url.port, user=url.user, password=url.password)
+        try:
+            with other.cursor() as cursor:
+                cursor.execute(f"LOCK TABLES `{url.name}`.user_logs WRITE")
+            with pytest.raises(StorageError):
+                await storage.insert_logs(account.id, [_row(msg="given up")], datetime.now())
+            with other.cursor() as cursor:
+                cursor.execute("UNLOCK TABLES")
+        finally:
+            other.close()
+        await asyncio.sleep(1.0)  # the INSERT the database still held has run by now
+        assert await storage.count_logs(account.id) == 0
 
 
 @pytest.mark.parametrize("database_url", ["mysql"], indirect=True)

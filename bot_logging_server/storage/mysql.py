@@ -11,9 +11,9 @@ each bounded by ``db_timeout``; a connection that saw any error is closed, never
 the pool heals by itself once the database is back.
 
 A write transaction sends the statements whose answers it does not read (INSERTs, upserts)
-together with its next statement or its COMMIT, in one round trip
-(`storage.mysql_transaction`): a group commit is two round trips, the owners' check and the
-rest.
+together, with its next statement when there is one, in one round trip
+(`storage.mysql_transaction`): a group commit is three round trips (the owners' check, the
+rows and counters, the COMMIT).
 
 Reads cannot starve ingest: the read API's queries (`MySQLDatabase.fetch`) run on the read
 pool (``pool_size``), while token checks, transactions and group commits run on a small write

@@ -4,9 +4,10 @@ A group commit's transaction is a few statements: the owners' check, the multi-r
 the counters' upserts, the commit. Sent one by one, each is a round trip to the database,
 and on one machine every round trip costs both processes a socket write and a wake-up.
 `MySQLTransaction.defer` keeps a statement whose answer nobody reads (an INSERT, an upsert)
-and sends it in front of the transaction's next statement, or of its ``COMMIT``, in one
-packet (the write pool's connections allow several statements per query: aiomysql's
-``CLIENT.MULTI_STATEMENTS``). The database runs them in order and stops at the first that
+and sends it in front of the transaction's next statement in one packet, or alone before the
+``COMMIT`` (the write pool's connections allow several statements per query: aiomysql's
+``CLIENT.MULTI_STATEMENTS``). The ``COMMIT`` always travels alone (`MySQLTransaction.commit`
+says why). The database runs them in order and stops at the first that
 fails; its error is raised by the call that sent it, still inside the transaction, which is
 then rolled back whole. No packet holds more than about `_STATEMENT_BYTES` (statements that
 would pass it go in a packet before).
@@ -128,5 +129,13 @@ class MySQLTransaction(Transaction):
             await self._defer_bytes(statement)
 
     async def commit(self) -> None:
-        """Send the deferred statements and ``COMMIT`` in one round trip."""
-        await self._send(b"COMMIT")
+        """Send the deferred statements, then ``COMMIT`` in a round trip of its own.
+
+        Never in one packet: a caller that gives up waiting (the timeout, while a statement
+        waits for a lock) closes the connection, and the database must then roll back. A
+        ``COMMIT`` already in the database's hands would still run once the lock comes free,
+        storing what the client was told had failed.
+        """
+        if self._deferred:
+            await self._flush()
+        await self._cur.execute(b"COMMIT")
