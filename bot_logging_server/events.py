@@ -23,7 +23,7 @@ The model (`bot_logging_server.storage.event_records`, `bot_logging_server.stora
   `IngestKey` (its owner, and the key is recorded on the events and the session it opens),
   or a `Session` (its owner and key: events are recorded into that session).
 
-Every function validates before it writes (`bot_logging_server.schemas.events.check_event`)
+Every function validates before it writes (`bot_logging_server.schemas.events.check_batch`)
 and raises `ValidationFailed` (``detail`` names the field: ``events[3].name: ...``) with
 nothing written; the caller renders it in its interface's error shape. Storage failures
 raise `StorageError` / `StorageUnavailable` (the app's handlers answer 500 / 503).
@@ -46,7 +46,7 @@ from bot_logging_server.schemas.events import (
     MAX_SESSION_CHARS,
     SOURCES,
     EventTime,
-    check_event,
+    check_batch,
     check_session,
     parse_event_time,
 )
@@ -125,7 +125,7 @@ def check_events(owner: Owner, events: Sequence[Event]) -> list[Event]:
     if isinstance(owner, Session):
         replace = msgspec.structs.replace
         events = [replace(e, source=owner.source, session=owner.key) for e in events]
-    return [check_event(event, f"events[{i}]") for i, event in enumerate(events)]
+    return check_batch(events)
 
 
 async def record_events(

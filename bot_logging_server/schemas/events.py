@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
@@ -48,6 +49,7 @@ __all__ = [
     "SOURCES",
     "EventTime",
     "SessionStart",
+    "check_batch",
     "check_event",
     "check_session",
     "parse_event_time",
@@ -190,6 +192,29 @@ def check_event(event: Event, where: str = "event") -> Event:
     `where` prefixes the field in an error (``events[3]`` gives ``events[3].name: ...``).
     ``client_at`` is parsed from ``client_time`` unless given. Raises `ValidationFailed`.
     """
+    return _checked(event, where, None)
+
+
+def check_batch(events: Sequence[Event], prefix: str = "events") -> list[Event]:
+    """Every event of a batch as `check_event` gives it; an error names the first failing
+    event's field (``events[3].name: ...``, `prefix` first).
+
+    Cheaper than a `check_event` per event: a client time sent by several events of the
+    batch (a client that stamps a batch once) is parsed once, and an event's field name is
+    written only when it fails.
+    """
+    times: dict[str, EventTime] = {}
+    checked: list[Event] = []
+    try:
+        for event in events:
+            checked.append(_checked(event, "", times))
+    except ValidationFailed as exc:
+        raise ValidationFailed(f"{prefix}[{len(checked)}]{exc.detail}") from None
+    return checked
+
+
+def _checked(event: Event, where: str, times: dict[str, EventTime] | None) -> Event:
+    """`check_event`; `times` (when given) remembers the client times parsed, by text."""
     if event.source not in SOURCES:
         raise ValidationFailed(f"{where}.source: must be one of {', '.join(SOURCES)}")
     session = event.session
@@ -211,11 +236,18 @@ def check_event(event: Event, where: str = "event") -> Event:
     ):
         raise ValidationFailed(f"{where}.data_raw: must be a string of at most {MAX_DATA_CHARS}")
     client_time, client_at = None, event.client_at
-    if event.client_time is not None:
-        parsed = parse_event_time(event.client_time)
+    sent = event.client_time
+    if sent is not None:
+        # Only text is remembered: 1, 1.0 and True are equal keys but different times.
+        if times is not None and type(sent) is str:
+            parsed = times.get(sent)
+            if parsed is None:
+                parsed = times[sent] = parse_event_time(sent)
+        else:
+            parsed = parse_event_time(sent)
         client_time, client_at = parsed.raw, client_at or parsed.at
     data_raw = event.data_raw
-    # Built field by field (not `dataclasses.replace`): this runs for every event stored.
+    # Built field by field (not a copy with changes): this runs for every event stored.
     return Event(
         event.source,
         _name(event.name, where, ".name", True),  # type: ignore[arg-type]
