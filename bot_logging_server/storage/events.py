@@ -25,9 +25,11 @@ so "unparseable or ahead of the server's clock" is one indexed range.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import itemgetter
 
 from bot_logging_server.storage.base import (
     MAX_STAT_ROWS,
@@ -229,7 +231,7 @@ class EventTable(Table):
         rolled-back attempt are cleared first. The requests' idempotency keys are claimed
         first (in key order); the events of a request whose key is on record are left out.
         """
-        requests = dict.fromkeys(row[0] for row in group)
+        requests = dict.fromkeys(map(itemgetter(0), group))
         claims = [r.claim for r in requests if r.claim is not None]
         for request in requests:
             request.id = None
@@ -241,10 +243,15 @@ class EventTable(Table):
                 claim.outcome.duplicate = await claim_key(tx, self.db.dialect, claim)
             if claims:
                 group = [row for row in group if _kept(row[0].claim)]
-            session_ids = await self._upsert_sessions(tx, group)
+            ids = await self._upsert_sessions(tx, group)
+            ids[None] = None  # an event without a session
+            if not any(request.single for request in requests):
+                rows = [(*values, ids[session]) for _, session, values in group]
+                await tx.insert_rows("events", _INSERT_COLUMNS, rows)
+                return
             bulk: list[tuple] = []
             for request, session, values in group:
-                row = (*values, session_ids[session] if session else None)
+                row = (*values, ids[session])
                 if not request.single:
                     bulk.append(row)
                     continue
@@ -256,21 +263,14 @@ class EventTable(Table):
 
     async def _upsert_sessions(self, tx: Transaction, group: list[_Row]) -> dict:
         """Create or update every session `group` names; return their ids by key."""
-        counts: dict[_SessionKey, int] = {}
-        first: dict[_SessionKey, _Row] = {}
-        last: dict[_SessionKey, _Row] = {}
-        for row in group:
-            session = row[1]
-            if session is None:
-                continue
-            if session in counts:
-                counts[session] += 1
-            else:
-                counts[session] = 1
-                first[session] = row
-            last[session] = row
+        sessions = list(map(itemgetter(1), group))
+        counts = Counter(sessions)
+        counts.pop(None, None)
+        # Each session's first and last row (the last of equal keys wins).
+        first = dict(zip(reversed(sessions), reversed(group), strict=True))
+        last = dict(zip(sessions, group, strict=True))
         ordered = sorted(counts)  # one lock order for every transaction
-        ids: dict[_SessionKey, int] = {}
+        ids: dict[_SessionKey | None, int | None] = {}
         for start in range(0, len(ordered), _SESSIONS_PER_STATEMENT):
             part = ordered[start : start + _SESSIONS_PER_STATEMENT]
             args: list = []
