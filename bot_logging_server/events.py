@@ -23,7 +23,7 @@ The model (`bot_logging_server.storage.event_records`, `bot_logging_server.stora
   `IngestKey` (its owner, and the key is recorded on the events and the session it opens),
   or a `Session` (its owner and key: events are recorded into that session).
 
-Every function validates before it writes (`bot_logging_server.schemas.events.check_event`)
+Every function validates before it writes (`bot_logging_server.schemas.events.check_batch`)
 and raises `ValidationFailed` (``detail`` names the field: ``events[3].name: ...``) with
 nothing written; the caller renders it in its interface's error shape. Storage failures
 raise `StorageError` / `StorageUnavailable` (the app's handlers answer 500 / 503).
@@ -32,13 +32,13 @@ raise `StorageError` / `StorageUnavailable` (the app's handlers answer 500 / 503
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import msgspec
 from quart import request
 
 from bot_logging_server.schemas.base import ValidationFailed
@@ -46,7 +46,7 @@ from bot_logging_server.schemas.events import (
     MAX_SESSION_CHARS,
     SOURCES,
     EventTime,
-    check_event,
+    check_batch,
     check_session,
     parse_event_time,
 )
@@ -123,8 +123,9 @@ def check_events(owner: Owner, events: Sequence[Event]) -> list[Event]:
     """Every event checked as `record_events` checks them (`ValidationFailed` naming
     ``events[i].field``); a `Session` owner's events go into that session."""
     if isinstance(owner, Session):
-        events = [dataclasses.replace(e, source=owner.source, session=owner.key) for e in events]
-    return [check_event(event, f"events[{i}]") for i, event in enumerate(events)]
+        replace = msgspec.structs.replace
+        events = [replace(e, source=owner.source, session=owner.key) for e in events]
+    return check_batch(events)
 
 
 async def record_events(

@@ -49,8 +49,10 @@ import math
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from bot_logging_server.schemas.base import ValidationFailed
 from bot_logging_server.schemas.events import check_event, check_session
@@ -199,7 +201,8 @@ def _checked(event: Event, client: Client) -> Event:
     """`event` with the client's IP and agent, checked as storage will check it; a value
     storage would refuse (too long) answers `PROBLEM`."""
     try:
-        return check_event(replace(event, ip=client.ip, user_agent=client.user_agent))
+        with_client = msgspec.structs.replace(event, ip=client.ip, user_agent=client.user_agent)
+        return check_event(with_client)
     except ValidationFailed:
         raise _Refused(PROBLEM) from None
 

@@ -7,7 +7,8 @@ from datetime import datetime
 
 import pytest
 
-from bot_logging_server.schemas.events import EventTime, parse_event_time
+from bot_logging_server.schemas.events import EventTime, check_batch, check_event, parse_event_time
+from bot_logging_server.storage import Event
 
 D = datetime
 
@@ -80,3 +81,15 @@ def test_the_raw_text_is_cut_to_255_characters_and_cleaned():
     parsed = parse_event_time("x" * 1000)
     assert parsed == EventTime("x" * 255, None)
     assert parse_event_time("2022\ud800").raw == "2022\ufffd"
+
+
+def test_a_batch_parses_each_events_time_as_a_lone_event_would():
+    # A batch remembers the times it parsed: equal keys of other types (1, 1.0, True, "1")
+    # are other times, and a time given parsed is kept.
+    sent = ["1", 1, 1.0, True, "1", 1641719727, "1641719727", "x", None, "1"]
+    events = [Event("api", "e", client_time=value) for value in sent]
+    events.append(Event("api", "e", client_time="1", client_at=D(2020, 1, 1)))
+    checked = check_batch(events)
+    assert checked == [check_event(event) for event in events]
+    assert [e.client_time for e in checked[:5]] == ["1", "1", "1.0", "true", "1"]
+    assert checked[-1].client_at == D(2020, 1, 1)

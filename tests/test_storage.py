@@ -342,32 +342,6 @@ async def test_an_upsert_inserts_a_new_key_and_updates_the_row_of_an_existing_on
             await tx.execute(f"DROP TABLE {table}")
 
 
-@pytest.mark.parametrize("database_url", ["mysql"], indirect=True)
-async def test_the_mysql_writer_escapes_each_distinct_value_of_a_group_once(
-    storage, user, monkeypatch
-):
-    """The speed of large batches: the driver's escaping, remembered for the group."""
-    import aiomysql
-
-    escaped = []
-    escape = aiomysql.Connection.escape
-
-    def counting(self, value):
-        escaped.append(value)
-        return escape(self, value)
-
-    monkeypatch.setattr(aiomysql.Connection, "escape", counting)
-    await storage.insert_logs(
-        user.id, [_row(msg=f"m{i % 3}") for i in range(200)], datetime(2026, 1, 1)
-    )
-    # Each distinct value once: three messages, one process name, one logger, not 200 each.
-    # (Only this batch's own values are counted: the app's background services may write
-    # meanwhile on other connections.)
-    assert sorted(v for v in escaped if v in ("m0", "m1", "m2")) == ["m0", "m1", "m2"]
-    assert escaped.count("p") == escaped.count("d") == 1
-    assert await storage.count_logs(user.id) == 200
-
-
 def _counting_inserts(monkeypatch) -> list[bytes]:
     """The INSERT statements aiomysql cursors execute from now on (and still execute)."""
     import aiomysql

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
@@ -48,6 +49,7 @@ __all__ = [
     "SOURCES",
     "EventTime",
     "SessionStart",
+    "check_batch",
     "check_event",
     "check_session",
     "parse_event_time",
@@ -190,7 +192,51 @@ def check_event(event: Event, where: str = "event") -> Event:
     `where` prefixes the field in an error (``events[3]`` gives ``events[3].name: ...``).
     ``client_at`` is parsed from ``client_time`` unless given. Raises `ValidationFailed`.
     """
-    if event.source not in SOURCES:
+    return _checked(event, where, None)
+
+
+def check_batch(events: Sequence[Event], prefix: str = "events") -> list[Event]:
+    """Every event of a batch as `check_event` gives it; an error names the first failing
+    event's field (``events[3].name: ...``, `prefix` first).
+
+    Cheaper than a `check_event` per event: what several events of the batch share is
+    checked once (a client time, when the client stamps a batch once; the client's IP and
+    user agent, one per request), and an event's field name is written only when it fails.
+    """
+    shared = _Shared()
+    checked: list[Event] = []
+    try:
+        for event in events:
+            checked.append(_checked(event, "", shared))
+    except ValidationFailed as exc:
+        raise ValidationFailed(f"{prefix}[{len(checked)}]{exc.detail}") from None
+    return checked
+
+
+class _Shared:
+    """What the events of one batch share, checked once: client times by their text, and
+    the last client (IP and user agent objects as sent, and as checked)."""
+
+    __slots__ = ("agent", "client", "ip", "times")
+
+    def __init__(self) -> None:
+        self.times: dict[str, EventTime] = {}
+        self.ip: object = None
+        self.agent: object = None
+        self.client: tuple[str | None, str | None] = (None, None)
+
+
+#: `SOURCES`, for a quick membership test.
+_SOURCE_SET = frozenset(SOURCES)
+
+
+def _checked(event: Event, where: str, shared: _Shared | None) -> Event:
+    """`check_event`; with `shared`, what a batch's events share is checked once.
+
+    The common case of each text field (a plain ASCII string within its length) is tested
+    inline; anything else goes through `_name` / `_cut`, which clean, cut or refuse it.
+    """
+    if event.source not in _SOURCE_SET:
         raise ValidationFailed(f"{where}.source: must be one of {', '.join(SOURCES)}")
     session = event.session
     if session is not None:
@@ -206,29 +252,63 @@ def check_event(event: Event, where: str = "event") -> Event:
         or not -BIGINT <= sequence < BIGINT
     ):
         raise ValidationFailed(f"{where}.sequence: must be a 64-bit integer")
-    if event.data_raw is not None and (
-        not isinstance(event.data_raw, str) or len(event.data_raw) > MAX_DATA_CHARS
-    ):
-        raise ValidationFailed(f"{where}.data_raw: must be a string of at most {MAX_DATA_CHARS}")
-    client_time, client_at = None, event.client_at
-    if event.client_time is not None:
-        parsed = parse_event_time(event.client_time)
-        client_time, client_at = parsed.raw, client_at or parsed.at
     data_raw = event.data_raw
-    # Built field by field (not `dataclasses.replace`): this runs for every event stored.
+    if data_raw is not None:
+        if not isinstance(data_raw, str) or len(data_raw) > MAX_DATA_CHARS:
+            raise ValidationFailed(
+                f"{where}.data_raw: must be a string of at most {MAX_DATA_CHARS}"
+            )
+        data_raw = clean_text(data_raw)
+    client_time, client_at = None, event.client_at
+    sent = event.client_time
+    if sent is not None:
+        # Only text is remembered: 1, 1.0 and True are equal keys but different times.
+        if shared is not None and type(sent) is str:
+            parsed = shared.times.get(sent)
+            if parsed is None:
+                parsed = shared.times[sent] = parse_event_time(sent)
+        else:
+            parsed = parse_event_time(sent)
+        client_time, client_at = parsed.raw, client_at or parsed.at
+    name = event.name
+    if type(name) is not str or len(name) > MAX_NAME_CHARS or not name.isascii():
+        name = _name(name, where, ".name", True)
+    category = event.category
+    if category is not None and (
+        type(category) is not str or len(category) > MAX_NAME_CHARS or not category.isascii()
+    ):
+        category = _name(category, where, ".category", False)
+    page = event.page
+    if page is not None and (
+        type(page) is not str or len(page) > MAX_PAGE_CHARS or not page.isascii()
+    ):
+        page = _cut(page, where, ".page", MAX_PAGE_CHARS)
+    data = _data(event.data, f"{where}.data")
+    ip, agent = event.ip, event.user_agent
+    if shared is not None and ip is shared.ip and agent is shared.agent:
+        ip, agent = shared.client
+    else:
+        client = (
+            _cut(ip, where, ".ip", _IP_CHARS),
+            _cut(agent, where, ".user_agent", _AGENT_CHARS),
+        )
+        if shared is not None:
+            shared.ip, shared.agent, shared.client = ip, agent, client
+        ip, agent = client
+    # Built field by field (not a copy with changes): this runs for every event stored.
     return Event(
         event.source,
-        _name(event.name, where, ".name", True),  # type: ignore[arg-type]
+        name,  # type: ignore[arg-type]
         session,
-        _name(event.category, where, ".category", False),
-        _cut(event.page, where, ".page", MAX_PAGE_CHARS),
-        _data(event.data, f"{where}.data"),
-        None if data_raw is None else clean_text(data_raw),
+        category,
+        page,
+        data,
+        data_raw,
         client_time,
         client_at,
         sequence,
-        _cut(event.ip, where, ".ip", _IP_CHARS),
-        _cut(event.user_agent, where, ".user_agent", _AGENT_CHARS),
+        ip,
+        agent,
     )
 
 

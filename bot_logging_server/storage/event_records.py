@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from bot_logging_server.storage.sessions import check_page
 
 __all__ = [
@@ -28,9 +30,14 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(msgspec.Struct, frozen=True, gc=False):
     """One usage event of the common model, as a wire interface hands it over.
+
+    An immutable record (positional or keyword arguments, equality by value, the repr of a
+    dataclass), built as a msgspec struct because two are built per event stored (the wire's,
+    then the checked one): a frozen dataclass took a tenth of ``POST /api/events``' CPU time.
+    Its ``data`` is parsed JSON or a dict an interface builds, never part of a reference
+    cycle, so it is left out of the garbage collector's work (``gc=False``).
 
     Attributes:
         source: the interface it came through (``eye microticks track stats api``).

@@ -25,9 +25,11 @@ so "unparseable or ahead of the server's clock" is one indexed range.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import itemgetter
 
 from bot_logging_server.storage.base import (
     MAX_STAT_ROWS,
@@ -97,19 +99,31 @@ _SessionKey = tuple[str, str, int]
 
 
 @dataclass(eq=False, slots=True)
-class _Pending:
-    """One event waiting in the group commit; the group's transaction fills the results."""
+class _Request:
+    """One `EventTable.insert_events` call in its group; the group's transaction fills in
+    the results. Its events travel as `_Row` tuples pointing at it."""
 
-    values: tuple
-    session: _SessionKey | None
-    session_start: tuple  # ingest_key_id, started_at, client time raw and parsed, ip, agent
-    name: str
-    last_at: object
-    single: bool = False
-    #: The ``Idempotency-Key`` of the request this event came in (one per batch), if any.
+    #: The ``Idempotency-Key`` of the request, if any.
     claim: Claim | None = None
-    id: int | None = field(default=None)
-    session_created: bool = False
+    #: `EventTable.insert_event`: its one event gets a statement of its own, for its id.
+    single: bool = False
+    id: int | None = None
+    #: The session keys this request's events opened.
+    opened: set[str] = field(default_factory=set)
+
+
+#: One event waiting in the group commit: its request, its session's unique key (None: no
+#: session) and its values in `_INSERT_COLUMNS` order but the last (the session's id).
+_Row = tuple[_Request, _SessionKey | None, tuple]
+#: Where `_session_start` reads a session's opening in an event's values: ingest_key_id,
+#: received_at, client_time, client_at, ip, user_agent.
+_START_VALUES = (2, 13, 8, 9, 14, 15)
+_NAME, _RECEIVED = 4, 13
+
+
+def _kept(claim: Claim | None) -> bool:
+    """Whether a request with `claim` is stored: no key, or a key not on record yet."""
+    return claim is None or claim.duplicate is None
 
 
 class EventTable(Table):
@@ -118,9 +132,7 @@ class EventTable(Table):
     def __init__(self, db: Database) -> None:
         """Run on `db`; up to ``db.writers`` group-commit transactions in flight."""
         super().__init__(db)
-        self._event_group: GroupCommit[_Pending] = GroupCommit(
-            self._write_events, writers=db.writers
-        )
+        self._event_group: GroupCommit[_Row] = GroupCommit(self._write_events, writers=db.writers)
 
     async def drain(self) -> None:
         """Finish every pending group commit of events."""
@@ -129,46 +141,54 @@ class EventTable(Table):
 
     # -- writing events -----------------------------------------------------------------
 
-    def _pending(
+    def _rows(
         self,
+        request: _Request,
         user_id: int,
-        event: Event,
+        events: Sequence[Event],
         received_at: datetime,
         key_id: int | None,
-        received: object = None,
-    ) -> _Pending:
-        """`event` as a row waiting for its group; `received` is `received_at` encoded, when
-        the caller has it already (one encoding for a whole request)."""
+    ) -> list[_Row]:
+        """`events` as rows waiting for their group. The times of a request are few (the
+        receive time, a client time often shared by its events): each is encoded once."""
         encode = self.db.dialect.encode_time
-        if received is None:
-            received = encode(received_at)
-        skew: int | None = None  # a client time that did not parse
-        if event.client_at is not None:
-            skew = (event.client_at - received_at) // _ONE_MS
-        elif event.client_time is None:
-            skew = 0  # no client time: the event's time is the receive time
-        client_at = None if event.client_at is None else encode(event.client_at)
-        values = (
-            user_id,
-            event.source,
-            key_id,
-            event.category,
-            event.name,
-            event.page,
-            json_or_none(event.data),
-            event.data_raw,
-            event.client_time,
-            client_at,
-            skew,
-            client_at if client_at is not None else received,
-            event.sequence,
-            received,
-            event.ip,
-            event.user_agent,
-        )
-        session = None if event.session is None else (event.source, event.session, user_id)
-        start = (key_id, received, event.client_time, client_at, event.ip, event.user_agent)
-        return _Pending(values, session, start, event.name, received)
+        received = encode(received_at)
+        times: dict[datetime, tuple[object, int]] = {}  # client_at -> (encoded, skew)
+        rows: list[_Row] = []
+        for event in events:
+            at = event.client_at
+            if at is not None:
+                known = times.get(at)
+                if known is None:
+                    known = times[at] = (encode(at), (at - received_at) // _ONE_MS)
+                client_at, skew = known
+                event_at = client_at
+            else:
+                # No client time: the event's time is the receive time (skew 0); one that
+                # did not parse: skew NULL.
+                client_at, event_at = None, received
+                skew = 0 if event.client_time is None else None
+            values = (
+                user_id,
+                event.source,
+                key_id,
+                event.category,
+                event.name,
+                event.page,
+                json_or_none(event.data),
+                event.data_raw,
+                event.client_time,
+                client_at,
+                skew,
+                event_at,
+                event.sequence,
+                received,
+                event.ip,
+                event.user_agent,
+            )
+            session = None if event.session is None else (event.source, event.session, user_id)
+            rows.append((request, session, values))
+        return rows
 
     async def insert_events(
         self,
@@ -187,76 +207,77 @@ class EventTable(Table):
         idempotency key) the key is recorded in the same transaction, unless it is on record
         already: then ``claim.duplicate`` is set and none of these events is stored.
         """
-        received = self.db.dialect.encode_time(received_at)
-        pending = [self._pending(user_id, e, received_at, key_id, received) for e in events]
-        if claim is not None and pending:
-            for p in pending:
-                p.claim = claim
-        await self._event_group.submit(pending)
+        request = _Request(claim)
+        rows = self._rows(request, user_id, events, received_at, key_id)
+        await self._event_group.submit(rows)
         if claim is not None and claim.duplicate is not None:
             return Recorded(0, frozenset())
-        new = frozenset(p.session[1] for p in pending if p.session_created and p.session)
-        return Recorded(len(pending), new)
+        return Recorded(len(rows), frozenset(request.opened))
 
     async def insert_event(
         self, user_id: int, event: Event, received_at: datetime, key_id: int | None = None
     ) -> tuple[int, bool]:
         """`insert_events` for one event whose id is needed: returns (its id, whether it
         opened its session). Costs one statement more in its group than a batch does."""
-        pending = self._pending(user_id, event, received_at, key_id)
-        pending.single = True
-        await self._event_group.submit([pending])
-        assert pending.id is not None
-        return pending.id, pending.session_created
+        request = _Request(single=True)
+        await self._event_group.submit(self._rows(request, user_id, [event], received_at, key_id))
+        assert request.id is not None
+        return request.id, bool(request.opened)
 
-    async def _write_events(self, group: list[_Pending]) -> None:
+    async def _write_events(self, group: list[_Row]) -> None:
         """A group's transaction: its sessions upserted, then its events inserted.
 
         Group commit runs it again after a `Conflict` (rolled back whole): the results of a
         rolled-back attempt are cleared first. The requests' idempotency keys are claimed
         first (in key order); the events of a request whose key is on record are left out.
         """
-        claims = {id(p.claim): p.claim for p in group if p.claim is not None}
-        for p in group:
-            p.id, p.session_created = None, False
-        for claim in claims.values():
+        requests = dict.fromkeys(map(itemgetter(0), group))
+        claims = [r.claim for r in requests if r.claim is not None]
+        for request in requests:
+            request.id = None
+            request.opened.clear()
+        for claim in claims:
             claim.outcome.duplicate = None
         async with self.db.transaction() as tx:
-            for claim in sorted(claims.values(), key=lambda c: (c.user_id, c.key)):
+            for claim in sorted(claims, key=lambda c: (c.user_id, c.key)):
                 claim.outcome.duplicate = await claim_key(tx, self.db.dialect, claim)
             if claims:
-                group = [p for p in group if p.claim is None or p.claim.duplicate is None]
-            session_ids = await self._upsert_sessions(tx, group)
+                group = [row for row in group if _kept(row[0].claim)]
+            ids = await self._upsert_sessions(tx, group)
+            ids[None] = None  # an event without a session
+            if not any(request.single for request in requests):
+                rows = [(*values, ids[session]) for _, session, values in group]
+                await tx.insert_rows("events", _INSERT_COLUMNS, rows)
+                return
             bulk: list[tuple] = []
-            for p in group:
-                row = (*p.values, session_ids[p.session] if p.session else None)
-                if not p.single:
+            for request, session, values in group:
+                row = (*values, ids[session])
+                if not request.single:
                     bulk.append(row)
                     continue
                 await tx.insert_rows("events", _INSERT_COLUMNS, bulk)
                 bulk = []
                 done = await tx.execute(multi_row_insert("events", _INSERT_COLUMNS, 1), row)
-                p.id = done.lastrowid
+                request.id = done.lastrowid
             await tx.insert_rows("events", _INSERT_COLUMNS, bulk)
 
-    async def _upsert_sessions(self, tx: Transaction, group: list[_Pending]) -> dict:
+    async def _upsert_sessions(self, tx: Transaction, group: list[_Row]) -> dict:
         """Create or update every session `group` names; return their ids by key."""
-        counts: dict[_SessionKey, int] = {}
-        first: dict[_SessionKey, _Pending] = {}
-        last: dict[_SessionKey, _Pending] = {}
-        for p in group:
-            if p.session is not None:
-                counts[p.session] = counts.get(p.session, 0) + 1
-                first.setdefault(p.session, p)
-                last[p.session] = p
+        sessions = list(map(itemgetter(1), group))
+        counts = Counter(sessions)
+        counts.pop(None, None)
+        # Each session's first and last row (the last of equal keys wins).
+        first = dict(zip(reversed(sessions), reversed(group), strict=True))
+        last = dict(zip(sessions, group, strict=True))
         ordered = sorted(counts)  # one lock order for every transaction
-        ids: dict[_SessionKey, int] = {}
+        ids: dict[_SessionKey | None, int | None] = {}
         for start in range(0, len(ordered), _SESSIONS_PER_STATEMENT):
             part = ordered[start : start + _SESSIONS_PER_STATEMENT]
             args: list = []
             for key in part:
-                args += [*key, *first[key].session_start, counts[key]]
-                args += [last[key].last_at, last[key].name]
+                opening, latest = first[key][2], last[key][2]
+                args += [*key, *(opening[i] for i in _START_VALUES), counts[key]]
+                args += [latest[_RECEIVED], latest[_NAME]]
             await tx.defer(  # sent with the read-back below
                 self.db.dialect.upsert(
                     "sessions",
@@ -277,7 +298,7 @@ class EventTable(Table):
                 key = (row[1], binary_text(row[2]), row[3])
                 ids[key] = row[0]
                 if key in counts and int(row[4]) == counts[key]:
-                    first[key].session_created = True  # this group inserted it
+                    first[key][0].opened.add(key[1])  # this group inserted it
         missing = [key for key in ordered if key not in ids]
         if missing:  # never expected: the upsert just wrote them
             raise StorageError(f"{len(missing)} sessions not found after their upsert")

@@ -12,56 +12,25 @@ fails; its error is raised by the call that sent it, still inside the transactio
 then rolled back whole. No packet holds more than about `_STATEMENT_BYTES` (statements that
 would pass it go in a packet before).
 
-`insert_statements` writes the multi-row INSERTs, each distinct value escaped once.
+`bot_logging_server.storage.mysql_insert` writes the multi-row INSERTs, each distinct value of
+a column escaped once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import aiomysql
 
 from bot_logging_server.storage.base import Executed, Transaction
 from bot_logging_server.storage.mysql_dialect import format_style
+from bot_logging_server.storage.mysql_insert import insert_statements
 
-__all__ = ["MySQLTransaction", "insert_statements"]
+__all__ = ["MySQLTransaction"]
 
-#: Bytes per statement of `insert_statements` (aiomysql's own ``executemany`` limit), and
-#: per packet of statements sent together; a larger group takes several.
+#: Bytes per multi-row INSERT (aiomysql's own ``executemany`` limit), and per packet of
+#: statements sent together; a larger group takes several.
 _STATEMENT_BYTES = 1_024_000
-
-
-def insert_statements(
-    table: str, columns: tuple[str, ...], rows: Sequence[tuple], escape: Callable[[Any], str]
-) -> Iterator[bytes]:
-    """Multi-row ``INSERT`` statements holding `rows`, each distinct value escaped once.
-
-    The rows of a batch repeat most of their values (user, pid, process names, levels,
-    times); profiling a 1000-record batch showed the driver's per-value escaping as the
-    largest cost. The escaping is the driver's own (`escape`, which knows the session's
-    ``NO_BACKSLASH_ESCAPES``), remembered per column for the call. Equal values of
-    different types (``1``, ``True``, ``1.0``) are the same number in SQL.
-    """
-    prefix = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ".encode()
-    memos: list[dict[Any, str]] = [{} for _ in columns]
-    parts: list[bytes] = []
-    size = len(prefix)
-    for row in rows:
-        literals = []
-        for memo, value in zip(memos, row, strict=True):
-            literal = memo.get(value)
-            if literal is None:
-                literal = memo[value] = escape(value)
-            literals.append(literal)
-        part = ("(" + ",".join(literals) + ")").encode("utf-8", "surrogateescape")
-        if parts and size + len(part) + 1 > _STATEMENT_BYTES:
-            yield prefix + b",".join(parts)
-            parts, size = [], len(prefix)
-        parts.append(part)
-        size += len(part) + 1
-    if parts:
-        yield prefix + b",".join(parts)
 
 
 class MySQLTransaction(Transaction):
@@ -123,9 +92,8 @@ class MySQLTransaction(Transaction):
     ) -> None:
         """Defer multi-row INSERTs of `rows` (`insert_statements`: each distinct value of a
         column escaped once, statements of at most about a megabyte)."""
-        rows = [tuple(row) for row in rows]
-        escape = self._cur.connection.escape
-        for statement in insert_statements(table, tuple(columns), rows, escape):
+        conn = self._cur.connection
+        for statement in insert_statements(table, columns, rows, conn, _STATEMENT_BYTES):
             await self._defer_bytes(statement)
 
     async def commit(self) -> None:
