@@ -36,7 +36,7 @@ _STATEMENT_BYTES = 1_024_000
 class MySQLTransaction(Transaction):
     """Statements on the cursor of a write-pool connection, deferred ones sent with the next.
 
-    `commit` must end it: it sends what is deferred with the ``COMMIT``.
+    `commit` must end it: it sends what is deferred, then the ``COMMIT``.
     """
 
     def __init__(self, cur: aiomysql.Cursor) -> None:
