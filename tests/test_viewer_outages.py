@@ -179,3 +179,4 @@ def test_retry_after_is_honoured_even_when_longer_than_the_back_off(tabs, tmp_pa
         page.unroute_all()
         wait_for_recovery(page, within=50)
         expect(page.locator("#logs tbody td.msg")).to_have_text(["patience"])
+        page.close()  # before the server stops: no refresh of the page meets a closed port

@@ -99,9 +99,9 @@ class Tabs:
     def check(self) -> None:
         for context in self.contexts:
             context.close()
-        assert self.foreign == [], "the page requested another host"
+        assert self.foreign == [], f"the page requested another host: {self.foreign}"
         unexpected = [e for e in self.errors if not any(re.search(a, e) for a in self.allowed)]
-        assert unexpected == []
+        assert unexpected == [], f"unexpected console errors: {unexpected}"
 
 
 def sign_in(
