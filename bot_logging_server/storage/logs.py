@@ -60,9 +60,8 @@ _INSERT_COLUMNS = (
     "post_time",
     "received_at",
 )
-#: The index of (user_id, event_at, level): time ranges and stats.
-_EVENT_INDEX = "ix_user_logs_user_event_level"
-#: The index of (user_id, event_at, id): the records in event-time order, the keyset.
+#: The index of (user_id, event_at, id): the records in event-time order, the keyset, and
+#: time ranges.
 _EVENT_ID_INDEX = "ix_user_logs_user_event_id"
 #: The index of (user_id, id): the records in arrival order.
 _ID_INDEX = "ix_user_logs_user_id"
@@ -75,8 +74,8 @@ SUGGEST_WINDOW = 20_000
 SUGGEST_LIMIT = 20
 #: Distinct values read for a suggestion before sorting (a bound on what one read returns).
 _SUGGEST_DISTINCT = 1000
-#: A time range with fewer rows than this is read through `_EVENT_INDEX` (where the backend
-#: can be told to).
+#: A time range with fewer rows than this is read through `_EVENT_ID_INDEX` (where the
+#: backend can be told to).
 _SMALL_RANGE = 50_000
 
 
@@ -255,7 +254,7 @@ class LogTable(Table):
             hint = dialect.index_hint(_EVENT_ID_INDEX) or dialect.pinned_index(_EVENT_ID_INDEX)
         else:
             order = f"id {direction}"
-            hint = dialect.index_hint(_EVENT_INDEX)
+            hint = dialect.index_hint(_EVENT_ID_INDEX)
             if hint and not await self._small_range(user_id, query):
                 hint = ""
             if not hint and query.since is None and query.until is None:

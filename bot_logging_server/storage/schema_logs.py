@@ -1,6 +1,6 @@
 """The schema of the log side: ``users``, ``user_logs``, ``retention`` and the counters.
 
-Steps 1, 2, 3, 7 and 8 of `storage.migrations`, each spelled for both backends side by side
+Steps 1, 2, 3, 7, 8 and 9 of `storage.migrations`, each spelled for both backends side by side
 (``(version, name, {backend: statements})``). MySQL stores times as DATETIME(6); SQLite as
 text "YYYY-MM-DD HH:MM:SS.ffffff" (UTC), which sorts.
 """
@@ -204,6 +204,17 @@ STEPS: tuple[tuple[int, str, dict[str, tuple[str, ...]]], ...] = (
                 ) WITHOUT ROWID""",
                 *COUNTS_FILL["sqlite"],
             ),
+        },
+    ),
+    (
+        9,
+        "user_logs: (user_id, event_at, level) index dropped",
+        {
+            # The stats read the counters now, and a time range reads (user_id, event_at,
+            # id) as well: the index only cost every insert (measured: ingest at 30 x 64
+            # on MariaDB 15-35 % faster without it).
+            "mysql": ("ALTER TABLE user_logs DROP INDEX ix_user_logs_user_event_level",),
+            "sqlite": ("DROP INDEX IF EXISTS ix_user_logs_user_event_level",),
         },
     ),
 )
