@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 import orjson
-from support import new_account, new_key, stored_events
+from support import counting_quart, new_account, new_key, stored_events
 
 from bot_logging_server.lanes import get_lanes
 from bot_logging_server.storage import get_storage
@@ -41,18 +41,6 @@ def _api_events(n: int, **fields: Any) -> dict:
             for i in range(n)
         ]
     }
-
-
-def _counting_quart(app: Any) -> list[str]:
-    handled: list[str] = []
-    handle = app.app.handle_request
-
-    async def counting(request: Any) -> Any:
-        handled.append(request.path)
-        return await handle(request)
-
-    app.app.handle_request = counting
-    return handled
 
 
 async def _send(client: Any, case: tuple, key: str, account: Any) -> Any:
@@ -155,13 +143,17 @@ async def test_every_answer_and_every_stored_event_is_the_handlers(make_app):
             assert seen[0][3] == seen[1][3], name
 
 
+async def _writer(app: Any) -> tuple[Any, Any, Any, str]:
+    """The app's storage and a client, and a new account with an ingest key."""
+    storage = get_storage(app.app)
+    account = await new_account(storage)
+    return storage, app.test_client(), account, await new_key(storage, account.id)
+
+
 async def test_a_verified_writer_is_served_without_quart(make_app):
     async with make_app() as app:
-        storage = get_storage(app.app)
-        client = app.test_client()
-        account = await new_account(storage)
-        key = await new_key(storage, account.id)
-        handled = _counting_quart(app)
+        _, client, account, key = await _writer(app)
+        handled = counting_quart(app)
         for case in ("api: a batch with a key", "eye: an event with a key", "track: an event"):
             first = await _send(client, CASES[case], key, account)
             assert first.status_code == 200
@@ -181,10 +173,7 @@ async def test_a_disabled_key_is_not_served_by_a_lane(make_app):
     from bot_logging_server import accounts
 
     async with make_app() as app:
-        storage = get_storage(app.app)
-        client = app.test_client()
-        account = await new_account(storage)
-        key = await new_key(storage, account.id)
+        storage, client, account, key = await _writer(app)
         assert (await _send(client, CASES["track: an event"], key, account)).status_code == 200
         (stored,) = await storage.list_keys(account.id)
         await accounts.set_key_disabled(storage, stored.name, True)

@@ -9,25 +9,19 @@ from typing import Any
 
 import orjson
 import pytest
-from support import client_body, client_headers, client_record, new_account, recent_logs
+from support import (
+    client_body,
+    client_headers,
+    client_record,
+    counting_quart,
+    new_account,
+    recent_logs,
+)
 
 from bot_logging_server.lanes import get_lanes
 from bot_logging_server.storage import get_storage
 
 _LIMITS = {"max_records": 5, "max_msg_chars": 50}
-
-
-def _counting_quart(app: Any) -> list[str]:
-    """The paths of the requests Quart itself handles from now on."""
-    handled: list[str] = []
-    handle = app.app.handle_request
-
-    async def counting(request: Any) -> Any:
-        handled.append(request.path)
-        return await handle(request)
-
-    app.app.handle_request = counting
-    return handled
 
 
 async def _post(client: Any, token: str, body: Any, **headers: str) -> Any:
@@ -40,7 +34,7 @@ async def test_a_verified_batch_is_stored_without_quart(make_app):
         storage = get_storage(app.app)
         account = await new_account(storage)
         client = app.test_client()
-        handled = _counting_quart(app)
+        handled = counting_quart(app)
         first = await _post(client, account.token, client_body(account.name, 2))
         assert first.status_code == 200 and len(handled) == 1  # verifies the token
         second = await _post(client, account.token, client_body(account.name, 3))
@@ -182,7 +176,7 @@ async def test_a_storage_failure_in_the_lane_is_answered_as_the_handler_and_trie
             calls.append(args)
             raise StorageUnavailable("the database went away")
 
-        handled = _counting_quart(app)
+        handled = counting_quart(app)
         monkeypatch.setattr(Storage, "insert_logs", failing)
         response = await _post(client, account.token, client_body(account.name, 2))
         assert response.status_code == 503
@@ -216,7 +210,7 @@ async def test_requests_only_the_handler_understands_go_to_quart(make_app, heade
         account = await new_account(get_storage(app.app))
         client = app.test_client()
         await _post(client, account.token, client_body(account.name, 1))
-        handled = _counting_quart(app)
+        handled = counting_quart(app)
         await _post(client, account.token, client_body(account.name, 1), **headers)
         assert len(handled) == 1
 
@@ -229,7 +223,7 @@ async def test_a_body_past_the_offload_size_is_given_whole_to_the_handler(make_a
         account = await new_account(storage)
         client = app.test_client()
         await _post(client, account.token, client_body(account.name, 1))
-        handled = _counting_quart(app)
+        handled = counting_quart(app)
         records = [client_record(i, msg=f"{i} " + "y" * 400) for i in range(900)]
         body = orjson.dumps(client_body(account.name, records))
         assert len(body) > OFFLOAD_BYTES

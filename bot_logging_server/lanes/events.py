@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import unquote_to_bytes
 
 import orjson
@@ -136,6 +136,18 @@ class _EventsLane(Lane):
         username = _header_user(headers)
         return self._auth.verified(username, token) if username and token else None
 
+    async def _store_one(
+        self, owner: Owner, build: Callable[[], Event]
+    ) -> tuple[Event, Recorded | Answer]:
+        """The event `build` makes from the request, checked and stored for `owner`;
+        `Declined` when it cannot be made or checked (nothing stored)."""
+        try:
+            event = build()
+            checked = check_events(owner, [event])
+        except (ValidationFailed, APIError):
+            raise Declined() from None
+        return event, await self._store(owner, checked)
+
     async def _store(self, owner: Owner, checked: Sequence[Event]) -> Recorded | Answer:
         """Store `checked` for `owner` as `record_events` does; the app's answer to a
         failure of the write."""
@@ -177,11 +189,7 @@ class EventsAPILane(_EventsLane):
             raw = read_events(parse_json(body))
             if len(raw) > MAX_BATCH:
                 raise Declined()
-            headers = _headers(scope)
-            client = client_of(
-                _one(headers, b"x-real-ip"), _peer(scope), _one(headers, b"user-agent")
-            )
-            checked = check_events(admitted, load_events(raw, *client))
+            checked = check_events(admitted, load_events(raw, *_client(scope)))
             if self._limiter is not None:
                 await self._limiter.check(owner_ids(admitted)[0], len(raw))  # the last check
         except (ValidationFailed, APIError):
@@ -210,16 +218,9 @@ class EyeLane(_EventsLane):
 
     async def serve(self, scope: Scope, admitted: Owner, body: bytes) -> Answer:
         """Check and store the event; `Declined` before the write when a check fails."""
-        try:
-            headers = _headers(scope)
-            client = client_of(
-                _one(headers, b"x-real-ip"), _peer(scope), _one(headers, b"user-agent")
-            )
-            event = eye_event(parse_json(body), body, client)
-            checked = check_events(admitted, [event])
-        except (ValidationFailed, APIError):
-            raise Declined() from None
-        stored = await self._store(admitted, checked)
+        event, stored = await self._store_one(
+            admitted, lambda: eye_event(parse_json(body), body, _client(scope))
+        )
         if isinstance(stored, Answer):
             return stored
         return Answer.json(orjson.dumps(collector_answer(event, stored)), 200, _ANY_ORIGIN)
@@ -238,19 +239,16 @@ class TrackLane(_EventsLane):
 
     async def serve(self, scope: Scope, admitted: Owner, body: bytes) -> Answer:
         """Check and store the event; `Declined` before the write when a check fails."""
-        try:
-            headers = _headers(scope)
-            client = client_of(
-                _one(headers, b"x-real-ip"), _peer(scope), _one(headers, b"user-agent")
-            )
-            event = track_event(load_track(parse_json(body)), client)
-            checked = check_events(admitted, [event])
-        except (ValidationFailed, APIError):
-            raise Declined() from None
-        stored = await self._store(admitted, checked)
-        if isinstance(stored, Answer):
-            return stored
-        return Answer.json(b"null", 200, _ANY_ORIGIN)
+        _, stored = await self._store_one(
+            admitted, lambda: track_event(load_track(parse_json(body)), _client(scope))
+        )
+        return stored if isinstance(stored, Answer) else Answer.json(b"null", 200, _ANY_ORIGIN)
+
+
+def _client(scope: Scope) -> tuple[str | None, str | None]:
+    """The request's client (IP, user agent) as the handlers see it (`client_of`)."""
+    headers = _headers(scope)
+    return client_of(_one(headers, b"x-real-ip"), _peer(scope), _one(headers, b"user-agent"))
 
 
 def _peer(scope: Scope) -> str:

@@ -152,3 +152,17 @@ async def recent_logs(storage: Storage, user_id: int, limit: int = 100) -> list[
         (user_id, limit),
     )
     return [StoredLog.from_row(row, storage.db.dialect.decode_time) for row in rows]
+
+
+def counting_quart(app: Any) -> list[str]:
+    """The paths of the requests Quart itself handles from now on (the ones no lane of
+    `bot_logging_server.lanes` served): wraps `app`'s ``handle_request``."""
+    handled: list[str] = []
+    handle = app.app.handle_request
+
+    async def counting(request: Any) -> Any:
+        handled.append(request.path)
+        return await handle(request)
+
+    app.app.handle_request = counting
+    return handled
