@@ -76,7 +76,7 @@ SOAK = frozenset(
         )
     }
     | {
-        "test_stats_ws.py::test_sigterm_stores_every_acknowledged_frame_and_closes_open_"
+        "test_stats_ws_server.py::test_sigterm_stores_every_acknowledged_frame_and_closes_open_"
         f"sockets_with_1001[{variant}]"
         for variant in (
             "sqlite-hypercorn-one-process",

@@ -21,6 +21,7 @@ Anything else, every refusal included, is the handler's: its interface's own err
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
@@ -127,8 +128,10 @@ class _EventsLane(Lane):
         except Declined:
             return None
 
+    @abc.abstractmethod
     def _writer(self, scope: Scope, headers: dict[bytes, list[str]]) -> Owner | None:
-        raise NotImplementedError
+        """The writer the request's credentials name, verified lately; None otherwise (the
+        handler's); `Declined` for credentials only the handler reads."""
 
     def _user(self, headers: dict[bytes, list[str]], token: str | None) -> Owner | None:
         """The user of ``X-User`` and `token`, verified lately; None otherwise."""
