@@ -10,13 +10,10 @@ needs only the standard library.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import subprocess
 import sys
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +28,7 @@ from support import (
     FakeServer,
     ServerProcess,
     add_user,
+    logger_rows,
     run_and_exit,
     wait_for,
 )
@@ -51,13 +49,7 @@ class Live:
 
     def rows(self, logger: str) -> list[dict[str, Any]]:
         """The user's stored records from logger `logger`, oldest first (``GET /api/logs``)."""
-        query = urllib.parse.urlencode({"p_description": logger, "limit": 1000})
-        request = urllib.request.Request(
-            f"{self.url}/api/logs?{query}",
-            headers={"X-User": self.user.name, "X-User-Token": self.user.token},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return sorted(json.loads(response.read())["logs"], key=lambda row: row["id"])
+        return logger_rows(self.port, self.user, logger)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "mysql"])

@@ -32,6 +32,7 @@ from support import (
     assert_error,
     client_body,
     client_headers,
+    logger_rows,
     recent_logs,
 )
 
@@ -56,13 +57,7 @@ class Live:
         )
 
     def rows(self, logger: str) -> list[dict[str, Any]]:
-        query = urllib.parse.urlencode({"p_description": logger, "limit": 1000})
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/api/logs?{query}",
-            headers={"X-User": self.user.name, "X-User-Token": self.user.token},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return sorted(json.loads(response.read())["logs"], key=lambda row: row["id"])
+        return logger_rows(self.port, self.user, logger)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "mysql"])

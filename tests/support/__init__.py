@@ -74,6 +74,7 @@ from support.process import (
     free_ports,
     half_sent_request,
     http,
+    logger_rows,
     parse_reply,
     run_app,
 )
@@ -122,6 +123,7 @@ __all__ = [
     "key_name",
     "list_alerts",
     "log_rows",
+    "logger_rows",
     "new_account",
     "new_key",
     "no_leak",

@@ -25,6 +25,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -343,3 +345,15 @@ class ServerProcess(AppProcess):
     async def wait_ready(self, timeout: float = 30.0) -> Self:
         """`wait_ready_blocking` in a thread, so the test's event loop keeps running."""
         return await asyncio.to_thread(self.wait_ready_blocking, timeout)
+
+
+def logger_rows(port: int, account: Any, logger: str) -> list[dict[str, Any]]:
+    """`account`'s stored records from logger `logger` on the server at `port`, oldest
+    first (``GET /api/logs``, blocking)."""
+    query = urllib.parse.urlencode({"p_description": logger, "limit": 1000})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/logs?{query}",
+        headers={"X-User": account.name, "X-User-Token": account.token},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return sorted(orjson.loads(response.read())["logs"], key=lambda row: row["id"])
