@@ -266,12 +266,10 @@ class Authenticator:
         others use `authenticate_key`. A key's state is at most ``auth_cache_seconds`` old
         (a change made through `bot_logging_server.accounts` in this process: none).
         """
-        if key is None:
+        shaped = _key_shaped(key)
+        if shaped is None:
             return None
-        key = key.strip().lower()
-        if not is_token_shaped(key):
-            return None
-        digest = hashlib.sha256(b"key:" + key.encode()).digest()
+        key, digest = shaped
         entry = self._keys.get(digest)
         if entry is not None and self._fresh(entry):
             return entry.key
@@ -285,12 +283,8 @@ class Authenticator:
     def verified_key(self, key: str | None) -> IngestKey | None:
         """The active ingest key `authenticate_key` would answer at once: one verified within
         the cache time; else None (then only `find_key` can tell). No database, no hash."""
-        if key is None:
-            return None
-        key = key.strip().lower()
-        if not is_token_shaped(key):
-            return None
-        entry = self._keys.get(hashlib.sha256(b"key:" + key.encode()).digest())
+        shaped = _key_shaped(key)
+        entry = None if shaped is None else self._keys.get(shaped[1])
         fresh = entry is not None and self._fresh(entry)
         return entry.key if fresh and entry.key.active else None
 
@@ -352,6 +346,17 @@ def _shaped(token: str | None) -> str:
     if shaped is None:
         raise Forbidden()
     return shaped
+
+
+def _key_shaped(key: str | None) -> tuple[str, bytes] | None:
+    """An ingest key as compared (trimmed, lower case) and its cache digest; None when it
+    is missing or not 32 hex digits (it can never match)."""
+    if key is None:
+        return None
+    key = key.strip().lower()
+    if not is_token_shaped(key):
+        return None
+    return key, hashlib.sha256(b"key:" + key.encode()).digest()
 
 
 def _client_address() -> str | None:

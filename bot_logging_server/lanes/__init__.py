@@ -34,7 +34,16 @@ from quart.utils import encode_headers
 
 from bot_logging_server.errors import error_body, json_response
 
-__all__ = ["Answer", "Declined", "Lane", "Lanes", "get_lanes", "install"]
+__all__ = [
+    "Answer",
+    "Declined",
+    "Lane",
+    "Lanes",
+    "get_lanes",
+    "header_values",
+    "install",
+    "one_header",
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -83,6 +92,13 @@ class Lane(abc.ABC):
 
     def start(self, app: Quart) -> None:  # noqa: B027 (optional hook)
         """Look up what the lane needs from the started app (in ``before_serving``)."""
+
+    def takes_length(self, headers: dict[bytes, list[str]]) -> bool:
+        """Whether the ``Content-Length`` (when one is sent) is one value the lane reads."""
+        values = headers.get(b"content-length")
+        if values is None:
+            return True
+        return len(values) == 1 and values[0].isdigit() and int(values[0]) <= self.most_bytes
 
     @abc.abstractmethod
     def admit(self, scope: Scope) -> Any:
@@ -144,15 +160,23 @@ class Lanes:
         await _send(send, answer)
 
 
-def declared_length(headers: Headers) -> int | None:
-    """The ``Content-Length`` of a request head when it is one well-formed value, else
-    None (none sent; several, or malformed: -1)."""
-    found = [value for name, value in headers if name == b"content-length"]
-    if not found:
+def header_values(scope: Scope) -> dict[bytes, list[str]]:
+    """The request's header values by lower-case name, as text (latin-1, as HTTP has it)."""
+    found: dict[bytes, list[str]] = {}
+    for name, value in scope["headers"]:
+        found.setdefault(name, []).append(value.decode("latin-1"))
+    return found
+
+
+def one_header(headers: dict[bytes, list[str]], name: bytes) -> str | None:
+    """The header's value when it is sent once; None when missing; `Declined` if repeated
+    (the handler decides what that means)."""
+    values = headers.get(name)
+    if values is None:
         return None
-    if len(found) > 1 or not found[0].isdigit():
-        return -1
-    return int(found[0])
+    if len(values) > 1:
+        raise Declined()
+    return values[0]
 
 
 async def _read_body(

@@ -36,7 +36,14 @@ from bot_logging_server.blueprints.track import load_track, track_event
 from bot_logging_server.errors import APIError, error_body, json_response, storage_error_response
 from bot_logging_server.events import Event, Owner, check_events, client_of, owner_ids
 from bot_logging_server.json_body import parse_json
-from bot_logging_server.lanes import Answer, Declined, Lane, Scope, declared_length
+from bot_logging_server.lanes import (
+    Answer,
+    Declined,
+    Lane,
+    Scope,
+    header_values,
+    one_header,
+)
 from bot_logging_server.observe import note
 from bot_logging_server.ratelimit import RateLimiter, get_rate_limiter
 from bot_logging_server.schemas.base import ValidationFailed
@@ -58,25 +65,6 @@ log = logging.getLogger(__name__)
 _ANY_ORIGIN = (b"access-control-allow-origin", b"*")
 
 
-def _headers(scope: Scope) -> dict[bytes, list[str]]:
-    """The request's header values by lower-case name, as text (latin-1, as HTTP has it)."""
-    found: dict[bytes, list[str]] = {}
-    for name, value in scope["headers"]:
-        found.setdefault(name, []).append(value.decode("latin-1"))
-    return found
-
-
-def _one(headers: dict[bytes, list[str]], name: bytes) -> str | None:
-    """The header's value when it is sent once; None when missing; `Declined` if repeated
-    (the handler decides what that means)."""
-    values = headers.get(name)
-    if values is None:
-        return None
-    if len(values) > 1:
-        raise Declined()
-    return values[0]
-
-
 def _query_key(scope: Scope) -> str | None:
     """The key of a query that is exactly ``key=<value>`` (no escapes); `Declined` for any
     other query (the handler parses it); None without a query."""
@@ -91,7 +79,7 @@ def _query_key(scope: Scope) -> str | None:
 
 def _header_user(headers: dict[bytes, list[str]]) -> str:
     """``X-User`` as the handlers read it (UTF-8 sent as latin-1 decoded back, trimmed)."""
-    username = _one(headers, b"x-user") or ""
+    username = one_header(headers, b"x-user") or ""
     with contextlib.suppress(UnicodeError):
         username = username.encode("latin-1").decode("utf-8")
     return clean_text(username.strip())
@@ -118,11 +106,8 @@ class _EventsLane(Lane):
     def admit(self, scope: Scope) -> Owner | None:
         """The writer, when the lane may take the request (see the module's docstring)."""
         try:
-            headers = _headers(scope)
-            length = declared_length(scope["headers"])
-            if b"idempotency-key" in headers or (
-                length is not None and not 0 <= length <= self.most_bytes
-            ):
+            headers = header_values(scope)
+            if b"idempotency-key" in headers or not self.takes_length(headers):
                 return None
             return self._writer(scope, headers)
         except Declined:
@@ -139,7 +124,7 @@ class _EventsLane(Lane):
         username = _header_user(headers)
         return self._auth.verified(username, token) if username and token else None
 
-    async def _store_one(
+    async def _storeone_header(
         self, owner: Owner, build: Callable[[], Event]
     ) -> tuple[Event, Recorded | Answer]:
         """The event `build` makes from the request, checked and stored for `owner`;
@@ -176,7 +161,7 @@ class EventsAPILane(_EventsLane):
 
     def _writer(self, scope: Scope, headers: dict[bytes, list[str]]) -> Owner | None:
         assert self._auth is not None
-        key = _one(headers, b"x-ingest-key")
+        key = one_header(headers, b"x-ingest-key")
         if key is None:
             key = _query_key(scope)
         if key is not None:
@@ -212,7 +197,7 @@ class EyeLane(_EventsLane):
 
     def _writer(self, scope: Scope, headers: dict[bytes, list[str]]) -> Owner | None:
         assert self._auth is not None
-        parts = (_one(headers, b"authorization") or "").split()
+        parts = (one_header(headers, b"authorization") or "").split()
         if len(parts) != 2 or parts[0].lower() != "token":
             return None  # missing, malformed or another scheme: the handler's
         if b"x-user" in headers:
@@ -221,7 +206,7 @@ class EyeLane(_EventsLane):
 
     async def serve(self, scope: Scope, admitted: Owner, body: bytes) -> Answer:
         """Check and store the event; `Declined` before the write when a check fails."""
-        event, stored = await self._store_one(
+        event, stored = await self._storeone_header(
             admitted, lambda: eye_event(parse_json(body), body, _client(scope))
         )
         if isinstance(stored, Answer):
@@ -242,7 +227,7 @@ class TrackLane(_EventsLane):
 
     async def serve(self, scope: Scope, admitted: Owner, body: bytes) -> Answer:
         """Check and store the event; `Declined` before the write when a check fails."""
-        _, stored = await self._store_one(
+        _, stored = await self._storeone_header(
             admitted, lambda: track_event(load_track(parse_json(body)), _client(scope))
         )
         return stored if isinstance(stored, Answer) else Answer.json(b"null", 200, _ANY_ORIGIN)
@@ -250,8 +235,10 @@ class TrackLane(_EventsLane):
 
 def _client(scope: Scope) -> tuple[str | None, str | None]:
     """The request's client (IP, user agent) as the handlers see it (`client_of`)."""
-    headers = _headers(scope)
-    return client_of(_one(headers, b"x-real-ip"), _peer(scope), _one(headers, b"user-agent"))
+    headers = header_values(scope)
+    return client_of(
+        one_header(headers, b"x-real-ip"), _peer(scope), one_header(headers, b"user-agent")
+    )
 
 
 def _peer(scope: Scope) -> str:

@@ -28,7 +28,7 @@ from bot_logging_server.auth import Authenticator, get_authenticator
 from bot_logging_server.blueprints.ingest import PATHS
 from bot_logging_server.config import Config
 from bot_logging_server.errors import APIError, error_body, json_response, storage_error_response
-from bot_logging_server.lanes import Answer, Declined, Lane, Scope, declared_length
+from bot_logging_server.lanes import Answer, Declined, Lane, Scope, header_values
 from bot_logging_server.observe import note
 from bot_logging_server.offload import OFFLOAD_BYTES
 from bot_logging_server.ratelimit import RateLimiter, get_rate_limiter
@@ -67,16 +67,11 @@ class SendLogsLane(Lane):
     def admit(self, scope: Scope) -> str | None:
         """The request's token, when the lane may take the request."""
         assert self._auth is not None
-        tokens: set[bytes] = set()
-        for name, value in scope["headers"]:
-            if name == b"x-user-token":
-                tokens.add(value)
-            elif name in _HANDLER_ONLY:
-                return None
-        length = declared_length(scope["headers"])
-        if len(tokens) != 1 or (length is not None and not 0 <= length <= self.most_bytes):
+        headers = header_values(scope)
+        tokens = set(headers.get(b"x-user-token", ()))
+        if _HANDLER_ONLY & headers.keys() or len(tokens) != 1 or not self.takes_length(headers):
             return None
-        token = normal_token(tokens.pop().decode("latin-1"))
+        token = normal_token(tokens.pop())
         if token is None or not self._auth.knows_token(token):
             return None  # the handler screens it first
         return token
