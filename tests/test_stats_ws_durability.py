@@ -5,19 +5,16 @@ sockets (docs/API.md, "Usage events: the Stats WebSocket")."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import sqlite3
-from collections.abc import Iterator
 from typing import Any
 
-import pymysql
 import pytest
 from quart.testing.connections import WebsocketDisconnectError
 from support import (
     new_account,
     new_key,
     stored_events,
+    write_locked,
 )
 from support.stats_ws import (
     CLICK,
@@ -37,7 +34,7 @@ from support.stats_ws import (
 
 from bot_logging_server import create_app
 from bot_logging_server.blueprints import stats_ws
-from bot_logging_server.config import DatabaseURL, build_config
+from bot_logging_server.config import build_config
 from bot_logging_server.events import SessionQuery
 from bot_logging_server.storage import get_storage, make_storage
 
@@ -91,33 +88,7 @@ async def test_a_client_far_ahead_of_storage_gets_its_replies_and_is_closed_1013
     assert rows[-1]["name"] == "scenario"
 
 
-@contextlib.contextmanager
-def write_locked(backend: str, database_url: str) -> Iterator[None]:
-    """Another connection holds the events table's write lock for the block."""
-    url = DatabaseURL.parse(database_url)
-    if backend == "sqlite":
-        other = sqlite3.connect(url.path, isolation_level=None)
-        other.execute("BEGIN EXCLUSIVE")
-        try:
-            yield
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
-        return
-    other = pymysql.connect(host=url.host, port=url.port, user=url.user, password=url.password)
-    try:
-        with other.cursor() as cursor:
-            cursor.execute(f"LOCK TABLES `{url.name}`.events WRITE")
-        yield
-        with other.cursor() as cursor:
-            cursor.execute("UNLOCK TABLES")
-    finally:
-        other.close()
-
-
-async def test_a_frame_that_cannot_be_stored_is_never_answered_success(
-    make_app, backend, database_url
-):
+async def test_a_frame_that_cannot_be_stored_is_never_answered_success(make_app, database_url):
     async with make_app(db_timeout=0.3) as app:
         storage = get_storage(app.app)
         account = await new_account(storage)
@@ -125,7 +96,7 @@ async def test_a_frame_that_cannot_be_stored_is_never_answered_success(
         async with socket(app.test_client(), key) as ws:
             session_reply((await talk(ws, SESSION))[0])
             assert await talk(ws, HOME) == [SUCCESS]
-            with write_locked(backend, database_url):
+            with write_locked(database_url, "events"):
                 lost = action("visit", page="lost", app="ecolentomo", home=0)
                 assert await talk(ws, CLICK, lost) == [PROBLEM, PROBLEM]
             # The visit that was not stored is not the last visit: the click is on "home".

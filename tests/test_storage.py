@@ -10,7 +10,7 @@ from datetime import datetime
 
 import pymysql
 import pytest
-from support import new_account, recent_logs
+from support import new_account, recent_logs, write_locked
 
 from bot_logging_server.config import DatabaseURL, build_config
 from bot_logging_server.storage import (
@@ -426,20 +426,11 @@ async def test_a_mysql_write_given_up_while_it_waits_for_a_lock_is_never_committ
 ):
     """The client's timeout closes the connection with the rows sent but no COMMIT: once the
     lock comes free the database rolls them back, so a 503 never hides a stored batch."""
-    url = DatabaseURL.parse(database_url)
     async with make_app(db_timeout=0.3) as app:
         storage = get_storage(app.app)
         account = await new_account(storage)
-        other = pymysql.connect(host=url.host, port=url.port, user=url.user, password=url.password)
-        try:
-            with other.cursor() as cursor:
-                cursor.execute(f"LOCK TABLES `{url.name}`.user_logs WRITE")
-            with pytest.raises(StorageError):
-                await storage.insert_logs(account.id, [_row(msg="given up")], datetime.now())
-            with other.cursor() as cursor:
-                cursor.execute("UNLOCK TABLES")
-        finally:
-            other.close()
+        with write_locked(database_url, "user_logs"), pytest.raises(StorageError):
+            await storage.insert_logs(account.id, [_row(msg="given up")], datetime.now())
         await asyncio.sleep(1.0)  # the INSERT the database still held has run by now
         assert await storage.count_logs(account.id) == 0
 

@@ -58,7 +58,13 @@ from support.client import (
     read_headers,
     recent_logs,
 )
-from support.database import add_user, events_per_name, execute_sql, rows_per_batch
+from support.database import (
+    add_user,
+    events_per_name,
+    execute_sql,
+    rows_per_batch,
+    write_locked,
+)
 from support.events import count_rows, key_name, new_key, no_leak, stored_events
 from support.events_api import EVENTS_ADDED, assert_events_added, post_events, read_json
 from support.faults import TCPProxy, ThreadedProxy
@@ -143,4 +149,5 @@ __all__ = [
     "stored_events",
     "tel_user",
     "wait_for",
+    "write_locked",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from urllib.parse import unquote, urlsplit
 
 import pymysql
@@ -99,3 +99,28 @@ def execute_sql(url: DatabaseURL, statements: Sequence[str]) -> None:
         conn.commit()
     finally:
         conn.close()
+
+
+@contextlib.contextmanager
+def write_locked(database_url: str, table: str) -> Iterator[None]:
+    """Another connection holds `table`'s write lock for the block (SQLite: the whole
+    database's, with an exclusive transaction)."""
+    url = DatabaseURL.parse(database_url)
+    if url.scheme == "sqlite":
+        other = sqlite3.connect(url.path, isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        return
+    other = pymysql.connect(host=url.host, port=url.port, user=url.user, password=url.password)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute(f"LOCK TABLES `{url.name}`.`{table}` WRITE")
+        yield
+        with other.cursor() as cursor:
+            cursor.execute("UNLOCK TABLES")
+    finally:
+        other.close()
