@@ -2,9 +2,13 @@
 
 ``q`` is a list of terms separated by spaces, combined with AND:
 
-* ``word``: ``msg`` holds the word, in any letter case;
-* ``"a phrase"``: ``msg`` holds the phrase (``\\"`` and ``\\\\`` inside it are a quote and a
-  backslash);
+* ``word``: ``msg`` holds the word at the start of one of its words, in any letter case
+  (``time`` finds "Timeout" and "time-out", not "runtime"; a word is a run of letters,
+  digits and ``_``); the search word may go on past a word of the message (``disk/sda``);
+* ``*word``: ``msg`` holds the word anywhere, inside a word too (``*time`` finds
+  "runtime"; slower: no index can answer it);
+* ``"a phrase"``: ``msg`` holds the phrase, starting at the start of a word (``\\"`` and
+  ``\\\\`` inside it are a quote and a backslash);
 * ``process:web``, ``logger:billing``: ``p_name`` / ``p_description`` starts with the value
   (any letter case; the value may be quoted: ``process:"my bot"``);
 * ``pid:4242``: ``pid`` is this integer;
@@ -14,9 +18,11 @@
   ``-process:cron``).
 
 A word that is not one of these fields (``http://host``, ``key:value``) is a plain word.
-`parse_search` answers a `Search`, or raises `SearchError` (a 400) for an unclosed quote,
-a field without a value, a bad level or pid, or more than `MAX_TERMS` terms. Wildcards
-(``%``, ``_``) are plain characters: the SQL (`bot_logging_server.storage.log_query`) escapes them.
+A word or phrase that starts with a character that is not a letter, digit or ``_``
+(``/var``, ``%``) matches wherever it occurs. `parse_search` answers a `Search`, or raises
+`SearchError` (a 400) for an unclosed quote, a field without a value, a bad level or pid, or
+more than `MAX_TERMS` terms. Wildcards (``%``, ``_``) are plain characters: the SQL
+(`bot_logging_server.storage.log_query`) escapes them.
 """
 
 from __future__ import annotations
@@ -56,7 +62,8 @@ class SearchError(ValueError):
 class Term:
     """One condition of a search.
 
-    field: ``msg`` (contains `value`), ``process``/``logger`` (starts with `value`), ``pid``
+    field: ``msg`` (holds `value`: at the start of a word when `op` is ``"word"``, anywhere
+    when it is ``"anywhere"``), ``process``/``logger`` (starts with `value`), ``pid``
     (equals `value`) or ``level`` (compares with `value` by `op`).
     """
 
@@ -136,7 +143,7 @@ def parse_search(text: str) -> Search:
             value, i = _quoted(text, i)
             if value == "":
                 continue  # "" holds no condition
-            term = Term("msg", value, "contains", negated)
+            term = Term("msg", value, "word", negated)
         elif field is not None:
             name = field.group(1).lower()
             i = field.end()
@@ -147,7 +154,9 @@ def parse_search(text: str) -> Search:
             term = _field_term(name, value, negated)
         else:
             value, i = _word(text, i)
-            term = Term("msg", value, "contains", negated)
+            anywhere = len(value) > 1 and value.startswith("*")
+            op = "anywhere" if anywhere else "word"
+            term = Term("msg", value[1:] if anywhere else value, op, negated)
         terms.append(term)
         if len(terms) > MAX_TERMS:
             raise SearchError(f"too many terms: at most {MAX_TERMS}")

@@ -1,8 +1,9 @@
 """The search language of ``q`` on ``/api/logs``, the export and the stats, on both backends.
 
-docs/API.md, "Search syntax": words AND, "phrases", -exclusions, process:/logger: prefixes,
-pid:, level: comparisons; wildcards and quotes are plain characters; a malformed query is a
-400 naming what is wrong, and no other user's record is ever found.
+docs/API.md, "Search syntax": words AND (each where a word of the message starts, or anywhere
+with ``*``), "phrases", -exclusions, process:/logger: prefixes, pid:, level: comparisons;
+wildcards and quotes are plain characters; a malformed query is a 400 naming what is wrong,
+and no other user's record is ever found.
 """
 
 from __future__ import annotations
@@ -59,8 +60,30 @@ async def found(client, user, ids, **params) -> list[int]:
 
 
 SEARCHES = [
-    # words: each anywhere in msg, any letter case, AND
+    # words: each where a word of msg starts, any letter case, AND
     ("card", [3, 4, 8]),
+    ("time", [8]),
+    ("TIMEOUT talk", [8]),
+    ("out", []),
+    ("ok", [0, 7]),
+    ("art", []),
+    ("example", [7]),
+    ("xample", []),
+    ("85", [2]),
+    ("5%", []),
+    ("b.txt", []),
+    # *word: anywhere, inside a word too
+    ("*out", [8]),
+    ("*art", [0]),
+    ("*xample", [7]),
+    ("*5%", [2]),
+    ("*b.txt", [6]),
+    ("*ailed -*eclined", []),
+    ("*", []),  # a lone star is the plain character "*"
+    # a word starting with a character that is no letter, digit or _ matches anywhere
+    ("/var", [2]),
+    (".txt", [6]),
+    ("://example", [7]),
     ("card declined", [3, 4]),
     ("declined card", [3, 4]),
     ("CARD Declined", [3, 4]),
@@ -117,7 +140,8 @@ SEARCHES = [
     # wildcards and quotes are plain characters
     ("85%", [2]),
     ("%", [2]),
-    ("_", [6]),
+    ("_", []),  # "_" is a word character: no word of a message starts with it
+    ("*_", [6]),
     ("a_b", [6]),
     ("a%b", []),
     ("ab", []),
@@ -218,12 +242,19 @@ def test_a_query_parses_into_typed_terms():
     assert parse_search('level:>=Warning -"a \\"b\\"" process:"my bot" pid:-7 x:y') == Search(
         (
             Term("level", 30, ">="),
-            Term("msg", 'a "b"', "contains", negated=True),
+            Term("msg", 'a "b"', "word", negated=True),
             Term("process", "my bot", "prefix"),
             Term("pid", -7),
-            Term("msg", "x:y", "contains"),
+            Term("msg", "x:y", "word"),
         )
     )
-    assert LogQuery(q="card").q == Search((Term("msg", "card", "contains"),))
+    assert LogQuery(q="card").q == Search((Term("msg", "card", "word"),))
+    assert parse_search("*time -*out *") == Search(
+        (
+            Term("msg", "time", "anywhere"),
+            Term("msg", "out", "anywhere", negated=True),
+            Term("msg", "*", "word"),
+        )
+    )
     with pytest.raises(SearchError):
         LogQuery(q='"open')

@@ -15,12 +15,18 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-__all__ = ["Dialect", "multi_row_insert", "time_text"]
+__all__ = ["Dialect", "is_word_char", "multi_row_insert", "time_text"]
 
 
 def time_text(moment: datetime) -> str:
     """`moment` as ``YYYY-MM-DD HH:MM:SS.ffffff``: how both backends are sent a time."""
     return moment.isoformat(sep=" ", timespec="microseconds")
+
+
+def is_word_char(char: str) -> bool:
+    """Whether `char` is part of a word: a letter, a digit or ``_`` (a regular expression's
+    ``\\w``; MySQL's FULLTEXT parser splits words at the same characters)."""
+    return char.isalnum() or char == "_"
 
 
 @functools.lru_cache(maxsize=256)
@@ -56,10 +62,12 @@ class Dialect(abc.ABC):
         """A time column's value, as the driver returns it, as a naive UTC datetime."""
 
     @abc.abstractmethod
-    def contains(self, column: str, text: str) -> tuple[str, object]:
-        """A clause true when `column` holds `text` in any letter case, and its one argument.
+    def holds(self, column: str, text: str, anywhere: bool = False) -> tuple[str, tuple]:
+        """A clause true when `column` holds `text` in any letter case, and its arguments.
 
-        Wildcard characters in `text` are plain characters.
+        Unless `anywhere`, `text` must start where a word of `column` starts when its own
+        first character is a word character (`is_word_char`): ``time`` holds in "Timeout"
+        and "a time", not in "runtime". Wildcard characters in `text` are plain characters.
         """
 
     @abc.abstractmethod

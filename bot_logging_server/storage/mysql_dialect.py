@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from bot_logging_server.storage.dialect import Dialect, multi_row_insert
+from bot_logging_server.storage.dialect import Dialect, is_word_char, multi_row_insert
 
 __all__ = ["MySQLDialect", "format_style"]
 
@@ -32,6 +32,12 @@ def _like_pattern(text: str, anywhere: bool = True) -> str:
     return f"%{escaped}%" if anywhere else f"{escaped}%"
 
 
+def _pcre_escaped(text: str) -> str:
+    """`text` as a PCRE pattern that matches it literally: every ASCII character but a letter
+    or digit behind a backslash (which makes any such character plain)."""
+    return "".join("\\" + char if char.isascii() and not char.isalnum() else char for char in text)
+
+
 class MySQLDialect(Dialect):
     """MySQL/MariaDB SQL: ``%s`` placeholders, DATETIME(6) columns, row locks, index hints."""
 
@@ -44,9 +50,15 @@ class MySQLDialect(Dialect):
         """The driver already returns a DATETIME as a datetime."""
         return value
 
-    def contains(self, column: str, text: str) -> tuple[str, object]:
-        """``LIKE`` under an explicit case-insensitive collation (not the database's own)."""
-        return f"{column} COLLATE utf8mb4_general_ci LIKE ? ESCAPE '|'", _like_pattern(text)
+    def holds(self, column: str, text: str, anywhere: bool = False) -> tuple[str, tuple]:
+        """``LIKE`` under an explicit case-insensitive collation (not the database's own);
+        at the start of a word, also a ``REGEXP`` (PCRE) that no word character precedes
+        the text (``LIKE`` first: it is cheaper, and rules most rows out)."""
+        like = f"{column} COLLATE utf8mb4_general_ci LIKE ? ESCAPE '|'"
+        if anywhere or not is_word_char(text[:1]):
+            return like, (_like_pattern(text),)
+        pattern = r"(*UCP)(?i)(?<!\w)" + _pcre_escaped(text)
+        return f"({like} AND {column} REGEXP ?)", (_like_pattern(text), pattern)
 
     def starts_with(self, column: str, text: str) -> tuple[str, object]:
         """``LIKE 'text%'`` under the same case-insensitive collation as `contains`."""

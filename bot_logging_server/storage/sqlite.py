@@ -56,7 +56,7 @@ from bot_logging_server.storage.migrations import (
     check_columns,
     for_backend,
 )
-from bot_logging_server.storage.sqlite_dialect import SQLiteDialect, fold
+from bot_logging_server.storage.sqlite_dialect import SQLiteDialect, fold, holds_word
 from bot_logging_server.storage.sqlite_errors import translate
 
 __all__ = ["MIGRATIONS", "SQLiteDatabase", "SQLiteDialect"]
@@ -210,6 +210,9 @@ class SQLiteDatabase(Database):
             for slot in (self._reader, self._lookups):
                 slot.conn = await self._connect()
                 await slot.conn.create_function("blst_fold", 1, fold, deterministic=True)
+                await slot.conn.create_function(
+                    "blst_holds_word", 2, holds_word, deterministic=True
+                )
             # A function SQLite calls runs in the connection's own thread: the reader's.
             reader = self._reader.conn
             await reader.create_function("blst_lower_priority", 0, _lower_this_thread)
@@ -239,6 +242,12 @@ class SQLiteDatabase(Database):
             for table in REQUIRED_COLUMNS:
                 found[table] = {row[1] for row in await tx.fetch(f"PRAGMA table_info({table})")}
             check_columns(found)
+
+    async def alter_schema(self, statements: Sequence[str]) -> None:
+        """In one transaction on the writer, without a deadline (as `_migrate`)."""
+        async with self._transaction(None, note=False) as tx:
+            for statement in statements:
+                await tx.execute(statement)
 
     async def close(self) -> None:
         """Close the connections (each given the timeout to finish what it runs)."""

@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from bot_logging_server.storage.dialect import Dialect
+from bot_logging_server.storage.dialect import Dialect, is_word_char
 
-__all__ = ["SQLiteDialect", "fold"]
+__all__ = ["SQLiteDialect", "fold", "holds_word"]
 
 # Bucket -> (characters of "YYYY-MM-DD HH:MM:SS" kept, what completes the start time).
 _BUCKET_PREFIX = {"minute": (16, ":00"), "hour": (13, ":00:00"), "day": (10, " 00:00:00")}
@@ -34,10 +34,13 @@ class SQLiteDialect(Dialect):
         may read a user's rows through another index of theirs and sort them all."""
         return f"INDEXED BY {index}"
 
-    def contains(self, column: str, text: str) -> tuple[str, object]:
-        """``instr`` on Python's casefold (registered as ``blst_fold`` on the read connection):
-        SQLite's own LIKE and lower() fold ASCII only, and q must fold every script."""
-        return f"instr(blst_fold({column}), ?) > 0", text.casefold()
+    def holds(self, column: str, text: str, anywhere: bool = False) -> tuple[str, tuple]:
+        """On Python's casefold (SQLite's own LIKE and lower() fold ASCII only, and q must
+        fold every script): ``instr`` on ``blst_fold``, or ``blst_holds_word`` (`holds_word`)
+        at the start of a word; both registered on the read connections."""
+        if anywhere or not is_word_char(text[:1]):
+            return f"instr(blst_fold({column}), ?) > 0", (text.casefold(),)
+        return f"blst_holds_word({column}, ?)", (text.casefold(),)
 
     def starts_with(self, column: str, text: str) -> tuple[str, object]:
         """The casefolded `column` starts with the casefolded `text` (as `contains`)."""
@@ -60,3 +63,17 @@ class SQLiteDialect(Dialect):
 def fold(text: str | None) -> str | None:
     """`text` casefolded (None stays None): ``blst_fold``, which `SQLiteDialect` searches with."""
     return None if text is None else text.casefold()
+
+
+def holds_word(text: str | None, word: str) -> bool:
+    """Whether casefolded `text` holds `word` (casefolded) where no word character precedes
+    it: ``blst_holds_word``, `SQLiteDialect.holds` at the start of a word."""
+    if text is None:
+        return False
+    folded = text.casefold()
+    at = folded.find(word)
+    while at >= 0:
+        if at == 0 or not is_word_char(folded[at - 1]):
+            return True
+        at = folded.find(word, at + 1)
+    return False
