@@ -5,6 +5,7 @@ Hand-run (never collected by pytest)::
     python3 bench/read_speed.py                      # loads, serves, measures, drops
     python3 bench/read_speed.py --keep               # keep the database for another run
     python3 bench/read_speed.py --reuse              # measure again on a kept database
+    python3 bench/read_speed.py --reuse --no-search-index   # ... with the search index off
 
 The records are loaded straight into MariaDB with multi-row INSERTs (not through HTTP), then
 the stats counters are filled from them as the migration that made them does; the
@@ -66,6 +67,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=7, help="warm runs per query")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--reuse", action="store_true", help="measure a kept database")
+    parser.add_argument(
+        "--no-search-index", action="store_true", help="measure with the search index off"
+    )
     return parser.parse_args()
 
 
@@ -211,6 +215,13 @@ def measure(port: int, token: str, repeat: int) -> list[tuple[str, float, float,
             {"bucket": "hour", "since": (now - timedelta(days=7)).isoformat() + "Z"},
         ),
         ("hourly stats over all 30 days", "/api/stats", {"bucket": "hour"}),
+        (
+            "hourly stats of a rare search, 30 days",
+            "/api/stats",
+            {"bucket": "hour", "q": "order 123456"},
+        ),
+        ("text search for a rare word, 30 days", "/api/logs", {"q": "123456"}),
+        ("text search inside words (*), 30 days", "/api/logs", {"q": "*123456"}),
         ("page 50 (cursor after 4,900)", "/api/logs", None),
     ]
     headers = {"X-User": USER, "X-User-Token": token}
@@ -270,6 +281,8 @@ def main() -> None:
             ids = dict(cur.fetchall())
         load(conn, ids, args.records, args.others)
         conn.close()
+    # The search index (on unless --no-search-index): built after the load, as by an operator.
+    print(run_cli(db_url, "search-index", "off" if args.no_search_index else "on"))
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "app.py"), "--database-url", db_url, "--port", str(port)],

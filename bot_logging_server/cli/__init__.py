@@ -1,7 +1,8 @@
 """The command line: ``python3 app.py`` (or ``bot-logging-server``).
 
 Without a subcommand it serves; ``users ...`` manages users, ``keys ...`` their ingest
-keys, ``alerts ...`` their alert rules, and ``purge`` applies retention by hand. Database
+keys, ``alerts ...`` their alert rules, ``purge`` applies retention by hand, and
+``search-index`` turns the word index of messages on or off. Database
 options come first and apply to all::
 
     python3 app.py                                    # serve on SQLite ./bot_logging.db
@@ -11,13 +12,14 @@ options come first and apply to all::
     python3 app.py --database-url mysql://u:p@db:3306/logs users list
     python3 app.py users set-retention alice --max-age 30d --max-rows 1000000
     python3 app.py purge --older-than 90d --dry-run   # counts what would go
+    python3 app.py search-index on                    # fast searches over long ranges
     python3 app.py alerts add alice --channel telegram --level error --process billing
 
 Every option has an environment fallback (see ``--help``); flags win over the environment.
 
 This module holds `main` (serving, and the options every subcommand shares); each command
-family is a module of its own: `users`, `keys`, `alerts` and `purge`, on the helpers of
-`common` (the storage opened for one command, the check of a user name).
+family is a module of its own: `users`, `keys`, `alerts`, `purge` and `search_index`, on
+the helpers of `common` (the storage opened for one command, the check of a user name).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 import click
 
 from bot_logging_server import server
-from bot_logging_server.cli import alerts, keys, purge, users
+from bot_logging_server.cli import alerts, keys, purge, search_index, users
 from bot_logging_server.config import SETTINGS, ConfigError, Setting, build_config
 
 __all__ = ["main"]
@@ -78,3 +80,4 @@ main.add_command(users.users)
 main.add_command(purge.purge)
 main.add_command(keys.keys)
 main.add_command(alerts.alerts)
+main.add_command(search_index.search_index)

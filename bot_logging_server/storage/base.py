@@ -399,6 +399,11 @@ class Database(abc.ABC):
         return 0
 
     @abc.abstractmethod
+    async def alter_schema(self, statements: Sequence[str]) -> None:
+        """Run the schema `statements` in order without the timeout of other work (indexing
+        a large table takes its time), as the migrations run theirs."""
+
+    @abc.abstractmethod
     def named_lock(
         self, name: str, wait: float = 0.0
     ) -> contextlib.AbstractAsyncContextManager[bool]:

@@ -16,6 +16,7 @@ batch goes alone and can never fail the batches sent beside it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -38,6 +39,8 @@ from bot_logging_server.storage.counts import COUNTERS, add_inserted, ceil_to, f
 from bot_logging_server.storage.group_commit import GroupCommit, Refusals
 from bot_logging_server.storage.idempotency import Claim, claim_keys
 from bot_logging_server.storage.log_query import LogQuery, answered_by_counters, query_where
+from bot_logging_server.storage.log_search import SearchPlan, common_in_window, plan_search
+from bot_logging_server.storage.search_index import find_word_index, set_word_index
 
 __all__ = ["LogTable"]
 
@@ -128,6 +131,18 @@ def _params(
         )
         for r in rows
     ]
+
+
+def _merged(parts: Sequence[Sequence[LevelCount]]) -> list[LevelCount]:
+    """The counts of `parts` summed per (start, level): newest first, levels ascending, at
+    most `MAX_STAT_ROWS`."""
+    merged: dict[tuple[datetime, int], int] = {}
+    for counts in parts:
+        for c in counts:
+            merged[(c.start, c.level)] = merged.get((c.start, c.level), 0) + c.count
+    # Newest first, levels ascending (a stable sort keeps the levels' order).
+    ordered = sorted(sorted(merged, key=lambda key: key[1]), key=lambda key: key[0], reverse=True)
+    return [LevelCount(at, level, merged[(at, level)]) for at, level in ordered][:MAX_STAT_ROWS]
 
 
 class LogTable(Table):
@@ -260,12 +275,44 @@ class LogTable(Table):
             if not hint and query.since is None and query.until is None:
                 # SQLite would otherwise read (user_id, event_at, id) and sort every row.
                 hint = dialect.pinned_index(_ID_INDEX)
-        rows = await self.db.fetch(
-            f"SELECT {_LOG_COLUMNS} FROM user_logs {hint} WHERE {where} ORDER BY {order} LIMIT ?",
-            (*args, query.limit),
-        )
+        select = f"SELECT {_LOG_COLUMNS} FROM user_logs"
+        plan = await self._plan_search(user_id, query, hint)
+        if plan is None:
+            rows = await self.db.fetch(
+                f"{select} {hint} WHERE {where} ORDER BY {order} LIMIT ?", (*args, query.limit)
+            )
+        else:  # the window row by row; the rest, if the page is not full, through the index
+            window, window_args = plan.window
+            rows = await self.db.fetch(
+                f"{select} {hint} WHERE {where} AND {window} ORDER BY {order} LIMIT ?",
+                (*args, *window_args, query.limit),
+            )
+            if len(rows) < query.limit:
+                rest, rest_args, indexed = await plan.read_rest(self.db)
+                rows += await self.db.fetch(
+                    f"{select} {'' if indexed else hint} WHERE {where} AND {rest} "
+                    f"ORDER BY {order} LIMIT ?",
+                    (*args, *rest_args, query.limit - len(rows)),
+                )
         decode = self.db.dialect.decode_time
         return [StoredLog.from_row(row, decode) for row in rows]
+
+    async def _plan_search(self, user_id: int, query: LogQuery, hint: str) -> SearchPlan | None:
+        """`log_search.plan_search` of `query` (None without a search or the word index,
+        looked for each time: one turned off by another process is never asked)."""
+        if query.q is None:
+            return None
+        index = await find_word_index(self.db)
+        return None if index is None else await plan_search(self.db, user_id, query, hint, index)
+
+    async def set_search_index(self, on: bool) -> bool:
+        """Turn the word index of messages on or off (`search_index.set_word_index`);
+        whether it changed."""
+        return await set_word_index(self.db, on)
+
+    async def search_index_on(self) -> bool:
+        """Whether the word index of messages is on."""
+        return await find_word_index(self.db) is not None
 
     async def _small_range(self, user_id: int, query: LogQuery) -> bool:
         """Whether `query` has a time range holding fewer than `_SMALL_RANGE` of the rows.
@@ -330,17 +377,7 @@ class LogTable(Table):
             ],
             *[await self._counter_stats("hour", user_id, level, a, b, bucket) for a, b in hours],
         ]
-        if len(parts) == 1:
-            return parts[0]
-        merged: dict[tuple[datetime, int], int] = {}
-        for counts in parts:
-            for c in counts:
-                merged[(c.start, c.level)] = merged.get((c.start, c.level), 0) + c.count
-        # Newest first, levels ascending (a stable sort keeps the levels' order).
-        ordered = sorted(
-            sorted(merged, key=lambda key: key[1]), key=lambda key: key[0], reverse=True
-        )
-        return [LevelCount(at, level, merged[(at, level)]) for at, level in ordered][:MAX_STAT_ROWS]
+        return parts[0] if len(parts) == 1 else _merged(parts)
 
     async def _counter_stats(
         self,
@@ -392,15 +429,33 @@ class LogTable(Table):
         return counts[:MAX_STAT_ROWS]
 
     async def _row_stats(self, user_id: int, query: LogQuery, bucket: str) -> list[LevelCount]:
-        """`log_stats` grouped from the rows themselves."""
+        """`log_stats` grouped from the rows themselves; a search over a long range in two
+        parts (`storage.log_search`) unless its words are common in the window."""
         expression, start = self.db.dialect.bucket("event_at", bucket)
-        where, args = query_where(self.db.dialect, user_id, query, with_cursor=False)
-        rows = await self.db.fetch(
-            f"SELECT {expression} AS bucket, level, COUNT(*) FROM user_logs "
-            f"WHERE {where} GROUP BY bucket, level ORDER BY bucket DESC, level LIMIT ?",
-            (*args, MAX_STAT_ROWS),
+        bare = dataclasses.replace(
+            query, sort="event_at", before_id=None, after_id=None, oldest_first=False
         )
-        return [LevelCount(start(r[0]), r[1], int(r[2])) for r in rows]
+        where, args = query_where(self.db.dialect, user_id, bare, with_cursor=False)
+        select = f"SELECT {expression} AS bucket, level, COUNT(*) FROM user_logs"
+        grouped = f"GROUP BY bucket, level ORDER BY bucket DESC, level LIMIT {MAX_STAT_ROWS:d}"
+        hint = self.db.dialect.index_hint(_EVENT_ID_INDEX)
+        plan = await self._plan_search(user_id, bare, hint)
+        if plan is None:
+            rows = await self.db.fetch(f"{select} WHERE {where} {grouped}", args)
+            return [LevelCount(start(r[0]), r[1], int(r[2])) for r in rows]
+        window, window_args = plan.window
+        rows = await self.db.fetch(
+            f"{select} {hint} WHERE {where} AND {window} {grouped}", (*args, *window_args)
+        )
+        if common_in_window(sum(int(r[2]) for r in rows)):
+            rows = await self.db.fetch(f"{select} WHERE {where} {grouped}", args)
+            return [LevelCount(start(r[0]), r[1], int(r[2])) for r in rows]
+        rest, rest_args, indexed = await plan.read_rest(self.db)
+        rows += await self.db.fetch(
+            f"{select} {'' if indexed else hint} WHERE {where} AND {rest} {grouped}",
+            (*args, *rest_args),
+        )
+        return _merged([[LevelCount(start(r[0]), r[1], int(r[2])) for r in rows]])
 
     async def suggest_values(self, user_id: int, column: str, prefix: str) -> list[str]:
         """Distinct values of `column` (``p_name`` or ``p_description``) starting with

@@ -203,6 +203,16 @@ class MySQLDatabase(Database):
         finally:
             conn.close()
 
+    async def alter_schema(self, statements: Sequence[str]) -> None:
+        """On a connection of its own, without the pool's timeout (as `_migrate`)."""
+        conn = await aiomysql.connect(db=self._url.name, autocommit=True, **self._connect_args())
+        try:
+            async with conn.cursor() as cur:
+                for statement in statements:
+                    await cur.execute(statement)
+        finally:
+            conn.close()
+
     async def _read_server_settings(self) -> None:
         """`max_value_bytes` from the server's ``max_allowed_packet`` (a statement, with its
         values escaped, must fit in one packet), and whether the server is MariaDB (how the
