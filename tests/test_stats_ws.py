@@ -43,6 +43,7 @@ from support.stats_ws import (
     socket,
     talk,
     unknown,
+    visit_home,
 )
 
 from bot_logging_server.events import SessionQuery
@@ -317,8 +318,7 @@ async def test_without_a_key_events_go_to_the_keyless_user_when_it_is_set(make_a
         storage = get_storage(app.app)
         account = await new_account(storage, name="anonymous_web")
         async with socket(app.test_client(), None) as ws:
-            session_reply((await talk(ws, SESSION))[0])
-            assert await talk(ws, HOME) == [SUCCESS]
+            await visit_home(ws)
         rows = await stored_events(storage, account.id)
         assert [(r["name"], r["ingest_key_id"]) for r in rows] == [
             ("visit", None),
@@ -332,8 +332,7 @@ async def test_a_key_disabled_while_its_socket_is_open_stops_it_with_1008(make_a
         account = await new_account(storage)
         key = await new_key(storage, account.id)
         async with socket(app.test_client(), key) as ws:
-            session_reply((await talk(ws, SESSION))[0])
-            assert await talk(ws, HOME) == [SUCCESS]
+            await visit_home(ws)
             await storage.set_key_disabled(await key_name(storage, account.id), True)
             await ws.send(CLICK)
             assert await refused_with(ws) == (UNKNOWN_KEY, 1008)

@@ -30,6 +30,7 @@ from support.stats_ws import (
     session_reply,
     socket,
     talk,
+    visit_home,
 )
 
 from bot_logging_server import create_app
@@ -54,8 +55,7 @@ async def test_a_click_storm_is_stored_in_a_few_calls_not_one_per_frame(
     monkeypatch.setattr(stats_ws, "record_events", counted)
     key = await new_key(storage, user.id)
     async with socket(client, key) as ws:
-        session_reply((await talk(ws, SESSION))[0])
-        assert await talk(ws, HOME) == [SUCCESS]
+        await visit_home(ws)
         for i in range(300):
             await ws.send(action("click", loc_x=i % 100, loc_y="1", el=f"b{i}"))
         replies = [await receive(ws) for _ in range(300)]
@@ -72,8 +72,7 @@ async def test_a_client_far_ahead_of_storage_gets_its_replies_and_is_closed_1013
     monkeypatch.setattr(stats_ws, "MAX_INBOX", 50)
     key = await new_key(storage, user.id)
     async with socket(client, key) as ws:
-        session_reply((await talk(ws, SESSION))[0])
-        assert await talk(ws, HOME) == [SUCCESS]
+        await visit_home(ws)
         for i in range(60):
             await ws.send(click(i))
         replies = []
@@ -94,8 +93,7 @@ async def test_a_frame_that_cannot_be_stored_is_never_answered_success(make_app,
         account = await new_account(storage)
         key = await new_key(storage, account.id)
         async with socket(app.test_client(), key) as ws:
-            session_reply((await talk(ws, SESSION))[0])
-            assert await talk(ws, HOME) == [SUCCESS]
+            await visit_home(ws)
             with write_locked(database_url, "events"):
                 lost = action("visit", page="lost", app="ecolentomo", home=0)
                 assert await talk(ws, CLICK, lost) == [PROBLEM, PROBLEM]

@@ -80,6 +80,11 @@ def _counts(database_url: str, select: str, user_id: int) -> dict[str, int]:
         conn.close()
 
 
+def _mysql(url: DatabaseURL) -> pymysql.connections.Connection:
+    """A connection of its own to the server of `url` (no database chosen)."""
+    return pymysql.connect(host=url.host, port=url.port, user=url.user, password=url.password)
+
+
 def execute_sql(url: DatabaseURL, statements: Sequence[str]) -> None:
     """Run `statements` in order on the database at `url` (created when missing), on a
     connection of its own, and commit."""
@@ -89,7 +94,7 @@ def execute_sql(url: DatabaseURL, statements: Sequence[str]) -> None:
                 db.execute(statement)
             db.commit()
         return
-    conn = pymysql.connect(host=url.host, port=url.port, user=url.user, password=url.password)
+    conn = _mysql(url)
     try:
         with conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE IF NOT EXISTS `{url.name}` CHARACTER SET utf8mb4")
@@ -115,7 +120,7 @@ def write_locked(database_url: str, table: str) -> Iterator[None]:
             other.execute("ROLLBACK")
             other.close()
         return
-    other = pymysql.connect(host=url.host, port=url.port, user=url.user, password=url.password)
+    other = _mysql(url)
     try:
         with other.cursor() as cursor:
             cursor.execute(f"LOCK TABLES `{url.name}`.`{table}` WRITE")

@@ -73,6 +73,14 @@ def session_reply(text: str) -> str:
     return json.loads(body["data"])["data"]["session"]
 
 
+async def visit_home(ws: Any) -> str:
+    """Open a session on `ws` and visit the home page, both answered success; the session
+    key."""
+    session = session_reply((await talk(ws, SESSION))[0])
+    assert await talk(ws, HOME) == [SUCCESS]
+    return session
+
+
 async def receive(ws: Any) -> str:
     """The next frame from the server (a test fails, never hangs, when none comes)."""
     return await asyncio.wait_for(ws.receive(), 10)
